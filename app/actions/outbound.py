@@ -1,0 +1,60 @@
+"""The one shared outbound HTTP client, limited to an allow-list of hosts.
+
+Alert data can steer a URL only through validated runbook parameters, and even then the
+request goes nowhere that the operator did not list in RUNBOOKD_HTTP_ALLOWLIST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class HostNotAllowed(Exception):
+    def __init__(self, host: str):
+        super().__init__(
+            f"outbound HTTP to host {host!r} is not allowed: add it to RUNBOOKD_HTTP_ALLOWLIST"
+        )
+        self.host = host
+
+
+def host_allowed(url: httpx.URL, allowlist: frozenset[str]) -> bool:
+    """An entry is a host (any port) or host:port; '*.example.com' allows subdomains."""
+    host = (url.host or "").lower()
+    port = url.port or (443 if url.scheme == "https" else 80)
+    for entry in allowlist:
+        name, _, entry_port = entry.partition(":")
+        if entry_port and str(port) != entry_port:
+            continue
+        if name == host or (name.startswith("*.") and host.endswith(name[1:])):
+            return True
+    return False
+
+
+class OutboundHttp:
+    """Wraps one `httpx.AsyncClient`; every request is checked against the allow-list."""
+
+    def __init__(self, allowlist: list[str] | frozenset[str], *,
+                 client: httpx.AsyncClient | None = None):
+        self.allowlist = frozenset(entry.strip().lower() for entry in allowlist if entry.strip())
+        self.client = client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+    def check(self, url: str | httpx.URL) -> httpx.URL:
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https"):
+            raise HostNotAllowed(f"{parsed.scheme}://{parsed.host}")
+        if not host_allowed(parsed, self.allowlist):
+            raise HostNotAllowed(parsed.host or str(url))
+        return parsed
+
+    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, self.check(url), **kwargs)
+
+    def stream(self, method: str, url: str | httpx.URL, **kwargs: Any) -> Any:
+        return self.client.stream(method, self.check(url), **kwargs)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,75 @@
+"""The action registry: the built-ins plus plug-ins from the `runbookd.actions` entry points."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.actions.base import Action, ActionParams
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "runbookd.actions"
+
+
+class UnknownAction(KeyError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(name)
+        self.message = f"unknown action {name!r}; known actions: {', '.join(sorted(known))}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ActionRegistry:
+    """Action name to action instance."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+
+    def register(self, action: Action) -> None:
+        if not isinstance(action, Action):
+            raise TypeError(f"{action!r} does not implement the Action protocol")
+        self._actions[action.name] = action
+
+    def get(self, name: str) -> Action:
+        try:
+            return self._actions[name]
+        except KeyError:
+            raise UnknownAction(name, list(self._actions)) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._actions)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._actions
+
+    def validate(self, name: str, params: dict[str, Any]) -> ActionParams:
+        """Validate rendered parameters against the action's model (raises ValidationError)."""
+        return self.get(name).Params.model_validate(params)
+
+    def load_entry_points(self) -> None:
+        """Add third-party actions; a broken plug-in is logged and skipped, never fatal."""
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                loaded = ep.load()
+                self.register(loaded() if isinstance(loaded, type) else loaded)
+            except Exception:
+                log.exception("could not load action plug-in %s", ep.name)
+
+
+def default_registry() -> ActionRegistry:
+    """The built-in actions plus installed plug-ins."""
+    from app.actions import builtin
+
+    registry = ActionRegistry()
+    for action in builtin.all_actions():
+        registry.register(action)
+    registry.load_entry_points()
+    return registry
+
+
+__all__ = ["ActionRegistry", "UnknownAction", "ValidationError", "default_registry"]

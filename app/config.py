@@ -1,0 +1,146 @@
+"""Typed settings for runbookd, read from RUNBOOKD_* environment variables.
+
+Secrets are `SecretStr`, so their values never appear in reprs, logs or error messages.
+Outside `RUNBOOKD_ENV=dev`, empty or placeholder secrets are refused at start-up.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "secret", "placeholder", "xxx", "todo",
+     "password", "token", "example", "test", "dev", "default"}
+)
+
+CommaList = Annotated[list[str], NoDecode]
+CommaSecrets = Annotated[list[SecretStr], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of runbookd, with the defaults of the embedded single-process setup."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNBOOKD_", extra="ignore")
+
+    env: Literal["dev", "prod"] = "prod"
+    database_url: str = "sqlite+aiosqlite:///./runbookd.db"
+    mappings: Path = Path("alert_mappings.yaml")
+    remediations_dir: Path = Path("remediations")
+
+    # Intake authentication.
+    webhook_tokens: CommaSecrets = Field(default_factory=list)
+    webhook_basic_auth: CommaSecrets = Field(default_factory=list)
+    pagerduty_secrets: CommaSecrets = Field(default_factory=list)
+    grafana_secret: SecretStr | None = None
+    grafana_timestamp_header: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # API identities.
+    api_tokens_file: Path | None = None
+    dev_token: SecretStr | None = None
+
+    # Responder channels.
+    slack_signing_secret: SecretStr | None = None
+    slack_users: dict[str, str] = Field(default_factory=dict)
+    slack_webhook_url: SecretStr | None = None
+    link_secret: SecretStr | None = None
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    notify_webhook_url: str | None = None
+    public_url: str = "http://127.0.0.1:8080"
+
+    # Actions.
+    http_allowlist: CommaList = Field(default_factory=list)
+    command_allowlist: CommaList = Field(default_factory=list)
+    registry_dir: Path = Path("var/registry")
+    prometheus_url: str = "http://127.0.0.1:9090"
+    mlflow_url: str = "http://127.0.0.1:5000"
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+    # Engine.
+    worker_enabled: bool = True
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    step_output_limit: int = Field(default=16_384, ge=256)
+    default_step_timeout_seconds: float = Field(default=300.0, gt=0)
+    default_approval_timeout_seconds: float = Field(default=1800.0, gt=0)
+
+    # Retention of raw payloads and events, in days; 0 keeps them forever.
+    retention_days: int = Field(default=90, ge=0)
+
+    # Group commit: the most webhook requests written in one transaction.
+    ingest_batch_max: int = Field(default=256, ge=1)
+
+    @field_validator(
+        "webhook_tokens", "webhook_basic_auth", "pagerduty_secrets", "http_allowlist",
+        "command_allowlist", mode="before",
+    )
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("webhook_basic_auth")
+    @classmethod
+    def _basic_auth_pairs(cls, pairs: list[SecretStr]) -> list[SecretStr]:
+        for pair in pairs:
+            if ":" not in pair.get_secret_value():
+                raise ValueError("RUNBOOKD_WEBHOOK_BASIC_AUTH entries must be user:password")
+        return pairs
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_dev(self) -> Settings:
+        if self.env == "dev":
+            return self
+        bad = [name for name, value in self._secret_fields() if _is_placeholder(value)]
+        if bad:
+            raise ValueError(
+                "placeholder or empty secrets are refused outside RUNBOOKD_ENV=dev: "
+                + ", ".join(sorted(set(bad)))
+            )
+        return self
+
+    def _secret_fields(self) -> list[tuple[str, SecretStr]]:
+        found: list[tuple[str, SecretStr]] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                found.append((f"RUNBOOKD_{name.upper()}", value))
+            elif isinstance(value, list):
+                found += [
+                    (f"RUNBOOKD_{name.upper()}", v) for v in value if isinstance(v, SecretStr)
+                ]
+            elif isinstance(value, dict):
+                found += [
+                    (f"RUNBOOKD_{name.upper()}", v) for v in value.values()
+                    if isinstance(v, SecretStr)
+                ]
+        return found
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _is_placeholder(secret: SecretStr) -> bool:
+    value = secret.get_secret_value().strip().lower()
+    if ":" in value:  # user:password pairs are judged by their password
+        value = value.split(":", 1)[1]
+    return value in PLACEHOLDER_SECRETS or len(value) < 8
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,147 @@
+"""Database engine, session factory, column types and transaction scopes.
+
+SQLite runs in WAL mode with `synchronous=FULL`, because an acknowledged alert must survive a
+power loss, and with a one-connection pool, because SQLite has one writer anyway and a queue
+in asyncio is cheaper than busy-waiting on its lock. PostgreSQL gets a fixed pool, no overflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import JSON, BigInteger, ColumnElement, DateTime, Integer, MetaData, event, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from app.errors import Unavailable, is_database_unavailable
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# An auto-incrementing 64-bit key; SQLite only auto-increments INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# JSON documents; JSONB on PostgreSQL so that label filters can use containment.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite keeps no zone, so without this a value written aware would come back naive.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine tuned for the dialect: see the module docstring for why."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=60,
+            connect_args={"timeout": 30},
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=10, pool_pre_ping=True,
+        connect_args={"timeout": 3, "command_timeout": 30},
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.asynccontextmanager
+async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction for a worker: commit on success, roll back on error.
+
+    A lost database becomes `Unavailable`, so every caller handles outages the same way.
+    """
+    try:
+        async with factory() as session, session.begin():
+            yield session
+    except Unavailable:
+        raise
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            raise Unavailable() from exc
+        raise
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Request dependency: the route's transaction, committed when the route returns."""
+    async with session_scope(request.app.state.session_factory) as session:
+        yield session
+
+
+# The route's transaction; `scope="function"` commits before the answer is sent, so a failed
+# commit can never follow a 2xx.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def json_key_equals(column: Any, key: str, value: str, *, dialect: str) -> ColumnElement[bool]:
+    """`column[key] == value` for a JSON object column, indexed on each dialect's own terms.
+
+    `key` must be a label name (checked by the caller), so it is safe inside a JSON path.
+    """
+    if dialect == "postgresql":
+        return column.contains({key: value})
+    return func.json_extract(column, f'$."{key}"') == value

@@ -1,0 +1,160 @@
+"""The error tree of runbookd, and the one place that maps it to HTTP.
+
+    RunbookdError
+    ├── BadRequest            400  malformed JSON, a catalog rejected on reload
+    ├── Unauthenticated       401  missing or wrong credentials or signature
+    ├── Forbidden             403  an identity without the right role, separation of duties
+    ├── NotFound              404
+    ├── Conflict              409  the wrong state for the operation (names the current one)
+    ├── PayloadTooLarge       413
+    ├── UnsupportedMediaType  415
+    ├── Invalid               422  a well-formed body with a wrong field (names the field)
+    └── Unavailable           503  the database cannot be reached; the sender should retry
+
+Services raise these; routes never build HTTP errors themselves. Lower-level failures are
+translated at the boundary with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger(__name__)
+
+
+class RunbookdError(Exception):
+    """Base of every error that runbookd raises on purpose."""
+
+    status_code = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+class BadRequest(RunbookdError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthenticated(RunbookdError):
+    status_code = 401
+    code = "unauthenticated"
+
+    def __init__(self, message: str = "missing or invalid credentials", *, scheme: str = "Bearer"):
+        super().__init__(message, headers={"WWW-Authenticate": f'{scheme} realm="runbookd"'})
+
+
+class Forbidden(RunbookdError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(RunbookdError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(RunbookdError):
+    status_code = 409
+    code = "conflict"
+
+    def __init__(self, message: str, *, current_state: str | None = None, details: Any = None):
+        super().__init__(message, details=details)
+        self.current_state = current_state
+
+
+class PayloadTooLarge(RunbookdError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RunbookdError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Invalid(RunbookdError):
+    status_code = 422
+    code = "invalid"
+
+
+class Unavailable(RunbookdError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str = "the database is unavailable; retry later", *,
+                 retry_after: int = 5):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class CatalogInvalid(BadRequest):
+    """The runbook catalog failed validation; `details` lists every problem."""
+
+    code = "catalog_invalid"
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when an exception means the database cannot be reached right now."""
+    unreachable = (OperationalError, PoolTimeoutError, ConnectionError, TimeoutError, OSError)
+    if isinstance(exc, unreachable):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(exc).__name__
+    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError",
+                    "InterfaceError", "ConnectionFailureError", "PostgresConnectionError"}
+
+
+def error_body(exc: RunbookdError) -> dict[str, Any]:
+    """The JSON body of an error answer."""
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    if isinstance(exc, Conflict) and exc.current_state is not None:
+        body["current_state"] = exc.current_state
+    return {"error": body}
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic errors as [{field, message}], the field as a dotted path a person can find."""
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        out.append({"field": ".".join(loc) or "(body)", "message": err.get("msg", "invalid")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the error tree, request validation and database outages to HTTP answers."""
+
+    @app.exception_handler(RunbookdError)
+    async def _runbookd_error(_: Request, exc: RunbookdError) -> JSONResponse:
+        return JSONResponse(error_body(exc), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = describe_validation_errors(list(exc.errors()))
+        fields = ", ".join(d["field"] for d in details)
+        err = Invalid(f"invalid request: check {fields}", details=details)
+        return JSONResponse(error_body(err), status_code=422)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if is_database_unavailable(exc):
+            log.warning("database unavailable: %s", type(exc).__name__)
+            err: RunbookdError = Unavailable()
+        else:
+            log.exception("database error")
+            err = RunbookdError("internal database error")
+        return JSONResponse(error_body(err), status_code=err.status_code, headers=err.headers)

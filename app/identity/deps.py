@@ -1,0 +1,37 @@
+"""FastAPI dependencies that resolve the caller's identity and check its role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+
+from app.errors import Forbidden, Unauthenticated
+from app.identity import Identity, Role
+
+
+def identity_from_request(request: Request) -> Identity | None:
+    """The identity behind the request's bearer token, or its web session, or None."""
+    store = request.app.state.identities
+    auth = request.headers.get("authorization")
+    if auth and auth.lower().startswith("bearer "):
+        return store.lookup(auth[7:].strip())
+    session_lookup = getattr(request.app.state, "session_identity", None)
+    if session_lookup is not None:
+        return session_lookup(request)
+    return None
+
+
+def require(role: Role) -> Callable[[Request], Coroutine[Any, Any, Identity]]:
+    """A dependency that returns the caller's identity, or 401/403."""
+
+    async def dependency(request: Request) -> Identity:
+        identity = identity_from_request(request)
+        if identity is None:
+            raise Unauthenticated("an API token is required: Authorization: Bearer <token>")
+        if not identity.has_role(role):
+            raise Forbidden(f"identity {identity.name!r} lacks the {role} role")
+        return identity
+
+    return dependency

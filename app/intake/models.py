@@ -1,0 +1,70 @@
+"""Stored alerts and webhook deliveries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, BigId, Json, UTCDateTime
+
+
+class Alert(Base):
+    """One alert occurrence: a source's fingerprint plus the time it started firing.
+
+    Alertmanager identifies an occurrence by fingerprint and startsAt; a resolve is a status
+    change of the same row, never a new one.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("source", "fingerprint", "starts_at"),
+        Index("ix_alerts_received", "received_at", "id"),
+        Index("ix_alerts_status_received", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the source says the current status began; orders out-of-order deliveries.
+    status_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    alertname: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(Json)
+    annotations: Mapped[dict[str, Any]] = mapped_column(Json)
+    generator_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_delivery_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    # What the mapper made of it: "no runbook matched", "execution 12", a validation error.
+    match_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Delivery(Base):
+    """One webhook request that was accepted, with what it changed."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_key"),
+        Index("ix_deliveries_received", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # PagerDuty's X-Webhook-Id or event id; Alertmanager sends none.
+    delivery_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    group_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    receiver: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    event_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    alerts_total: Mapped[int] = mapped_column(Integer, default=0)
+    alerts_new: Mapped[int] = mapped_column(Integer, default=0)
+    alerts_changed: Mapped[int] = mapped_column(Integer, default=0)
+    alerts_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    truncated_alerts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,89 @@
+"""Webhook endpoints and the alerts API. Thin: the receiver and queries do the work."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.db import SessionDep
+from app.identity import Identity
+from app.identity.deps import require
+from app.intake.queries import AlertPage, list_alerts
+from app.intake.schemas import (
+    AlertmanagerWebhook,
+    GrafanaWebhook,
+    IngestSummary,
+    PagerDutyWebhook,
+)
+from app.querying import MAX_LIMIT, parse_label_filters
+
+router = APIRouter()
+
+_ERRORS = {
+    400: {"description": "malformed JSON"},
+    401: {"description": "bad credentials or signature"},
+    413: {"description": "body over RUNBOOKD_MAX_BODY_BYTES"},
+    415: {"description": "not application/json"},
+    422: {"description": "the body does not match the schema; the field is named"},
+    503: {"description": "database unavailable; retry after Retry-After seconds"},
+}
+
+
+WEBHOOK_MODELS = (AlertmanagerWebhook, GrafanaWebhook, PagerDutyWebhook)
+
+
+def webhook_schemas() -> dict[str, Any]:
+    """The webhook body schemas, for the OpenAPI components section."""
+    out: dict[str, Any] = {}
+    for model in WEBHOOK_MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
+def _body_doc(model: type) -> dict[str, Any]:
+    # The body is read raw (for size limits and signatures), so it is documented by hand.
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+    }}}
+
+
+@router.post("/webhooks/alertmanager", response_model=IngestSummary, responses=_ERRORS,
+             openapi_extra=_body_doc(AlertmanagerWebhook), tags=["webhooks"])
+async def alertmanager_webhook(request: Request) -> IngestSummary:
+    """Alertmanager's webhook receiver (version 4), with bearer or basic auth."""
+    return await request.app.state.receiver.receive(request, "alertmanager")
+
+
+@router.post("/webhooks/grafana", response_model=IngestSummary, responses=_ERRORS,
+             openapi_extra=_body_doc(GrafanaWebhook), tags=["webhooks"])
+async def grafana_webhook(request: Request) -> IngestSummary:
+    """Grafana unified alerting's webhook contact point."""
+    return await request.app.state.receiver.receive(request, "grafana")
+
+
+@router.post("/webhooks/pagerduty", response_model=IngestSummary, responses=_ERRORS,
+             openapi_extra=_body_doc(PagerDutyWebhook), tags=["webhooks"])
+async def pagerduty_webhook(request: Request) -> IngestSummary:
+    """PagerDuty V3 webhook subscriptions, signed with X-PagerDuty-Signature."""
+    return await request.app.state.receiver.receive(request, "pagerduty")
+
+
+@router.get("/api/v1/alerts", response_model=AlertPage, tags=["alerts"])
+async def get_alerts(
+    session: SessionDep,
+    _: Annotated[Identity, Depends(require("viewer"))],
+    status: Literal["firing", "acknowledged", "resolved"] | None = None,
+    source: Literal["alertmanager", "grafana", "pagerduty"] | None = None,
+    label: Annotated[list[str], Query(description="name=value, repeatable")] = [],  # noqa: B006
+    since: dt.datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> AlertPage:
+    """Stored alerts, newest first, with keyset pagination."""
+    return await list_alerts(session, status=status, source=source,
+                             labels=parse_label_filters(label), since=since, cursor=cursor,
+                             limit=limit)

@@ -1,0 +1,225 @@
+"""Store a batch of webhook deliveries in one transaction.
+
+The work is set-based so that group commit pays off: one query finds the alerts already
+stored, a pure function decides what each incoming alert is (new, changed, duplicate), and a
+few bulk statements write the result, whatever the size of the batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.intake.models import Alert, Delivery
+from app.intake.normalize import RESOLVED, Envelope, NormalizedAlert
+
+Decision = Literal["new", "changed", "duplicate"]
+AlertKey = tuple[str, str, dt.datetime]
+
+
+@dataclass(slots=True)
+class StoredState:
+    id: int | None
+    status: str
+    status_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """An alert that is new, or whose status changed, handed to the mapper hook."""
+
+    alert_id: int
+    kind: Literal["new", "changed"]
+    alert: NormalizedAlert
+    delivery_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    delivery_id: int | None
+    received: int
+    new: int
+    changed: int
+    duplicate: int
+    truncated_alerts: int
+    duplicate_delivery: bool = False
+
+
+AlertHook = Callable[[AsyncSession, list[AlertChange]], Awaitable[None]]
+
+
+def decide(stored: StoredState | None, incoming: NormalizedAlert) -> Decision:
+    """What an incoming alert means against what is stored. Pure.
+
+    Order comes from the source's timestamps, not from arrival: a status change counts only
+    if it is newer than the stored status, so a stale "firing" resent after the "resolved"
+    does not reopen the alert.
+    """
+    if stored is None:
+        return "new"
+    if incoming.status == stored.status:
+        return "duplicate"
+    newer = incoming.status_at > stored.status_at or (
+        incoming.status_at == stored.status_at and incoming.status == RESOLVED
+    )
+    return "changed" if newer else "duplicate"
+
+
+async def record_no_match(session: AsyncSession, changes: list[AlertChange]) -> None:
+    """The default mapper hook: note that no runbook handles these alerts."""
+    new_ids = [c.alert_id for c in changes if c.kind == "new"]
+    if new_ids:
+        await session.execute(
+            update(Alert).where(Alert.id.in_(new_ids)).values(match_note="no runbook matched")
+        )
+
+
+async def ingest_batch(
+    session: AsyncSession, envelopes: Sequence[Envelope], *, hook: AlertHook = record_no_match,
+) -> list[IngestResult]:
+    """Store every envelope of a batch; the caller commits. Results follow the input order."""
+    seen_delivery_keys = await _known_delivery_keys(session, envelopes)
+    fresh: list[int] = []  # indexes of envelopes that are not redeliveries
+    for i, env in enumerate(envelopes):
+        key = (env.source, env.delivery_key)
+        if env.delivery_key is not None and key in seen_delivery_keys:
+            continue
+        if env.delivery_key is not None:
+            seen_delivery_keys.add(key)
+        fresh.append(i)
+
+    states = await _stored_states(session, [a for i in fresh for a in envelopes[i].alerts])
+    decisions: dict[int, list[Decision]] = {}
+    for i in fresh:
+        per_alert = []
+        for alert in envelopes[i].alerts:
+            choice = decide(states.get(alert.key), alert)
+            per_alert.append(choice)
+            if choice != "duplicate":
+                states[alert.key] = StoredState(
+                    id=getattr(states.get(alert.key), "id", None), status=alert.status,
+                    status_at=alert.status_at,
+                )
+        decisions[i] = per_alert
+
+    delivery_ids = await _insert_deliveries(
+        session, [envelopes[i] for i in fresh], decisions, fresh
+    )
+    changes = await _write_alerts(session, envelopes, decisions, delivery_ids, states)
+    if changes:
+        await hook(session, changes)
+
+    results = []
+    for i, env in enumerate(envelopes):
+        if i not in decisions:
+            results.append(IngestResult(None, len(env.alerts), 0, 0, len(env.alerts),
+                                        env.truncated_alerts, duplicate_delivery=True))
+            continue
+        d = decisions[i]
+        results.append(IngestResult(
+            delivery_ids[i], len(env.alerts), d.count("new"), d.count("changed"),
+            d.count("duplicate"), env.truncated_alerts,
+        ))
+    return results
+
+
+async def _known_delivery_keys(
+    session: AsyncSession, envelopes: Sequence[Envelope],
+) -> set[tuple[str, str | None]]:
+    keys = {(e.source, e.delivery_key) for e in envelopes if e.delivery_key is not None}
+    if not keys:
+        return set()
+    rows = await session.execute(
+        select(Delivery.source, Delivery.delivery_key).where(
+            tuple_(Delivery.source, Delivery.delivery_key).in_(list(keys))
+        )
+    )
+    return {(s, k) for s, k in rows}
+
+
+async def _stored_states(
+    session: AsyncSession, alerts: list[NormalizedAlert],
+) -> dict[AlertKey, StoredState]:
+    fingerprints = {a.fingerprint for a in alerts}
+    if not fingerprints:
+        return {}
+    rows = await session.execute(
+        select(Alert.id, Alert.source, Alert.fingerprint, Alert.starts_at, Alert.status,
+               Alert.status_at).where(Alert.fingerprint.in_(fingerprints))
+    )
+    return {(src, fp, starts): StoredState(id=i, status=st, status_at=at)
+            for i, src, fp, starts, st, at in rows}
+
+
+async def _insert_deliveries(
+    session: AsyncSession, envelopes: list[Envelope], decisions: dict[int, list[Decision]],
+    indexes: list[int],
+) -> dict[int, int]:
+    if not envelopes:
+        return {}
+    rows = [
+        {
+            "source": env.source, "received_at": env.received_at,
+            "delivery_key": env.delivery_key, "group_key": env.group_key,
+            "receiver": env.receiver, "event_type": env.event_type,
+            "remote_addr": env.remote_addr, "alerts_total": len(env.alerts),
+            "alerts_new": decisions[i].count("new"),
+            "alerts_changed": decisions[i].count("changed"),
+            "alerts_duplicate": decisions[i].count("duplicate"),
+            "truncated_alerts": env.truncated_alerts,
+        }
+        for i, env in zip(indexes, envelopes, strict=True)
+    ]
+    ids = (await session.execute(
+        insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), rows
+    )).scalars().all()
+    return dict(zip(indexes, ids, strict=True))
+
+
+async def _write_alerts(
+    session: AsyncSession, envelopes: Sequence[Envelope], decisions: dict[int, list[Decision]],
+    delivery_ids: dict[int, int], states: dict[AlertKey, StoredState],
+) -> list[AlertChange]:
+    # The last word on each alert within the batch is what gets written.
+    final: dict[AlertKey, tuple[NormalizedAlert, int, dt.datetime]] = {}
+    for i, per_alert in decisions.items():
+        for alert, choice in zip(envelopes[i].alerts, per_alert, strict=True):
+            if choice != "duplicate":
+                final[alert.key] = (alert, delivery_ids[i], envelopes[i].received_at)
+
+    new_items = [item for item in final.values() if states[item[0].key].id is None]
+    changed_items = [item for item in final.values() if states[item[0].key].id is not None]
+    changes: list[AlertChange] = []
+    if new_items:
+        rows = [_alert_row(a, d, at) for a, d, at in new_items]
+        ids = (await session.execute(
+            insert(Alert).returning(Alert.id, sort_by_parameter_order=True), rows
+        )).scalars().all()
+        changes += [AlertChange(alert_id, "new", a, d)
+                    for alert_id, (a, d, _) in zip(ids, new_items, strict=True)]
+    if changed_items:
+        await session.execute(update(Alert), [
+            {"id": states[a.key].id, "status": a.status, "status_at": a.status_at,
+             "ends_at": a.ends_at, "updated_at": at, "last_delivery_id": d}
+            for a, d, at in changed_items
+        ])
+        changes += [AlertChange(states[a.key].id or 0, "changed", a, d)
+                    for a, d, _ in changed_items]
+    return changes
+
+
+def _alert_row(alert: NormalizedAlert, delivery_id: int, received_at: dt.datetime) -> dict:
+    alertname = alert.labels.get("alertname")
+    return {
+        "source": alert.source, "fingerprint": alert.fingerprint, "starts_at": alert.starts_at,
+        "status": alert.status, "ends_at": alert.ends_at, "status_at": alert.status_at,
+        "alertname": alertname[:255] if alertname else None,
+        "labels": alert.labels, "annotations": alert.annotations,
+        "generator_url": alert.generator_url, "raw": alert.raw,
+        "received_at": received_at, "updated_at": received_at, "last_delivery_id": delivery_id,
+    }

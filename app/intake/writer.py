@@ -1,0 +1,118 @@
+"""Group commit: one writer task stores the deliveries of many requests per transaction.
+
+Each request puts its envelope on a queue with a future and waits. The writer takes whatever
+has queued up while the previous transaction ran, stores it in one transaction, commits, and
+only then resolves every future. So a 2xx still means "committed", but the cost of a commit
+is shared by the whole batch. There is no timer: under light load a batch is one request and
+adds no latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import metrics
+from app.db import session_scope
+from app.errors import Unavailable
+from app.intake.normalize import Envelope
+from app.intake.service import AlertHook, IngestResult, ingest_batch
+
+log = logging.getLogger(__name__)
+
+_Item = tuple[Envelope, asyncio.Future[IngestResult]]
+_STOP = object()  # put on the queue to end the writer once everything before it is stored
+
+
+class GroupCommitWriter:
+    """The single writer of webhook deliveries."""
+
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], *,
+        hook: Callable[[], AlertHook], max_batch: int = 256,
+        on_commit: Callable[[list[IngestResult]], None] | None = None,
+    ) -> None:
+        self._factory = session_factory
+        self._hook = hook
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[_Item | object] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Stop taking work, store what is queued, then end the task."""
+        self._accepting = False
+        if self._task is None:
+            return
+        self._queue.put_nowait(_STOP)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, envelope: Envelope) -> IngestResult:
+        """Store one delivery; returns once it is committed."""
+        if not self._accepting:
+            raise Unavailable("runbookd is shutting down; retry")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((envelope, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Item] = []
+            first = await self._queue.get()
+            items = [first]
+            while len(items) < self._max_batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            for item in items:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+            if batch:
+                metrics.ingest_batch_size.observe(len(batch))
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Item]) -> None:
+        try:
+            async with session_scope(self._factory) as session:
+                results = await ingest_batch(session, [env for env, _ in batch], hook=self._hook())
+        except Unavailable as exc:
+            for _, future in batch:
+                _fail(future, exc)
+            return
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad delivery, or a race with another replica, must not fail the others:
+                # store each on its own.
+                log.warning("batch of %d failed (%s); storing one by one", len(batch),
+                            type(exc).__name__)
+                for item in batch:
+                    await self._write([item])
+                return
+            log.exception("delivery could not be stored")
+            _fail(batch[0][1], exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        if self._on_commit is not None:
+            self._on_commit(results)
+
+
+def _fail(future: asyncio.Future[IngestResult], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,48 @@
+"""Query helpers shared by list endpoints: keyset cursors and label filters.
+
+A cursor is the opaque `(timestamp, id)` of the last row of a page.
+Keyset paging stays fast at any depth and stable while new rows arrive, which OFFSET is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+
+from app.db import LABEL_NAME
+from app.errors import Invalid
+
+MAX_LIMIT = 500
+
+
+def encode_cursor(at: dt.datetime, row_id: int) -> str:
+    raw = f"{at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    """Parse a cursor from a previous page; a damaged one is a 422 that says so."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at_text, _, id_text = base64.urlsafe_b64decode(padded).decode().partition("|")
+        at = dt.datetime.fromisoformat(at_text)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at, int(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise Invalid("cursor is not valid: pass next_cursor from the previous page unchanged",
+                      details=[{"field": "cursor", "message": "not a cursor"}]) from None
+
+
+def parse_label_filters(values: list[str]) -> list[tuple[str, str]]:
+    """`name=value` pairs from repeated `label` query parameters."""
+    pairs = []
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not LABEL_NAME.match(name):
+            raise Invalid(f"label filter {item[:80]!r} must look like name=value, with a "
+                          "Prometheus label name",
+                          details=[{"field": "label", "message": "expected name=value"}])
+        pairs.append((name, value))
+    return pairs
