@@ -1,6 +1,20 @@
 """Imports every table, so that Alembic and the drift test see the whole schema."""
 
+from app.catalog.models import RunbookVersion
 from app.db import Base
+from app.engine.models import (
+    Approval,
+    ApprovalLink,
+    Event,
+    Execution,
+    ExecutionAlert,
+    Guard,
+    Notification,
+    StepRun,
+)
 from app.intake.models import Alert, Delivery
 
-__all__ = ["Alert", "Base", "Delivery"]
+__all__ = [
+    "Alert", "Approval", "ApprovalLink", "Base", "Delivery", "Event", "Execution",
+    "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "StepRun",
+]

@@ -1,0 +1,184 @@
+"""The runbook and mapping file formats, as strict pydantic models (unknown keys are errors).
+
+A runbook is both the document an on-call engineer reads and the program the executor runs,
+so the document fields (summary, triage, rationale, objectives, postmortem) are required.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.catalog.durations import Duration
+
+SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Slug = Annotated[str, Field(pattern=SLUG)]
+Role = Literal["viewer", "responder", "approver", "admin"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ParamSpec(Strict):
+    """A typed input taken from the alert, validated before any template sees it."""
+
+    from_: str = Field(alias="from", pattern=r"^(labels|annotations)\.[A-Za-z_][A-Za-z0-9_]*$")
+    type: Literal["str", "int", "float", "bool"] = "str"
+    pattern: str | None = None
+    allowed: list[str | int | float | bool] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    default: str | int | float | bool | None = None
+    max_length: int = Field(default=256, ge=1, le=4096)
+    description: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _validated(self) -> ParamSpec:
+        # Alert data is hostile: a free-text parameter would carry it straight into actions.
+        if self.type == "str" and self.pattern is None and self.allowed is None:
+            raise ValueError("a str parameter needs a `pattern` or an `allowed` list")
+        return self
+
+
+class ApprovalSpec(Strict):
+    """How many distinct approvers a risky step needs, and who counts."""
+
+    count: int = Field(default=1, ge=1, le=10)
+    roles: list[Role] = Field(default_factory=lambda: ["approver"])
+    identities: list[str] = Field(default_factory=list)
+
+
+class CheckSpec(Strict):
+    """A precondition or a verification: an action that must succeed."""
+
+    action: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    within: Duration | None = None
+    title: str = ""
+
+
+class Goto(Strict):
+    goto: Slug
+
+
+OnFailure = Literal["stop", "continue", "rollback"] | Goto
+
+
+class RollbackSpec(Strict):
+    """The step that undoes a step; runs when `on_failure: rollback` fires."""
+
+    title: str
+    action: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    timeout: Duration | None = None
+
+
+class Step(Strict):
+    id: Slug
+    title: str = Field(min_length=1)
+    action: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    risk: Literal["safe", "risky"] = "safe"
+    approvals: ApprovalSpec | None = None
+    approval_timeout: Duration | None = None
+    idempotent: bool | None = None
+    timeout: Duration | None = None
+    retries: int = Field(default=0, ge=0, le=10)
+    verify: CheckSpec | None = None
+    on_failure: OnFailure = "stop"
+    rollback: RollbackSpec | None = None
+    description: str = ""
+
+    @field_validator("approvals", mode="before")
+    @classmethod
+    def _count_shorthand(cls, value: Any) -> Any:
+        # `approvals: 1` means one approver with the approver (or admin) role.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"count": value}
+        return value
+
+
+class TriageItem(Strict):
+    question: str
+    check: str = Field(description="a step id, or a dashboard link")
+    points_to: Literal["compute", "data", "model"] | None = None
+    then: str = ""
+
+
+class RateLimit(Strict):
+    count: int = Field(ge=1)
+    per: Duration
+
+
+class Limits(Strict):
+    rate: list[RateLimit] = Field(default_factory=list)
+    concurrent: int = Field(default=1, ge=1)
+
+
+class Objectives(Strict):
+    time_to_diagnose: Duration
+    time_to_restore: Duration
+
+
+class EscalationTier(Strict):
+    after: Duration
+    notify: list[Annotated[str, Field(pattern=r"^(slack|pagerduty|webhook):[A-Za-z0-9_.#-]+$")]]
+
+
+class Runbook(Strict):
+    id: Slug
+    title: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    reviewers: list[str] = Field(min_length=1)
+    reviewed_at: dt.date
+    review_every: Duration
+    severity: Literal["critical", "high", "warning", "info"]
+    summary: str = Field(min_length=1)
+    triage: list[TriageItem] = Field(min_length=1)
+    rationale: str = Field(min_length=1)
+    objectives: Objectives
+    params: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")], ParamSpec] = Field(
+        default_factory=dict)
+    target: str = Field(min_length=1)
+    limits: Limits = Field(default_factory=Limits)
+    preconditions: list[CheckSpec] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    escalation: list[EscalationTier] = Field(default_factory=list)
+    on_resolve: Literal["cancel", "continue"] = "cancel"
+    postmortem: str = Field(min_length=1)
+    dashboards: dict[str, str] = Field(default_factory=dict)
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def step_index(self, step_id: str) -> int:
+        return next(i for i, s in enumerate(self.steps) if s.id == step_id)
+
+
+class Mapping(Strict):
+    name: str = Field(min_length=1)
+    matchers: list[str] | str
+    runbook: Slug
+    continue_: bool = Field(default=False, alias="continue")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class MappingsFile(Strict):
+    mappings: list[Mapping]

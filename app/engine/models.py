@@ -1,0 +1,215 @@
+"""Executions, their step runs, approvals, guards and the append-only event history.
+
+Status columns are written only by `app.engine.transitions` (invariant 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, BigId, Json, UTCDateTime
+
+# Kept in step with states.ACTIVE_EXECUTION; the partial unique index below enforces the
+# per-target lock in the database, so it holds across replicas.
+_ACTIVE_SQL = "status IN ('pending', 'running', 'awaiting_approval', 'paused', 'needs_attention')"
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index("ix_executions_created", "created_at", "id"),
+        Index("ix_executions_status_created", "status", "created_at", "id"),
+        Index("ix_executions_runbook_created", "runbook_id", "created_at", "id"),
+        Index("ix_executions_target_created", "target", "created_at", "id"),
+        Index("ix_executions_claim", "status", "wake_at"),
+        Index("ix_executions_rate", "runbook_id", "target", "started_at"),
+        Index(
+            "uq_executions_active_target", "runbook_id", "target", unique=True,
+            sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    runbook_id: Mapped[str] = mapped_column(String(64))
+    runbook_version: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(Json)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    trigger: Mapped[str] = mapped_column(String(16))  # alert | manual
+    started_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the first alert began firing and when the last one resolved: time to restore.
+    alert_fired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    alerts_resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The step the executor is on; None before the first and after the last.
+    cursor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A pending execution is not runnable before this time (retry backoff, timers).
+    wake_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ExecutionAlert(Base):
+    """The alerts behind an execution: the one that started it and any that joined it."""
+
+    __tablename__ = "execution_alerts"
+
+    execution_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, index=True)
+    attached_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    role: Mapped[str] = mapped_column(String(16))  # trigger | joined
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "step_id", "kind"),
+        Index("ix_step_runs_escalation", "status", "next_escalation_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("executions.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="step")  # step | rollback
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(128))
+    risky: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotent: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    # sha256 of the action and its rendered parameters; approvals are bound to it.
+    step_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    awaiting_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    next_escalation_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Approval(Base):
+    """One decision by one identity on one rendered step (bound by its hash)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("step_run_id", "identity", "step_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("executions.id", ondelete="CASCADE"), index=True)
+    step_run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("step_runs.id", ondelete="CASCADE"), index=True)
+    identity: Mapped[str] = mapped_column(String(64), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    step_hash: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))  # api | slack | link | web | cli
+    source_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    voided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Event(Base):
+    """The append-only history: every state change, approval, guard change, reload and
+    manual action. Nothing updates or deletes a row here, except retention pruning."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_execution", "execution_id", "id"),
+        Index("ix_events_created", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(48))
+    entity: Mapped[str] = mapped_column(String(16))
+    execution_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    step_run_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    step_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    from_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    source_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+
+
+class Guard(Base):
+    """A switch that holds work: `global` (the kill switch) or `runbook:<id>`."""
+
+    __tablename__ = "guards"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    engaged: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind: Mapped[str] = mapped_column(String(16), default="manual")  # manual | breaker
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class Notification(Base):
+    """The outbox: written in the transaction of the state change that causes it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    execution_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
+    step_run_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    # Sent with the delivery so that a resend after a crash is recognised downstream.
+    dedup_key: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ApprovalLink(Base):
+    """A signed, single-use approval link; the token carries this row's id."""
+
+    __tablename__ = "approval_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    execution_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("executions.id", ondelete="CASCADE"), index=True)
+    step_run_id: Mapped[int] = mapped_column(BigId, ForeignKey("step_runs.id",
+                                                               ondelete="CASCADE"))
+    step_hash: Mapped[str] = mapped_column(String(64))
+    intended: Mapped[str] = mapped_column(String(128))  # an identity, or role:<role>
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
