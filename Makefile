@@ -26,6 +26,7 @@ dev-venv: $(VENV)/.dev
 
 run: $(BIN)/runbookd
 	RUNBOOKD_ENV=dev $(BIN)/runbookd db upgrade
+	RUNBOOKD_ENV=dev $(BIN)/runbookd demo-registry
 	RUNBOOKD_ENV=dev $(BIN)/runbookd serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev

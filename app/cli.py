@@ -90,5 +90,16 @@ def token_create(
     typer.echo(token)
 
 
+def _register_subcommands() -> None:
+    from app.catalog.commands import register as register_catalog
+    from app.commands import register as register_operations
+
+    register_catalog(app)
+    register_operations(app)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app()

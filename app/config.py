@@ -73,9 +73,15 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     lease_seconds: float = Field(default=30.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
+    # On shutdown, how long running steps may finish before they are cut (and then treated
+    # as interrupted by the next start).
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     step_output_limit: int = Field(default=16_384, ge=256)
     default_step_timeout_seconds: float = Field(default=300.0, gt=0)
     default_approval_timeout_seconds: float = Field(default=1800.0, gt=0)
+    # Circuit breaker, unless a runbook sets `limits.breaker`.
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_window_seconds: float = Field(default=3600.0, gt=0)
 
     # Retention of raw payloads and events, in days; 0 keeps them forever.
     retention_days: int = Field(default=90, ge=0)

@@ -10,11 +10,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, BigInteger, ColumnElement, DateTime, Integer, MetaData, event, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Integer,
+    MetaData,
+    event,
+    func,
+    insert,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -23,7 +35,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import Unavailable, is_database_unavailable
@@ -103,7 +115,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 @contextlib.asynccontextmanager
@@ -143,5 +155,46 @@ def json_key_equals(column: Any, key: str, value: str, *, dialect: str) -> Colum
     `key` must be a label name (checked by the caller), so it is safe inside a JSON path.
     """
     if dialect == "postgresql":
-        return column.contains({key: value})
+        # Containment (@>) can use a GIN index on the JSONB column.
+        return type_coerce(column, JSONB()).contains({key: value})
     return func.json_extract(column, f'$."{key}"') == value
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's current transaction commits (never on rollback).
+
+    For effects outside the database that must not run for a change that did not land:
+    waking a worker, counting a metric.
+    """
+    session.sync_session.info.setdefault("after_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop("after_commit", []):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)
+
+
+async def insert_returning_ids(session: AsyncSession, table: Any,
+                               rows: list[dict[str, Any]]) -> list[int]:
+    """Insert many rows and return their ids, in the order of `rows`, in few round trips.
+
+    PostgreSQL returns them from one multi-row INSERT ... RETURNING. On SQLite a RETURNING
+    that must keep order degrades to one statement per row, so the rows go in one
+    executemany and the ids are read back: SQLite has one writer and this transaction holds
+    it, so the new rowids are consecutive, ending at last_insert_rowid().
+    """
+    if not rows:
+        return []
+    if session.bind.dialect.name == "sqlite":
+        await session.execute(insert(table), rows)
+        last = (await session.execute(text("SELECT last_insert_rowid()"))).scalar_one()
+        return list(range(last - len(rows) + 1, last + 1))
+    result = await session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars().all())

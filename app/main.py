@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.catalog.routes import router as catalog_router
+from app.catalog.service import CatalogHolder
 from app.config import Settings, get_settings
-from app.db import make_engine, make_session_factory
-from app.errors import Unavailable, install_error_handlers
+from app.engine.routes import guards_router
+from app.engine.routes import router as engine_router
+from app.errors import CatalogInvalid, Unavailable, install_error_handlers
+from app.history.routes import router as history_router
 from app.identity import IdentityStore, load_tokens_file
-from app.intake.auth import WebhookAuth
-from app.intake.receiver import WebhookReceiver
 from app.intake.routes import router as intake_router
 from app.intake.routes import webhook_schemas
-from app.intake.service import record_no_match
-from app.intake.writer import GroupCommitWriter
+from app.runtime import running
+from app.web.routes import install as install_web
 
 log = logging.getLogger("runbookd")
 
@@ -30,23 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
-        factory = make_session_factory(engine)
-        app.state.engine = engine
-        app.state.session_factory = factory
-        writer = GroupCommitWriter(
-            factory, hook=lambda: record_no_match, max_batch=settings.ingest_batch_max,
-        )
-        app.state.receiver = WebhookReceiver(
-            auth=WebhookAuth.from_settings(settings), writer=writer,
-            max_body_bytes=settings.max_body_bytes,
-        )
-        await writer.start()
-        try:
+        async with running(settings) as parts:
+            app.state.engine_db = parts.db
+            app.state.session_factory = parts.session_factory
+            app.state.catalog = parts.catalog
+            app.state.engine = parts.engine
+            app.state.receiver = parts.receiver
+            _reload_on_sighup(parts.catalog, parts.session_factory)
             yield
-        finally:
-            await writer.stop()
-            await engine.dispose()
 
     app = FastAPI(
         title="runbookd",
@@ -61,9 +57,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(intake_router)
+    app.include_router(engine_router)
+    app.include_router(guards_router)
+    app.include_router(history_router)
+    app.include_router(catalog_router)
+    install_web(app)
     _document_raw_bodies(app)
     _add_operational_routes(app)
     return app
+
+
+def _reload_on_sighup(holder: CatalogHolder, factory: object) -> None:
+    """SIGHUP reloads the catalog, as it does for Prometheus and Alertmanager."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[None]] = set()  # keeps each reload task alive until it ends
+
+    def reload() -> None:
+        async def run() -> None:
+            try:
+                await holder.reload(factory, actor="signal:SIGHUP")  # type: ignore[arg-type]
+                log.info("catalog reloaded on SIGHUP")
+            except CatalogInvalid as exc:
+                log.error("catalog reload on SIGHUP rejected; the old catalog stays: %s",
+                          exc.details)
+
+        task = loop.create_task(run())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
 
 def _document_raw_bodies(app: FastAPI) -> None:
@@ -92,10 +117,12 @@ def _add_operational_routes(app: FastAPI) -> None:
     async def ready(request: Request) -> dict[str, str]:
         """The database answers and the catalog is loaded."""
         try:
-            async with request.app.state.engine.connect() as conn:
+            async with request.app.state.engine_db.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
             raise Unavailable("the database is not reachable") from exc
+        if not request.app.state.catalog.catalog.runbooks:
+            raise Unavailable("the catalog holds no runbooks")
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)

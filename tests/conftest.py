@@ -21,6 +21,7 @@ from app.config import Settings
 from app.identity import create_token
 from app.main import create_app
 from app.migrate import upgrade
+from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.net import RunningServer, serve_app
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -133,9 +134,15 @@ def tokens(tokens_file: Path) -> dict[str, str]:
 def make_settings(db_url: str, tokens_file: Path, tmp_path: Path) -> Callable[..., Settings]:
     """Settings for a test: development mode, the test's database and token file."""
 
+    # A one-runbook catalog, so that tests do not depend on the shipped library.
+    mappings, remediations = write_catalog(tmp_path / "default-catalog",
+                                           [runbook("test-noop", [step("noop")])])
+
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "env": "dev",
+            "mappings": mappings,
+            "remediations_dir": remediations,
             "database_url": db_url,
             "webhook_tokens": [WEBHOOK_TOKEN],
             "api_tokens_file": tokens_file,
@@ -165,3 +172,15 @@ async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> str:
+    """The run's PostgreSQL database, emptied: for tests of the multi-replica engine."""
+    if not PG_URL:
+        if os.environ.get("RUNBOOKD_REQUIRE_E2E") == "1":
+            pytest.fail("RUNBOOKD_REQUIRE_E2E=1 needs TEST_DATABASE_URL for PostgreSQL tests")
+        pytest.skip("TEST_DATABASE_URL is not set")
+    url = request.getfixturevalue("pg_database")
+    in_thread(asyncio.run, _truncate_pg(url))
+    return url

@@ -44,6 +44,10 @@ class ActionRegistry:
     def names(self) -> list[str]:
         return sorted(self._actions)
 
+    def specs(self) -> dict[str, type[ActionParams]]:
+        """Action name to its Params model, for lint and the catalog loader."""
+        return {name: action.Params for name, action in self._actions.items()}
+
     def __contains__(self, name: str) -> bool:
         return name in self._actions
 

@@ -124,9 +124,18 @@ class RateLimit(Strict):
     per: Duration
 
 
+class Breaker(Strict):
+    """Pause the runbook after `failures` failed executions inside `within`."""
+
+    failures: int = Field(default=3, ge=1, le=100)
+    within: Duration = dt.timedelta(hours=1)
+
+
 class Limits(Strict):
     rate: list[RateLimit] = Field(default_factory=list)
     concurrent: int = Field(default=1, ge=1)
+    # None: the engine's defaults (settings) apply.
+    breaker: Breaker | None = None
 
 
 class Objectives(Strict):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.engine.models import Guard
+from app import metrics
+from app.db import after_commit, utcnow
+from app.engine import states
+from app.engine.events import record_event
+from app.engine.models import Execution, Guard
+from app.engine.transitions import transition_execution
 
 GLOBAL = "global"
 
@@ -43,3 +49,66 @@ async def current_guard_state(session: AsyncSession) -> GuardState:
         elif guard.key.startswith("runbook:"):
             paused[guard.key.removeprefix("runbook:")] = guard.reason or guard.kind
     return GuardState(kill_switch=kill, kill_reason=kill_reason, paused=paused)
+
+
+async def set_guard(
+    session: AsyncSession, key: str, *, engaged: bool, actor: str, reason: str = "",
+    kind: str = "manual", source_addr: str | None = None,
+) -> Guard:
+    """Engage or release a switch, recording who did it and why."""
+    guard = await session.get(Guard, key, with_for_update=True)
+    now = utcnow()
+    if guard is None:
+        guard = Guard(key=key, engaged=engaged, kind=kind, reason=reason, updated_at=now,
+                      updated_by=actor)
+        session.add(guard)
+    else:
+        guard.engaged, guard.kind, guard.reason = engaged, kind, reason
+        guard.updated_at, guard.updated_by = now, actor
+    record_event(
+        session, kind="guard.changed", entity="guard", actor=actor, source_addr=source_addr,
+        reason=reason, data={"key": key, "engaged": engaged, "kind": kind},
+    )
+    if key.startswith("runbook:"):
+        runbook = key.removeprefix("runbook:")
+        value = 1 if engaged else 0
+        after_commit(session, lambda: metrics.runbook_paused.labels(runbook).set(value))
+    if not engaged:
+        await _release_paused(session, key, actor=actor)
+    return guard
+
+
+async def _release_paused(session: AsyncSession, key: str, *, actor: str) -> None:
+    """Paused work waits, it is never dropped: a released guard makes it runnable again."""
+    state = await current_guard_state(session)
+    query = select(Execution.id).where(Execution.status == states.PAUSED)
+    if key.startswith("runbook:"):
+        query = query.where(Execution.runbook_id == key.removeprefix("runbook:"))
+    for execution_id in (await session.execute(query)).scalars().all():
+        execution = await session.get(Execution, execution_id)
+        if execution is not None and state.holds(execution.runbook_id) is None:
+            await transition_execution(session, execution_id, states.PENDING, actor=actor,
+                                       reason=f"guard {key} released", wake_at=None)
+
+
+async def trip_breaker_if_needed(
+    session: AsyncSession, runbook_id: str, *, failures: int, within: dt.timedelta,
+) -> bool:
+    """Pause a runbook whose executions failed `failures` times within `within`."""
+    since = utcnow() - within
+    count = (await session.execute(
+        select(func.count()).select_from(Execution).where(
+            Execution.runbook_id == runbook_id, Execution.status == states.FAILED,
+            Execution.finished_at >= since, Execution.dry_run.is_(False),
+        )
+    )).scalar_one()
+    if count < failures:
+        return False
+    guard = await session.get(Guard, runbook_key(runbook_id))
+    if guard is not None and guard.engaged:
+        return False
+    reason = (f"circuit breaker: {count} failed executions within "
+              f"{int(within.total_seconds())}s")
+    await set_guard(session, runbook_key(runbook_id), engaged=True, actor="system:breaker",
+                    reason=reason, kind="breaker")
+    return True

@@ -113,6 +113,7 @@ class StepRun(Base):
     awaiting_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    approval_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Approval(Base):

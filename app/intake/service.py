@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import insert_returning_ids
 from app.intake.models import Alert, Delivery
 from app.intake.normalize import RESOLVED, Envelope, NormalizedAlert
 
@@ -175,9 +176,7 @@ async def _insert_deliveries(
         }
         for i, env in zip(indexes, envelopes, strict=True)
     ]
-    ids = (await session.execute(
-        insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), rows
-    )).scalars().all()
+    ids = await insert_returning_ids(session, Delivery.__table__, rows)
     return dict(zip(indexes, ids, strict=True))
 
 
@@ -197,9 +196,7 @@ async def _write_alerts(
     changes: list[AlertChange] = []
     if new_items:
         rows = [_alert_row(a, d, at) for a, d, at in new_items]
-        ids = (await session.execute(
-            insert(Alert).returning(Alert.id, sort_by_parameter_order=True), rows
-        )).scalars().all()
+        ids = await insert_returning_ids(session, Alert.__table__, rows)
         changes += [AlertChange(alert_id, "new", a, d)
                     for alert_id, (a, d, _) in zip(ids, new_items, strict=True)]
     if changed_items:

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 06:20:31.317724
+Create Date: 2026-11-26 06:22:58.275912
 """
 
 from collections.abc import Sequence
@@ -184,6 +184,7 @@ def upgrade() -> None:
         sa.Column("awaiting_since", app.db.UTCDateTime(), nullable=True),
         sa.Column("escalation_level", sa.Integer(), nullable=False),
         sa.Column("next_escalation_at", app.db.UTCDateTime(), nullable=True),
+        sa.Column("approval_expires_at", app.db.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["execution_id"],
             ["executions.id"],

@@ -35,7 +35,14 @@ async def serve_app(app: FastAPI, port: int | None = None) -> AsyncIterator[Runn
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits when the lifespan fails; the log says why
+            raise RuntimeError(f"runbookd failed to start (exit {exc.code}); see the log") from None
+
+    task = asyncio.create_task(serve())
     try:
         while not server.started:
             if task.done():

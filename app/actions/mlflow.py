@@ -1,0 +1,261 @@
+"""`mlflow.*`: the MLflow Model Registry over its REST API, through the allow-listed client.
+
+Alias history. MLflow keeps only where an alias points now, so runbookd records where it
+pointed before in a registered-model tag that these actions write:
+
+    key:   runbookd.alias_history.<alias>
+    value: JSON list, oldest first, at most 20 entries:
+           [{"v": "6", "t": "2026-11-26T06:00:00Z", "x": 42, "s": "rollback", "k": "rollback"}]
+           (version, time, execution id, step id, kind: set | rollback | seen)
+
+`mlflow.set_alias` and `mlflow.rollback_alias` append to it. When the alias was moved outside
+runbookd (the UI, a training job), the version found there is appended first, so the history
+still ends with the version the alias held. `mlflow.rollback_alias` walks the history back to
+the newest version other than the current one that still exists and is READY (and, with
+`verify: true`, still matches its manifest). A rollback whose newest history entry is a
+rollback written by the same execution and step is already done and changes nothing, so a
+retried or resumed step never goes back twice: the tag is written before the alias moves, so
+after a crash in between the retry finds its own entry and completes that same move.
+Concurrent rollbacks of one model are kept apart by the engine's per-target lock.
+
+Auth: `auth_secret` names a secret in settings.secrets; it is sent as a Bearer token, or as
+HTTP basic auth (`user:password`) with `auth_scheme: Basic`. It never appears in outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from app.actions._support import VersionStr
+from app.actions.base import ActionContext, ActionFailed, ActionResult
+from app.actions.checksums import MANIFEST_NAME
+from app.actions.mlflow_client import (
+    HISTORY_TAG,
+    Mlflow,
+    MlflowParams,
+    verify_artifacts,
+)
+
+
+def _read_only(ctx: ActionContext) -> str:
+    return "dry run (read-only, ran for real): " if ctx.dry_run else ""
+
+
+class AliasParams(MlflowParams):
+    alias: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class MlflowGetAlias:
+    name: ClassVar[str] = "mlflow.get_alias"
+    Params = AliasParams
+    idempotent: ClassVar[bool] = True
+    description: ClassVar[str] = "Reads the version an MLflow registered-model alias points at."
+
+    async def run(self, ctx: ActionContext, params: AliasParams) -> ActionResult:
+        api = Mlflow(ctx, params)
+        version = await api.get_alias(params.model, params.alias)
+        if version is None:
+            raise ActionFailed(f"alias {params.alias!r} of MLflow model {params.model!r} is "
+                               f"not set (at {api.host})")
+        return ActionResult(f"{_read_only(ctx)}alias {params.alias} of {params.model} is "
+                            f"version {version}",
+                            {"model": params.model, "alias": params.alias, "version": version})
+
+
+class SetAliasParams(AliasParams):
+    version: VersionStr
+
+
+async def _move_alias(ctx: ActionContext, api: Mlflow, params: AliasParams, *, target: str,
+                      current: str | None, history: list[dict[str, Any]], verb: str,
+                      kind: str) -> ActionResult:
+    described = f"alias {params.alias} of MLflow model {params.model}"
+    output = {"model": params.model, "alias": params.alias, "from": current, "to": target}
+    source = f"from version {current}" if current else "(unset)"
+    if current == target:
+        if not ctx.dry_run:
+            await api.record(params.model, params.alias, history, None, target, kind="seen")
+        return ActionResult(f"{described} already points at version {target}",
+                            {**output, "changed": False})
+    if ctx.dry_run:
+        return ActionResult(f"would {verb} {described} {source} to version {target}",
+                            {**output, "changed": False})
+    await api.record(params.model, params.alias, history, current, target, kind=kind)
+    await api.set_alias(params.model, params.alias, target)
+    return ActionResult(f"{verb} {described} {source} to version {target}",
+                        {**output, "changed": True})
+
+
+class MlflowSetAlias:
+    name: ClassVar[str] = "mlflow.set_alias"
+    Params = SetAliasParams
+    idempotent: ClassVar[bool] = True
+    description: ClassVar[str] = (
+        "Points an MLflow alias at a version (a no-op when it already does) and records the "
+        "alias history that mlflow.rollback_alias uses."
+    )
+
+    async def run(self, ctx: ActionContext, params: SetAliasParams) -> ActionResult:
+        api = Mlflow(ctx, params)
+        await api.require_version(params.model, params.version)
+        current = await api.get_alias(params.model, params.alias)
+        history = await api.history(params.model, params.alias)
+        return await _move_alias(ctx, api, params, target=params.version, current=current,
+                                 history=history, verb="set", kind="set")
+
+
+class RollbackParams(AliasParams):
+    # Also skip candidates whose artifacts no longer match their manifest.
+    verify: bool = False
+    manifest: str = MANIFEST_NAME
+
+
+class MlflowRollbackAlias:
+    name: ClassVar[str] = "mlflow.rollback_alias"
+    Params = RollbackParams
+    # A second run by the same step finds its own history entry and changes nothing.
+    idempotent: ClassVar[bool] = True
+    description: ClassVar[str] = (
+        "Moves an MLflow alias back to the previous version that held it, from the history "
+        "that runbookd records in the tag runbookd.alias_history.<alias>."
+    )
+
+    async def run(self, ctx: ActionContext, params: RollbackParams) -> ActionResult:
+        api = Mlflow(ctx, params)
+        current = await api.get_alias(params.model, params.alias)
+        if current is None:
+            raise ActionFailed(f"alias {params.alias!r} of MLflow model {params.model!r} is not "
+                               "set, so there is nothing to roll back")
+        history = await api.history(params.model, params.alias)
+        last = history[-1] if history else {}
+        if (ctx.execution_id is not None and ctx.step_id is not None
+                and (last.get("x"), last.get("s"), last.get("k")) == (ctx.execution_id,
+                                                                        ctx.step_id, "rollback")):
+            return await _resume(ctx, api, params, current=current, target=str(last["v"]))
+        skipped: list[str] = []
+        seen = {current}
+        for entry in reversed(history):
+            candidate = str(entry["v"])
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            reason = await _unusable(ctx, api, params, candidate)
+            if reason is None:
+                result = await _move_alias(ctx, api, params, target=candidate, current=current,
+                                           history=history, verb="roll back", kind="rollback")
+                result.output["skipped"] = skipped
+                return result
+            skipped.append(f"version {candidate}: {reason}")
+        detail = f"; skipped {'; '.join(skipped)}" if skipped else ""
+        raise ActionFailed(
+            f"alias {params.alias!r} of MLflow model {params.model!r} has no previous version "
+            f"to roll back to (current {current}; history in tag {HISTORY_TAG}{params.alias} "
+            f"has {len(history)} entries{detail})")
+
+
+async def _resume(ctx: ActionContext, api: Mlflow, params: RollbackParams, *, current: str,
+                  target: str) -> ActionResult:
+    """This step already recorded its rollback to `target`: finish it, never go back again."""
+    output = {"model": params.model, "alias": params.alias, "from": current, "to": target,
+              "resumed": True}
+    described = f"alias {params.alias} of MLflow model {params.model}"
+    if current == target:
+        return ActionResult(f"{described} was already rolled back to version {target} by this "
+                            "step", {**output, "changed": False})
+    if ctx.dry_run:
+        return ActionResult(f"would finish rolling back {described} from version {current} to "
+                            f"version {target}", {**output, "changed": False})
+    await api.set_alias(params.model, params.alias, target)
+    return ActionResult(f"finished rolling back {described} from version {current} to version "
+                        f"{target}", {**output, "changed": True})
+
+
+async def _unusable(ctx: ActionContext, api: Mlflow, params: RollbackParams,
+                    version: str) -> str | None:
+    found = await api.get_version(params.model, version)
+    if found is None:
+        return "deleted"
+    if found.get("status", "READY") != "READY":
+        return f"status {found['status']}"
+    if params.verify:
+        _, problems = await verify_artifacts(ctx, api, params.model, found, params.manifest)
+        if problems:
+            return "fails verification: " + "; ".join(p.describe() for p in problems[:3])
+    return None
+
+
+class SetTagParams(MlflowParams):
+    version: VersionStr
+    key: str = Field(min_length=1, max_length=250)
+    value: str = Field(max_length=5000)
+
+
+class MlflowSetTag:
+    name: ClassVar[str] = "mlflow.set_tag"
+    Params = SetTagParams
+    idempotent: ClassVar[bool] = True
+    description: ClassVar[str] = "Sets a tag on an MLflow model version."
+
+    async def run(self, ctx: ActionContext, params: SetTagParams) -> ActionResult:
+        api = Mlflow(ctx, params)
+        await api.require_version(params.model, params.version)
+        label = f"tag {params.key}={params.value!r} on {params.model} version {params.version}"
+        output = {"model": params.model, "version": params.version, "key": params.key,
+                  "value": params.value}
+        if ctx.dry_run:
+            return ActionResult(f"would set {label}", output)
+        await api.call("POST", "model-versions/set-tag",
+                       body={"name": params.model, "version": params.version,
+                             "key": params.key, "value": params.value},
+                       doing=f"setting {label}")
+        return ActionResult(f"set {label}", output)
+
+
+class VerifyParams(MlflowParams):
+    version: VersionStr | None = None
+    alias: str | None = Field(default=None, max_length=255)
+    manifest: str = Field(default=MANIFEST_NAME, min_length=1, max_length=512)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> VerifyParams:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of `version` or `alias`")
+        return self
+
+
+class MlflowVerifyVersion:
+    name: ClassVar[str] = "mlflow.verify_version"
+    Params = VerifyParams
+    idempotent: ClassVar[bool] = True
+    description: ClassVar[str] = (
+        "Streams an MLflow model version's artifacts and checks them against the manifest "
+        "stored with them; names each file that fails."
+    )
+
+    async def run(self, ctx: ActionContext, params: VerifyParams) -> ActionResult:
+        api = Mlflow(ctx, params)
+        version = params.version
+        if params.alias is not None:
+            version = await api.get_alias(params.model, params.alias)
+            if version is None:
+                raise ActionFailed(f"alias {params.alias!r} of MLflow model {params.model!r} "
+                                   f"is not set (at {api.host})")
+        assert version is not None
+        found = await api.require_version(params.model, version)
+        checked, problems = await verify_artifacts(ctx, api, params.model, found, params.manifest)
+        output = {"model": params.model, "version": version, "files_checked": checked,
+                  "failed": [p.as_dict() for p in problems[:20]], "ok": not problems}
+        label = f"{_read_only(ctx)}MLflow model {params.model} version {version}"
+        if problems:
+            listed = "; ".join(p.describe() for p in problems[:5])
+            raise ActionFailed(f"{label} fails verification ({len(problems)} of {checked} "
+                               f"file(s)): {listed}", output=output)
+        return ActionResult(f"{label}: all {checked} file(s) match {params.manifest}", output)
+
+
+def mlflow_actions() -> list[Any]:
+    """Every `mlflow.*` action."""
+    return [MlflowGetAlias(), MlflowSetAlias(), MlflowRollbackAlias(), MlflowSetTag(),
+            MlflowVerifyVersion()]

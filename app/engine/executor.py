@@ -1,0 +1,537 @@
+"""Drive one execution step by step while this worker holds its lease.
+
+Each step is a short transaction to decide what to do, the action outside any transaction,
+and a short transaction to record it. The step is committed as `running` before its action
+starts, so after a crash nobody runs a non-idempotent step again without a human
+(invariant 4); every write checks the lease, so a worker that lost it changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import metrics
+from app.actions.base import ActionContext
+from app.actions.outbound import OutboundHttp
+from app.actions.registry import ActionRegistry
+from app.catalog.schema import ApprovalSpec, Goto, Runbook, Step
+from app.catalog.templating import RenderError, render_value
+from app.config import Settings
+from app.db import after_commit, session_scope, utcnow
+from app.engine import states
+from app.engine.approvals import valid_approvers
+from app.engine.context import approval_channels, approval_deadlines, step_context
+from app.engine.events import record_event
+from app.engine.guards import current_guard_state, trip_breaker_if_needed
+from app.engine.models import Execution, StepRun
+from app.engine.ratelimit import check_rate
+from app.engine.runbooks import RunbookVersions
+from app.engine.runner import Outcome, run_action, run_check, step_hash
+from app.engine.service import cancel_open_steps, void_approvals
+from app.engine.transitions import lock_execution, transition_execution, transition_step
+from app.notify.outbox import enqueue
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+
+
+@dataclass(frozen=True)
+class CheckFirst:
+    """Run the runbook's preconditions before going on (first start, or a risky step)."""
+
+    checks: tuple[tuple[str, dict[str, Any], float | None], ...]
+    step_run_id: int | None  # None: before the first step
+
+
+@dataclass(frozen=True)
+class RunStep:
+    step_run_id: int
+    kind: str
+    action: str
+    params: dict[str, Any]
+    timeout: float
+    retries: int
+    idempotent: bool
+    verify: tuple[str, dict[str, Any], float | None] | None
+    started: bool  # already committed as running
+
+
+Plan = Stop | CheckFirst | RunStep
+
+
+class Executor:
+    """Runs executions for one worker identity."""
+
+    def __init__(
+        self, *, settings: Settings, session_factory: async_sessionmaker[AsyncSession],
+        registry: ActionRegistry, runbooks: RunbookVersions, http: OutboundHttp,
+        worker_id: str,
+    ) -> None:
+        self.settings = settings
+        self.factory = session_factory
+        self.registry = registry
+        self.runbooks = runbooks
+        self.http = http
+        self.me = worker_id
+        self.actor = f"worker:{worker_id}"
+
+    async def drive(self, execution_id: int) -> None:
+        """Advance the execution until it ends, waits for a human, or is held."""
+        while True:
+            plan = await self._plan(execution_id)
+            if isinstance(plan, Stop):
+                return
+            if isinstance(plan, CheckFirst):
+                failure = await self._run_checks(execution_id, plan)
+                await self._after_checks(execution_id, plan, failure)
+                continue
+            if not plan.started and not await self._begin(execution_id, plan):
+                return
+            outcome = await self._execute(execution_id, plan)
+            await self._finish(execution_id, plan, outcome)
+
+    # -- deciding -------------------------------------------------------------------------
+
+    async def _plan(self, execution_id: int) -> Plan:
+        async with session_scope(self.factory) as session:
+            execution = await lock_execution(session, execution_id)
+            if execution.lease_owner != self.me:
+                return Stop("lease lost")
+            if execution.status not in (states.PENDING, states.RUNNING):
+                return Stop(execution.status)
+            runbook = await self.runbooks.get(session, execution.runbook_id,
+                                              execution.runbook_version)
+            hold = (await current_guard_state(session)).holds(execution.runbook_id)
+            if hold:
+                await self._move(session, execution, states.PAUSED, reason=hold)
+                return Stop(hold)
+            if execution.status == states.PENDING:
+                if execution.started_at is None:
+                    first = await self._first_start(session, execution, runbook)
+                    if first is not None:
+                        return first
+                else:
+                    await self._move(session, execution, states.RUNNING, reason="resumed")
+            return await self._next(session, execution, runbook)
+
+    async def _first_start(
+        self, session: AsyncSession, execution: Execution, runbook: Runbook,
+    ) -> Plan | None:
+        now = utcnow()
+        if not execution.dry_run:
+            verdict = await check_rate(session, runbook_id=runbook.id, target=execution.target,
+                                       limits=runbook.limits.rate, now=now,
+                                       exclude_id=execution.id)
+            if not verdict.allowed:
+                reason = verdict.describe()
+                await self._move(session, execution, states.RATE_LIMITED, reason=reason,
+                                 data={"next_allowed_at": verdict.next_allowed_at.isoformat()
+                                       if verdict.next_allowed_at else None})
+                self._notify(session, execution, runbook, kind="rate_limited",
+                             channels=approval_channels(runbook), text=reason)
+                return Stop(reason)
+        if await self._at_concurrency_limit(session, execution, runbook):
+            execution.wake_at = now + dt.timedelta(seconds=self.settings.poll_seconds * 5)
+            return Stop("concurrency limit")
+        if runbook.preconditions:
+            return CheckFirst(_checks(runbook, await step_context(session, execution)), None)
+        await self._move(session, execution, states.RUNNING, reason="started", started_at=now)
+        return None
+
+    async def _at_concurrency_limit(self, session: AsyncSession, execution: Execution,
+                                    runbook: Runbook) -> bool:
+        busy = (await session.execute(
+            select(func.count()).select_from(Execution).where(
+                Execution.runbook_id == runbook.id, Execution.id != execution.id,
+                Execution.started_at.is_not(None),
+                Execution.status.in_(states.ACTIVE_EXECUTION - {states.PAUSED}),
+            )
+        )).scalar_one()
+        return busy >= runbook.limits.concurrent
+
+    async def _next(self, session: AsyncSession, execution: Execution, runbook: Runbook) -> Plan:
+        runs = {(r.kind, r.step_id): r for r in (await session.execute(
+            select(StepRun).where(StepRun.execution_id == execution.id))).scalars()}
+        if execution.cursor == states.CURSOR_ROLLBACK:
+            return await self._next_rollback(session, execution, runs)
+        if execution.cursor == states.CURSOR_END:
+            await self._finish_execution(session, execution, runbook, succeeded=True)
+            return Stop("succeeded")
+        step = runbook.step(execution.cursor) if execution.cursor else runbook.steps[0]
+        execution.cursor = step.id
+        run = runs.get(("step", step.id))
+        if run is None:
+            run = StepRun(
+                execution_id=execution.id, step_id=step.id, kind="step",
+                position=runbook.step_index(step.id), title=step.title, action=step.action,
+                risky=step.risk == "risky", idempotent=self._idempotent(step),
+                status=states.STEP_PENDING, attempts=0, created_at=utcnow(),
+            )
+            session.add(run)
+            await session.flush()
+        if run.status == states.STEP_RUNNING:
+            return await self._recover(session, execution, run)
+        if run.status in (states.STEP_SUCCEEDED, states.STEP_SKIPPED):
+            await self._advance(session, execution, runbook, step)
+            return await self._next(session, execution, runbook)
+
+        context = await step_context(session, execution)
+        try:
+            params = render_value(step.with_, context)
+        except RenderError as exc:
+            await transition_step(session, run, states.STEP_FAILED, actor=self.actor,
+                                  reason=str(exc), error=str(exc), finished_at=utcnow())
+            await self._after_failure(session, execution, runbook, step, str(exc))
+            if execution.status != states.RUNNING:
+                return Stop(execution.status)
+            return await self._next(session, execution, runbook)
+        digest = step_hash(step.action, params)
+        verify = _verify(step, context)
+
+        if run.status == states.STEP_AWAITING_APPROVAL:
+            await self._move(session, execution, states.AWAITING_APPROVAL,
+                             reason=f"step {step.id} awaits approval")
+            return Stop("awaiting approval")
+        if step.risk == "risky":
+            spec = step.approvals or ApprovalSpec()
+            if run.status == states.STEP_APPROVED:
+                approvers = await valid_approvers(session, run)
+                if digest == run.step_hash and len(approvers) >= spec.count:
+                    return RunStep(run.id, "step", step.action, params, self._timeout(step),
+                                   step.retries, run.idempotent, verify, started=False)
+                voided = await void_approvals(
+                    session, run.id, reason="the rendered step changed before it ran")
+                await self._request_approval(session, execution, runbook, step, run, params,
+                                             digest, revote=voided)
+                return Stop("approvals voided")
+            await self._request_approval(session, execution, runbook, step, run, params, digest)
+            return Stop("awaiting approval")
+
+        await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
+                              params=params, step_hash=digest, started_at=utcnow(),
+                              attempts=run.attempts + 1)
+        return RunStep(run.id, "step", step.action, params, self._timeout(step), step.retries,
+                       run.idempotent, verify, started=True)
+
+    async def _next_rollback(
+        self, session: AsyncSession, execution: Execution, runs: dict[tuple[str, str], StepRun],
+    ) -> Plan:
+        queued = sorted((r for (kind, _), r in runs.items()
+                         if kind == "rollback" and r.status == states.STEP_PENDING),
+                        key=lambda r: -r.position)
+        if not queued:
+            runbook = await self.runbooks.get(session, execution.runbook_id,
+                                              execution.runbook_version)
+            await self._finish_execution(session, execution, runbook, succeeded=False,
+                                         reason=execution.status_reason or "rolled back")
+            return Stop("failed after rollback")
+        run = queued[0]
+        context = await step_context(session, execution)
+        try:
+            params = render_value(run.params or {}, context)
+        except RenderError as exc:
+            await transition_step(session, run, states.STEP_FAILED, actor=self.actor,
+                                  reason=str(exc), error=str(exc), finished_at=utcnow())
+            return await self._next_rollback(session, execution, runs)
+        await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
+                              params=params, step_hash=step_hash(run.action, params),
+                              started_at=utcnow(), attempts=run.attempts + 1)
+        return RunStep(run.id, "rollback", run.action, params,
+                       self.settings.default_step_timeout_seconds, 0, False, None, started=True)
+
+    async def _recover(self, session: AsyncSession, execution: Execution, run: StepRun) -> Plan:
+        """A step left `running` by a worker that crashed or lost its lease."""
+        await transition_step(session, run, states.STEP_INTERRUPTED, actor=self.actor,
+                              reason="the worker running this step stopped")
+        if run.idempotent:
+            await transition_step(session, run, states.STEP_PENDING, actor=self.actor,
+                                  reason="idempotent: retried after the interruption")
+            runbook = await self.runbooks.get(session, execution.runbook_id,
+                                              execution.runbook_version)
+            return await self._next(session, execution, runbook)
+        reason = (f"step {run.step_id} was interrupted while running and is not idempotent; "
+                  "choose retry, skip or abort")
+        await self._move(session, execution, states.NEEDS_ATTENTION, reason=reason)
+        runbook = await self.runbooks.get(session, execution.runbook_id,
+                                          execution.runbook_version)
+        self._notify(session, execution, runbook, kind="needs_attention",
+                     channels=approval_channels(runbook), text=reason)
+        return Stop("needs attention")
+
+    async def _request_approval(
+        self, session: AsyncSession, execution: Execution, runbook: Runbook, step: Step,
+        run: StepRun, params: dict[str, Any], digest: str, revote: int = 0,
+    ) -> None:
+        now = utcnow()
+        default = dt.timedelta(seconds=self.settings.default_approval_timeout_seconds)
+        expires, next_due = approval_deadlines(runbook, step, now, default)
+        reason = ("the rendered step changed; earlier approvals are void" if revote
+                  else "risky step needs approval")
+        await transition_step(session, run, states.STEP_AWAITING_APPROVAL, actor=self.actor,
+                              reason=reason, params=params, step_hash=digest,
+                              awaiting_since=now, approval_expires_at=expires,
+                              next_escalation_at=next_due, escalation_level=0)
+        await self._move(session, execution, states.AWAITING_APPROVAL,
+                         reason=f"step {step.id} awaits approval")
+        spec = step.approvals or ApprovalSpec()
+        self._notify(session, execution, runbook, kind="approval_request",
+                     channels=approval_channels(runbook), step=run,
+                     text=f"{step.title}: approval needed ({spec.count} of "
+                          f"{', '.join(spec.roles + spec.identities)})",
+                     extra={"params": params, "step_hash": digest, "required": spec.count,
+                            "expires_at": expires.isoformat()})
+
+    # -- doing ----------------------------------------------------------------------------
+
+    async def _run_checks(self, execution_id: int, plan: CheckFirst) -> str | None:
+        """Run the preconditions; returns why one failed, or None."""
+        dry_run = await self._dry_run(execution_id)
+        ctx = self._context(execution_id, None, dry_run)
+        for action, params, within in plan.checks:
+            outcome = await run_check(self.registry, ctx, action, params, within=within,
+                                      timeout=min(self.settings.default_step_timeout_seconds,
+                                                  60.0))
+            if not outcome.ok:
+                return f"precondition {action} not met: {outcome.summary}"
+        return None
+
+    async def _after_checks(self, execution_id: int, plan: CheckFirst,
+                            failure: str | None) -> None:
+        async with session_scope(self.factory) as session:
+            execution = await lock_execution(session, execution_id)
+            if execution.lease_owner != self.me or execution.status not in (
+                    states.PENDING, states.RUNNING):
+                return
+            record_event(session, kind="preconditions", entity="execution", actor=self.actor,
+                         execution_id=execution_id, reason=failure or "all preconditions met")
+            if failure is not None:
+                await cancel_open_steps(session, execution_id, actor=self.actor, reason=failure)
+                await self._move(session, execution, states.CANCELLED, reason=failure)
+            elif plan.step_run_id is None:
+                await self._move(session, execution, states.RUNNING, reason="started",
+                                 started_at=utcnow())
+
+    async def _begin(self, execution_id: int, plan: RunStep) -> bool:
+        """Commit an approved risky step as running, after re-checking preconditions."""
+        async with session_scope(self.factory) as session:
+            execution = await lock_execution(session, execution_id)
+            runbook = await self.runbooks.get(session, execution.runbook_id,
+                                              execution.runbook_version)
+            checks = (_checks(runbook, await step_context(session, execution))
+                      if runbook.preconditions else ())
+        if checks:
+            failure = await self._run_checks(execution_id, CheckFirst(checks, plan.step_run_id))
+            if failure is not None:
+                await self._after_checks(execution_id, CheckFirst((), plan.step_run_id), failure)
+                return False
+        async with session_scope(self.factory) as session:
+            execution = await lock_execution(session, execution_id)
+            if execution.lease_owner != self.me or execution.status != states.RUNNING:
+                return False
+            run = await session.get(StepRun, plan.step_run_id)
+            assert run is not None
+            await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
+                                  started_at=utcnow(), attempts=run.attempts + 1)
+        return True
+
+    async def _execute(self, execution_id: int, plan: RunStep) -> Outcome:
+        ctx = self._context(execution_id, str(plan.step_run_id), await self._dry_run(execution_id))
+        outcome = await run_action(self.registry, ctx, plan.action, plan.params,
+                                   timeout=plan.timeout, retries=plan.retries,
+                                   idempotent=plan.idempotent,
+                                   output_limit=self.settings.step_output_limit)
+        if outcome.ok and plan.verify is not None:
+            action, params, within = plan.verify
+            check = await run_check(self.registry, ctx, action, params, within=within,
+                                    timeout=min(plan.timeout, 60.0),
+                                    output_limit=self.settings.step_output_limit)
+            if not check.ok:
+                message = f"verification failed: {check.summary}"
+                return Outcome("failed", message, {**outcome.output, "verify": check.output},
+                               error=message, attempts=outcome.attempts,
+                               duration_ms=outcome.duration_ms + check.duration_ms)
+            outcome = Outcome("succeeded", f"{outcome.summary}; verified: {check.summary}",
+                              {**outcome.output, "verify": check.output},
+                              attempts=outcome.attempts,
+                              duration_ms=outcome.duration_ms + check.duration_ms)
+        return outcome
+
+    # -- recording ------------------------------------------------------------------------
+
+    async def _finish(self, execution_id: int, plan: RunStep, outcome: Outcome) -> None:
+        async with session_scope(self.factory) as session:
+            run = await session.get(StepRun, plan.step_run_id, with_for_update=True,
+                                    populate_existing=True)
+            assert run is not None
+            if run.status == states.STEP_RUNNING:
+                await transition_step(
+                    session, run, outcome.status, actor=self.actor, reason=outcome.summary,
+                    summary=outcome.summary, output=outcome.output, error=outcome.error,
+                    finished_at=utcnow(), duration_ms=outcome.duration_ms,
+                    attempts=run.attempts + max(outcome.attempts - 1, 0),
+                )
+                seconds = outcome.duration_ms / 1000
+                action = run.action
+                after_commit(session, lambda: metrics.step_duration.labels(action)
+                             .observe(seconds))
+            execution = await lock_execution(session, execution_id)
+            if execution.lease_owner != self.me or execution.status != states.RUNNING:
+                return  # cancelled while the step ran, or taken over: the step is recorded
+            if plan.kind == "rollback":
+                return
+            runbook = await self.runbooks.get(session, execution.runbook_id,
+                                              execution.runbook_version)
+            step = runbook.step(run.step_id)
+            if outcome.ok:
+                await self._advance(session, execution, runbook, step)
+            else:
+                await self._after_failure(session, execution, runbook, step,
+                                          outcome.error or outcome.summary)
+
+    async def _advance(self, session: AsyncSession, execution: Execution, runbook: Runbook,
+                       step: Step) -> None:
+        index = runbook.step_index(step.id)
+        execution.cursor = (runbook.steps[index + 1].id if index + 1 < len(runbook.steps)
+                            else states.CURSOR_END)
+
+    async def _after_failure(self, session: AsyncSession, execution: Execution,
+                             runbook: Runbook, step: Step, error: str) -> None:
+        """Follow the step's `on_failure`: continue, go to a later step, roll back, or stop."""
+        policy = step.on_failure
+        reason = f"step {step.id} failed: {error}"[:2000]
+        if policy == "continue":
+            await self._advance(session, execution, runbook, step)
+            record_event(session, kind="step.failure_ignored", entity="execution",
+                         actor=self.actor, execution_id=execution.id, reason=reason)
+            return
+        if isinstance(policy, Goto) and (runbook.step_index(policy.goto)
+                                         > runbook.step_index(step.id)):
+            execution.cursor = policy.goto
+            record_event(session, kind="step.goto", entity="execution", actor=self.actor,
+                         execution_id=execution.id, reason=f"{reason}; going to {policy.goto}")
+            return
+        if policy == "rollback" and await self._queue_rollbacks(session, execution, runbook,
+                                                                step):
+            execution.cursor = states.CURSOR_ROLLBACK
+            execution.status_reason = f"{reason}; rolled back"
+            return
+        await self._finish_execution(session, execution, runbook, succeeded=False,
+                                     reason=reason)
+
+    async def _queue_rollbacks(self, session: AsyncSession, execution: Execution,
+                               runbook: Runbook, failed: Step) -> bool:
+        """Queue the rollbacks of the failed step and of the steps that succeeded before it,
+        newest first."""
+        done = {r.step_id for r in (await session.execute(
+            select(StepRun).where(StepRun.execution_id == execution.id, StepRun.kind == "step",
+                                  StepRun.status == states.STEP_SUCCEEDED))).scalars()}
+        queued = False
+        for step in runbook.steps[: runbook.step_index(failed.id) + 1]:
+            if step.rollback is None or (step.id != failed.id and step.id not in done):
+                continue
+            session.add(StepRun(
+                execution_id=execution.id, step_id=step.id, kind="rollback",
+                position=runbook.step_index(step.id), title=step.rollback.title,
+                action=step.rollback.action, risky=False, idempotent=False,
+                status=states.STEP_PENDING, attempts=0, params=step.rollback.with_,
+                created_at=utcnow(),
+            ))
+            queued = True
+        return queued
+
+    async def _finish_execution(self, session: AsyncSession, execution: Execution,
+                                runbook: Runbook, *, succeeded: bool, reason: str = "") -> None:
+        if succeeded:
+            await self._move(session, execution, states.SUCCEEDED, reason="all steps succeeded")
+            fired = execution.alert_fired_at
+            if fired is not None:
+                seconds = (utcnow() - fired).total_seconds()
+                runbook_id = runbook.id
+                after_commit(session, lambda: metrics.time_to_restore.labels(runbook_id)
+                             .observe(seconds))
+            return
+        await self._move(session, execution, states.FAILED, reason=reason)
+        self._notify(session, execution, runbook, kind="failed",
+                     channels=approval_channels(runbook), text=reason)
+        breaker = getattr(runbook.limits, "breaker", None)
+        failures = breaker.failures if breaker else self.settings.breaker_failures
+        within = (breaker.within if breaker
+                  else dt.timedelta(seconds=self.settings.breaker_window_seconds))
+        if not execution.dry_run and await trip_breaker_if_needed(
+                session, runbook.id, failures=failures, within=within):
+            self._notify(session, execution, runbook, kind="breaker",
+                         channels=approval_channels(runbook),
+                         text=f"runbook {runbook.id} paused by its circuit breaker")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _move(self, session: AsyncSession, execution: Execution, to_state: str, *,
+                    reason: str, data: dict[str, Any] | None = None, **fields: Any) -> None:
+        await transition_execution(session, execution, to_state, actor=self.actor,
+                                   reason=reason, data=data, lease_owner=self.me, **fields)
+
+    def _notify(self, session: AsyncSession, execution: Execution, runbook: Runbook, *,
+                kind: str, channels: list[str], text: str, step: StepRun | None = None,
+                extra: dict[str, Any] | None = None) -> None:
+        payload = {
+            "kind": kind, "text": text, "execution_id": execution.id, "runbook": runbook.id,
+            "runbook_title": runbook.title, "severity": runbook.severity,
+            "target": execution.target, "status": execution.status,
+            "dry_run": execution.dry_run,
+            "step_id": step.step_id if step else None,
+            "step_title": step.title if step else None,
+            "action": step.action if step else None, **(extra or {}),
+        }
+        suffix = f"{kind}:{step.id}:{step.step_hash or ''}" if step else kind
+        enqueue(session, kind=kind, channels=channels, payload=payload,
+                execution_id=execution.id, step_run_id=step.id if step else None,
+                dedup_key=f"runbookd-{execution.id}:{suffix}")
+
+    async def _dry_run(self, execution_id: int) -> bool:
+        async with session_scope(self.factory) as session:
+            execution = await session.get(Execution, execution_id)
+            return bool(execution and execution.dry_run)
+
+    def _context(self, execution_id: int, step_id: str | None, dry_run: bool) -> ActionContext:
+        return ActionContext(settings=self.settings, http=self.http, dry_run=dry_run,
+                             execution_id=execution_id, step_id=step_id)
+
+    def _idempotent(self, step: Step) -> bool:
+        if step.idempotent is not None:
+            return step.idempotent
+        return bool(step.action in self.registry and self.registry.get(step.action).idempotent)
+
+    def _timeout(self, step: Step) -> float:
+        if step.timeout is not None:
+            return step.timeout.total_seconds()
+        return self.settings.default_step_timeout_seconds
+
+
+def _checks(runbook: Runbook, context: dict[str, Any],
+            ) -> tuple[tuple[str, dict[str, Any], float | None], ...]:
+    out = []
+    for check in runbook.preconditions:
+        try:
+            params = render_value(check.with_, context)
+        except RenderError:
+            params = check.with_  # fails validation in the check, with its own message
+        out.append((check.action, params, check.within.total_seconds() if check.within else None))
+    return tuple(out)
+
+
+def _verify(step: Step, context: dict[str, Any]) -> tuple[str, dict[str, Any], float | None] | None:
+    if step.verify is None:
+        return None
+    try:
+        params = render_value(step.verify.with_, context)
+    except RenderError:
+        params = step.verify.with_  # fails validation in the check, with its own message
+    within = step.verify.within.total_seconds() if step.verify.within else None
+    return step.verify.action, params, within

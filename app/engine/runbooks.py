@@ -1,0 +1,46 @@
+"""Find the exact runbook version an execution runs, even after the catalog moved on."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.models import RunbookVersion
+from app.catalog.schema import Runbook
+from app.errors import NotFound
+
+
+class _Loaded(Protocol):
+    runbook: Runbook
+    version: str
+
+
+class _CatalogView(Protocol):
+    runbooks: Any  # dict[str, LoadedRunbook]
+
+
+class RunbookVersions:
+    """Runbook id and version to the parsed runbook: the live catalog first, then the
+    stored versions (an execution keeps the version it started with across reloads)."""
+
+    def __init__(self, current: Any) -> None:
+        self._current = current  # a callable returning the live Catalog
+        self._parsed: dict[tuple[str, str], Runbook] = {}
+
+    async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook:
+        catalog: _CatalogView | None = self._current()
+        loaded: _Loaded | None = catalog.runbooks.get(runbook_id) if catalog else None
+        if loaded is not None and loaded.version == version:
+            return loaded.runbook
+        key = (runbook_id, version)
+        if key not in self._parsed:
+            content = (await session.execute(
+                select(RunbookVersion.content).where(
+                    RunbookVersion.runbook_id == runbook_id, RunbookVersion.version == version)
+            )).scalar_one_or_none()
+            if content is None:
+                raise NotFound(f"runbook {runbook_id} version {version[:12]} is not stored")
+            self._parsed[key] = Runbook.model_validate(content)
+        return self._parsed[key]

@@ -1,0 +1,122 @@
+"""Run one action: validate its parameters, apply the timeout, retry only if idempotent.
+
+No database here: the executor records what this returns. Checks (preconditions and
+verifications) are actions too; a check with `within` is re-run until it passes or time is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from app.actions.base import ActionContext, ActionFailed, ActionResult
+from app.actions.outbound import HostNotAllowed
+from app.actions.registry import ActionRegistry, UnknownAction
+from app.errors import describe_validation_errors
+
+Status = Literal["succeeded", "failed", "timed_out"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    summary: str
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    attempts: int = 1
+    duration_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def step_hash(action: str, params: dict[str, Any]) -> str:
+    """sha256 of the action and its rendered parameters: what an approval is bound to."""
+    canonical = json.dumps({"action": action, "params": params}, sort_keys=True,
+                           separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def bound_output(output: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Keep recorded outputs small: an oversized one is replaced by a truncated preview."""
+    text = json.dumps(output, default=str)
+    if len(text) <= limit:
+        return json.loads(text)
+    return {"truncated": True, "size": len(text), "preview": text[: max(limit - 100, 0)]}
+
+
+async def run_action(
+    registry: ActionRegistry, ctx: ActionContext, action_name: str, params: dict[str, Any], *,
+    timeout: float, retries: int = 0, idempotent: bool = False, output_limit: int = 16_384,
+) -> Outcome:
+    """Run an action to an Outcome; never raises for the action's own failures."""
+    started = time.perf_counter()
+    try:
+        action = registry.get(action_name)
+        validated = action.Params.model_validate(params)
+    except UnknownAction as exc:
+        return Outcome("failed", str(exc), error=str(exc))
+    except ValidationError as exc:
+        details = describe_validation_errors(list(exc.errors(include_url=False)))  # type: ignore[arg-type]
+        message = "invalid parameters for {}: {}".format(
+            action_name, "; ".join(f"{d['field']}: {d['message']}" for d in details))
+        return Outcome("failed", message, error=message)
+
+    # Only an idempotent action may run again after a failure: a retry of anything else
+    # could repeat a side effect that did happen before the error was seen.
+    attempts = retries + 1 if idempotent else 1
+    attempt_count = 0
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=0.2, min=0.2, max=30),
+            retry=retry_if_exception_type((ActionFailed, TimeoutError, OSError)),
+            reraise=True,
+        ):
+            with attempt:
+                attempt_count += 1
+                result: ActionResult = await asyncio.wait_for(action.run(ctx, validated),
+                                                              timeout)
+    except TimeoutError:
+        message = f"{action_name} timed out after {timeout:g}s"
+        return Outcome("timed_out", message, error=message, attempts=attempt_count,
+                       duration_ms=_ms(started))
+    except ActionFailed as exc:
+        return Outcome("failed", exc.message, bound_output(exc.output, output_limit),
+                       error=exc.message, attempts=attempt_count, duration_ms=_ms(started))
+    except HostNotAllowed as exc:
+        return Outcome("failed", str(exc), error=str(exc), attempts=attempt_count,
+                       duration_ms=_ms(started))
+    except Exception as exc:  # an action's bug must fail the step, not the executor
+        message = f"{action_name} raised {type(exc).__name__}: {str(exc)[:300]}"
+        return Outcome("failed", message, error=message, attempts=attempt_count,
+                       duration_ms=_ms(started))
+    return Outcome("succeeded", result.summary, bound_output(result.output, output_limit),
+                   attempts=attempt_count, duration_ms=_ms(started))
+
+
+async def run_check(
+    registry: ActionRegistry, ctx: ActionContext, action_name: str, params: dict[str, Any], *,
+    within: float | None, timeout: float, output_limit: int = 16_384,
+) -> Outcome:
+    """Run a check once, or until it passes within `within` seconds."""
+    deadline = time.monotonic() + (within or 0)
+    interval = min(5.0, max((within or 0) / 10, 0.25))
+    while True:
+        outcome = await run_action(registry, ctx, action_name, params, timeout=timeout,
+                                   idempotent=True, output_limit=output_limit)
+        if outcome.ok or time.monotonic() + interval > deadline:
+            return outcome
+        await asyncio.sleep(interval)
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

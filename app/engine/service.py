@@ -1,0 +1,192 @@
+"""Create, attach, cancel and hand back executions. The caller owns the transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.schema import Runbook
+from app.db import utcnow
+from app.engine import states
+from app.engine.events import record_event
+from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
+from app.engine.transitions import lock_execution, transition_execution, transition_step
+from app.errors import Conflict
+
+
+async def active_execution_for(
+    session: AsyncSession, runbook_id: str, target: str,
+) -> Execution | None:
+    """The execution holding the per-target lock of (runbook, target), if any."""
+    return (await session.execute(
+        select(Execution).where(
+            Execution.runbook_id == runbook_id, Execution.target == target,
+            Execution.status.in_(states.ACTIVE_EXECUTION),
+        )
+    )).scalar_one_or_none()
+
+
+async def start_or_attach(
+    session: AsyncSession, *, runbook: Runbook, version: str, target: str,
+    params: dict[str, Any], alert_id: int | None, alert_fired_at: dt.datetime | None,
+    actor: str, trigger: str = "alert", started_by: str | None = None, dry_run: bool = False,
+) -> tuple[Execution, bool]:
+    """Start an execution for (runbook, target), or attach the alert to the active one.
+
+    Returns the execution and whether it is new. The per-target lock is a unique index over
+    active executions, so two replicas racing here cannot both create one.
+    """
+    existing = await active_execution_for(session, runbook.id, target)
+    if existing is None:
+        now = utcnow()
+        execution = Execution(
+            runbook_id=runbook.id, runbook_version=version, target=target,
+            status=states.PENDING, params=params, dry_run=dry_run, trigger=trigger,
+            started_by=started_by, created_at=now, updated_at=now,
+            alert_fired_at=alert_fired_at,
+        )
+        try:
+            if session.bind.dialect.name == "sqlite":
+                # One writer: nothing can race between the check above and this insert.
+                session.add(execution)
+                await session.flush()
+            else:
+                async with session.begin_nested():
+                    session.add(execution)
+                    await session.flush()
+        except IntegrityError:
+            existing = await active_execution_for(session, runbook.id, target)
+            if existing is None:
+                raise
+        else:
+            if alert_id is not None:
+                session.add(ExecutionAlert(execution_id=execution.id, alert_id=alert_id,
+                                           attached_at=now, role="trigger"))
+            record_event(
+                session, kind="execution.created", entity="execution", actor=actor,
+                execution_id=execution.id, to_state=states.PENDING,
+                reason=f"{trigger}: {runbook.id} on {target}" + (" (drill)" if dry_run else ""),
+                data={"params": params, "alert_id": alert_id, "version": version},
+            )
+            return execution, True
+
+    if alert_id is not None:
+        already = await session.get(ExecutionAlert, (existing.id, alert_id))
+        if already is None:
+            session.add(ExecutionAlert(execution_id=existing.id, alert_id=alert_id,
+                                       attached_at=utcnow(), role="joined"))
+            record_event(
+                session, kind="alert.attached", entity="execution", actor=actor,
+                execution_id=existing.id,
+                reason=f"alert {alert_id} joined the active execution for {target}",
+                data={"alert_id": alert_id},
+            )
+    return existing, False
+
+
+async def cancel_open_steps(session: AsyncSession, execution_id: int, *, actor: str,
+                            reason: str) -> None:
+    """Cancel the steps that have not started; a running step is left to finish."""
+    steps = (await session.execute(
+        select(StepRun).where(StepRun.execution_id == execution_id,
+                              StepRun.status.in_(states.OPEN_STEP))
+    )).scalars().all()
+    for step in steps:
+        await transition_step(session, step, states.STEP_CANCELLED, actor=actor, reason=reason,
+                              next_escalation_at=None)
+
+
+async def cancel_execution(
+    session: AsyncSession, execution_id: int, *, actor: str, reason: str,
+    source_addr: str | None = None,
+) -> Execution:
+    """Cancel an active execution: open steps are cancelled, a running one finishes."""
+    execution = await lock_execution(session, execution_id)
+    if execution.status not in states.ACTIVE_EXECUTION:
+        raise Conflict(f"execution {execution_id} is {execution.status}; only an active "
+                       "execution can be cancelled", current_state=execution.status)
+    await cancel_open_steps(session, execution_id, actor=actor, reason=reason)
+    return await transition_execution(session, execution, states.CANCELLED, actor=actor,
+                                      reason=reason, source_addr=source_addr)
+
+
+async def on_alert_resolved(
+    session: AsyncSession, *, alert_id: int, runbook_of: Any, actor: str = "system:resolve",
+) -> list[int]:
+    """When every alert of an execution has resolved, cancel it unless its runbook says
+    `on_resolve: continue`. Returns the ids of the executions that were cancelled."""
+    from app.intake.models import Alert
+
+    execution_ids = (await session.execute(
+        select(ExecutionAlert.execution_id).where(ExecutionAlert.alert_id == alert_id)
+    )).scalars().all()
+    cancelled = []
+    for execution_id in execution_ids:
+        execution = await lock_execution(session, execution_id)
+        if execution.status not in states.ACTIVE_EXECUTION:
+            continue
+        still_firing = (await session.execute(
+            select(func.count()).select_from(ExecutionAlert)
+            .join(Alert, Alert.id == ExecutionAlert.alert_id)
+            .where(ExecutionAlert.execution_id == execution_id, Alert.status != "resolved")
+        )).scalar_one()
+        if still_firing:
+            continue
+        execution.alerts_resolved_at = utcnow()
+        runbook: Runbook = await runbook_of(session, execution.runbook_id,
+                                            execution.runbook_version)
+        if runbook.on_resolve == "continue":
+            record_event(session, kind="alert.resolved", entity="execution", actor=actor,
+                         execution_id=execution_id,
+                         reason="every alert resolved; the runbook says on_resolve: continue")
+            continue
+        await cancel_execution(session, execution_id, actor=actor,
+                               reason="every alert of this execution resolved")
+        cancelled.append(execution_id)
+    return cancelled
+
+
+async def void_approvals(session: AsyncSession, step_run_id: int, *, reason: str) -> int:
+    """Void the approvals of a step (its rendered action changed). Returns how many."""
+    result = await session.execute(
+        update(Approval).where(Approval.step_run_id == step_run_id,
+                               Approval.voided_at.is_(None))
+        .values(voided_at=utcnow(), void_reason=reason)
+    )
+    return result.rowcount or 0
+
+
+async def resolve_attention(
+    session: AsyncSession, execution_id: int, *, choice: str, runbook: Runbook, actor: str,
+    comment: str = "", source_addr: str | None = None,
+) -> Execution:
+    """A human's choice for an execution in `needs_attention`: retry, skip or abort."""
+    execution = await lock_execution(session, execution_id)
+    if execution.status != states.NEEDS_ATTENTION:
+        raise Conflict(f"execution {execution_id} is {execution.status}; retry, skip and "
+                       "abort apply only to needs_attention", current_state=execution.status)
+    step = (await session.execute(
+        select(StepRun).where(StepRun.execution_id == execution_id, StepRun.kind == "step",
+                              StepRun.status == states.STEP_INTERRUPTED)
+    )).scalars().first()
+    reason = f"{choice} by {actor}" + (f": {comment}" if comment else "")
+    record_event(session, kind=f"manual.{choice}", entity="execution", actor=actor,
+                 execution_id=execution_id, source_addr=source_addr, reason=comment)
+    if choice == "abort":
+        await cancel_open_steps(session, execution_id, actor=actor, reason=reason)
+        return await transition_execution(session, execution, states.FAILED, actor=actor,
+                                          reason=reason, source_addr=source_addr)
+    if step is not None:
+        to_state = states.STEP_PENDING if choice == "retry" else states.STEP_SKIPPED
+        await transition_step(session, step, to_state, actor=actor, reason=reason,
+                              source_addr=source_addr)
+        if choice == "skip":
+            index = runbook.step_index(step.step_id)
+            execution.cursor = (runbook.steps[index + 1].id if index + 1 < len(runbook.steps)
+                                else states.CURSOR_END)
+    return await transition_execution(session, execution, states.PENDING, actor=actor,
+                                      reason=reason, source_addr=source_addr, wake_at=None)

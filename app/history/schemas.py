@@ -1,0 +1,134 @@
+"""Response models of the history API (also used by the web pages and the CLI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.engine.models import Approval, Event, Execution, StepRun
+from app.intake.models import Alert
+
+
+class ExecutionOut(BaseModel):
+    id: int
+    runbook_id: str
+    runbook_version: str
+    target: str
+    status: str
+    status_reason: str | None
+    params: dict[str, Any]
+    dry_run: bool
+    trigger: str
+    started_by: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    alert_fired_at: dt.datetime | None
+    alerts_resolved_at: dt.datetime | None
+    cursor: str | None
+
+    @classmethod
+    def of(cls, execution: Execution) -> ExecutionOut:
+        return cls.model_validate(execution, from_attributes=True)
+
+
+class ExecutionPage(BaseModel):
+    items: list[ExecutionOut]
+    next_cursor: str | None
+
+
+class AlertBrief(BaseModel):
+    id: int
+    role: str
+    source: str
+    fingerprint: str
+    status: str
+    alertname: str | None
+    labels: dict[str, Any]
+    annotations: dict[str, Any]
+    starts_at: dt.datetime
+    ends_at: dt.datetime | None
+    generator_url: str | None
+
+    @classmethod
+    def of(cls, alert: Alert, role: str) -> AlertBrief:
+        return cls(id=alert.id, role=role, source=alert.source, fingerprint=alert.fingerprint,
+                   status=alert.status, alertname=alert.alertname, labels=alert.labels,
+                   annotations=alert.annotations, starts_at=alert.starts_at,
+                   ends_at=alert.ends_at, generator_url=alert.generator_url)
+
+
+class ApprovalOut(BaseModel):
+    id: int
+    step_run_id: int
+    identity: str
+    decision: str
+    comment: str
+    step_hash: str
+    channel: str
+    source_addr: str | None
+    created_at: dt.datetime
+    voided_at: dt.datetime | None
+    void_reason: str | None
+
+    @classmethod
+    def of(cls, approval: Approval) -> ApprovalOut:
+        return cls.model_validate(approval, from_attributes=True)
+
+
+class StepOut(BaseModel):
+    id: int
+    step_id: str
+    kind: str
+    position: int
+    title: str
+    action: str
+    risky: bool
+    idempotent: bool
+    status: str
+    attempts: int
+    params: dict[str, Any] | None
+    step_hash: str | None
+    summary: str | None
+    output: dict[str, Any] | None
+    error: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_ms: int | None
+    awaiting_since: dt.datetime | None
+    approval_expires_at: dt.datetime | None
+    approvals: list[ApprovalOut] = []
+
+    @classmethod
+    def of(cls, step: StepRun, approvals: list[ApprovalOut]) -> StepOut:
+        base = cls.model_validate(step, from_attributes=True)
+        return base.model_copy(update={"approvals": approvals})
+
+
+class EventOut(BaseModel):
+    id: int
+    created_at: dt.datetime
+    kind: str
+    entity: str
+    execution_id: int | None
+    step_id: str | None
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    source_addr: str | None
+    reason: str
+    data: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, event: Event) -> EventOut:
+        return cls.model_validate(event, from_attributes=True)
+
+
+class ExecutionDetail(ExecutionOut):
+    alerts: list[AlertBrief]
+    runbook_content: dict[str, Any] | None
+    steps: list[StepOut]
+    approvals: list[ApprovalOut]
+    timeline: list[EventOut]

@@ -1,0 +1,112 @@
+"""Start and stop every moving part of a runbookd process, in order.
+
+Shared by the HTTP service (`create_app`'s lifespan) and `runbookd worker`, so both run the
+same catalog, executor, worker, notification sender and retention job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.actions.outbound import OutboundHttp
+from app.actions.registry import default_registry
+from app.catalog.service import CatalogHolder
+from app.config import Settings
+from app.db import make_engine, make_session_factory
+from app.engine.executor import Executor
+from app.engine.intake_hook import make_alert_hook
+from app.engine.runbooks import RunbookVersions
+from app.engine.runtime import EngineRuntime
+from app.engine.worker import Worker, new_worker_id
+from app.errors import CatalogInvalid
+from app.history.retention import retention_loop
+from app.intake.auth import WebhookAuth
+from app.intake.receiver import WebhookReceiver
+from app.intake.service import IngestResult
+from app.intake.writer import GroupCommitWriter
+from app.notify.sender import NotificationSender
+from app.web.links import make_link_maker
+
+log = logging.getLogger("runbookd")
+
+
+@dataclass
+class Parts:
+    db: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    catalog: CatalogHolder
+    engine: EngineRuntime
+    receiver: WebhookReceiver
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Parts]:
+    """Start the database, catalog, writer, worker and sender; stop them in reverse.
+
+    An invalid catalog raises CatalogInvalid, listing every error: the process must not
+    start with rules nobody reviewed.
+    """
+    db = make_engine(settings.database_url)
+    factory = make_session_factory(db)
+    http = OutboundHttp(settings.http_allowlist)
+    registry = default_registry()
+    holder = CatalogHolder(mappings_path=settings.mappings,
+                           remediations_dir=settings.remediations_dir,
+                           actions=registry.specs())
+    try:
+        await holder.initial_load(factory)
+    except CatalogInvalid as exc:
+        log.error("the catalog is invalid; refusing to start:\n  %s",
+                  "\n  ".join(str(d) for d in (exc.details or [exc.message])))
+        await http.aclose()
+        await db.dispose()
+        raise
+    runbooks = RunbookVersions(lambda: holder.catalog)
+    executor = Executor(settings=settings, session_factory=factory, registry=registry,
+                        runbooks=runbooks, http=http, worker_id=new_worker_id())
+    engine = EngineRuntime(settings=settings, session_factory=factory, registry=registry,
+                           catalog=holder, runbooks=runbooks, http=http, executor=executor)
+    if settings.worker_enabled:
+        engine.worker = Worker(executor, session_factory=factory,
+                               concurrency=settings.worker_concurrency,
+                               lease_seconds=settings.lease_seconds,
+                               poll_seconds=settings.poll_seconds,
+                               single_process=settings.is_sqlite)
+    hook = make_alert_hook(lambda: holder.catalog, runbooks)
+    def wake_if_changed(results: list[IngestResult]) -> None:
+        # Redeliveries change nothing; waking the worker for them would only cost the writer.
+        if any(r.new or r.changed for r in results):
+            engine.wake()
+
+    writer = GroupCommitWriter(factory, hook=lambda: hook, max_batch=settings.ingest_batch_max,
+                               on_commit=wake_if_changed)
+    receiver = WebhookReceiver(auth=WebhookAuth.from_settings(settings), writer=writer,
+                               max_body_bytes=settings.max_body_bytes)
+    # Approval requests carry a signed link to the confirmation page.
+    sender = NotificationSender(settings, factory, http,
+                                link_maker=make_link_maker(settings, factory, runbooks))
+
+    await writer.start()
+    if engine.worker is not None:
+        await engine.worker.start()
+    await sender.start()
+    retention = (asyncio.create_task(retention_loop(factory, days=settings.retention_days))
+                 if settings.retention_days > 0 else None)
+    try:
+        yield Parts(db=db, session_factory=factory, catalog=holder, engine=engine,
+                    receiver=receiver)
+    finally:
+        if retention is not None:
+            retention.cancel()
+        await writer.stop()
+        if engine.worker is not None:
+            await engine.worker.stop(grace=settings.shutdown_grace_seconds)
+        await sender.stop()
+        await http.aclose()
+        await db.dispose()

@@ -1,0 +1,144 @@
+"""The pages of signed approval links: `/approve/{token}`.
+
+A GET shows what will run, the rendered parameters, the alert and who else approved, and
+changes nothing (Slack's bot fetches every link it sees). The POST, with a CSRF token, acts
+through `decide(channel="link")`, bound to the step hash the link was made for.
+
+Who acts: the signed-in identity, if any. Without sign-in, a link that names an identity
+acts as that identity (it was sent to that person alone); a role-targeted link, the kind
+posted to shared channels, asks to sign in first, so a forwarded link is not a vote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.schema import ApprovalSpec
+from app.db import SessionDep
+from app.engine import states
+from app.engine.approvals import decide
+from app.engine.models import ApprovalLink, StepRun
+from app.engine.transitions import lock_execution
+from app.errors import Forbidden, NotFound, RunbookdError, Unauthenticated
+from app.history.queries import execution_detail
+from app.identity import Identity
+from app.web import links
+from app.web.pages import (
+    HtmlRoute,
+    client_addr,
+    decision_blocker,
+    redirect,
+    render,
+    role_list,
+    runbook_or_none,
+    standing_approvers,
+    transaction,
+)
+from app.web.session import current_identity, directory, verify_csrf
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+
+
+def _acting(request: Request, link: ApprovalLink) -> Identity | None:
+    """Who a link acts as: the signed-in identity, else the identity the link names."""
+    me = current_identity(request)
+    if me is not None or links.intended_role(link) is not None:
+        return me
+    return directory(request.app).by_name(link.intended)
+
+
+@dataclass(frozen=True)
+class Rights:
+    """Who would act through a link, why they may not (or ""), and what a POST raises
+    before `decide()` (which checks the approval rules itself)."""
+
+    acting: Identity | None
+    why_not: str
+    refuse: type[RunbookdError] | None = None
+
+
+def _rights(request: Request, link: ApprovalLink, started_by: str | None,
+            spec: ApprovalSpec) -> Rights:
+    acting = _acting(request, link)
+    role = links.intended_role(link)
+    if acting is None and role is None:
+        return Rights(None, f"the identity {link.intended} no longer exists", Forbidden)
+    if acting is None:
+        return Rights(None, "sign in to decide with this link", Unauthenticated)
+    if role is not None and not acting.has_role(role):
+        return Rights(acting, f"this link is for the {role} role; {acting.name} is "
+                              f"{role_list(acting)}", Forbidden)
+    return Rights(acting, decision_blocker(acting, started_by, spec))
+
+
+async def _approval_context(request: Request, session: AsyncSession, token: str,
+                            link: ApprovalLink) -> dict[str, Any]:
+    detail = await execution_detail(session, link.execution_id)
+    step = next((s for s in detail.steps if s.id == link.step_run_id), None)
+    if step is None:
+        raise NotFound("the step of this link no longer exists")
+    if step.status != states.STEP_AWAITING_APPROVAL:
+        raise links.LinkStale(f"step {step.step_id} is no longer awaiting approval: it is "
+                              f"{step.status.replace('_', ' ')}", current_state=step.status,
+                              execution_id=detail.id)
+    if step.step_hash != link.step_hash:
+        raise links.LinkStale(f"step {step.step_id} changed since this link was sent; open "
+                              "the execution to review it again", current_state=step.status,
+                              execution_id=detail.id)
+    runbook = await runbook_or_none(request, session, detail.runbook_id,
+                                    detail.runbook_version)
+    spec = (runbook.step(step.step_id).approvals if runbook else None) or ApprovalSpec()
+    rights = _rights(request, link, detail.started_by, spec)
+    return {"title": f"Approve {step.title}?", "ex": detail, "step": step, "spec": spec,
+            "runbook": runbook, "approvers": standing_approvers(step), "link": link,
+            "token": token, "acting": rights.acting, "why_not": rights.why_not,
+            "role": links.intended_role(link)}
+
+
+@router.get("/approve/{token}")
+async def approval_page(token: str, request: Request, session: SessionDep) -> Response:
+    """The confirmation page of a link. It changes nothing: Slack's bot fetches every link."""
+    link = await links.open_link(session, request.app.state.settings, token)
+    return render(request, "approve.html", await _approval_context(request, session, token,
+                                                                   link))
+
+
+@router.post("/approve/{token}")
+async def approve_by_link(
+    token: str, request: Request,
+    decision: Annotated[Literal["approve", "reject"], Form()],
+    comment: Annotated[str, Form(max_length=2000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Act on a link: `decide(channel="link")`, bound to the hash the link was made for."""
+    verify_csrf(request, csrf_token)
+    engine = request.app.state.engine
+    async with transaction(request) as session:
+        link = await links.open_link(session, request.app.state.settings, token, lock=True)
+        execution = await lock_execution(session, link.execution_id)
+        runbook = await engine.runbooks.get(session, execution.runbook_id,
+                                            execution.runbook_version)
+        step = await session.get(StepRun, link.step_run_id)
+        if step is None:
+            raise NotFound("the step of this link no longer exists")
+        spec = runbook.step(step.step_id).approvals or ApprovalSpec()
+        rights = _rights(request, link, execution.started_by, spec)
+        if rights.refuse is not None or rights.acting is None:
+            raise (rights.refuse or Unauthenticated)(rights.why_not)
+        acting = rights.acting
+        outcome = await decide(session, execution_id=execution.id, step_id=step.step_id,
+                               identity=acting, decision=decision, comment=comment,
+                               channel="link", runbook=runbook,
+                               source_addr=client_addr(request),
+                               expected_hash=link.step_hash, on_approved=engine.wake)
+        links.consume(session, link, actor=acting.name, source_addr=client_addr(request),
+                      step_id=step.step_id)
+    if current_identity(request) is not None:
+        return redirect(f"/executions/{execution.id}#step-{step.step_id}")
+    return render(request, "approve_result.html", {
+        "title": "Decision recorded", "outcome": outcome, "acting": acting,
+        "step_title": step.title})

@@ -1,0 +1,304 @@
+"""The web pages: executions, runbooks, guards and sign-in (approval links: `approve.py`).
+
+Thin: each route looks up, calls a service (`decide`, `set_guard`, the history queries)
+and renders. A form POST checks its CSRF token, runs in its own transaction (so a refused
+decision rolls back before its error page renders), and redirects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.schema import ApprovalSpec, Runbook
+from app.catalog.service import list_versions
+from app.db import SessionDep, after_commit
+from app.engine import states
+from app.engine.approvals import decide
+from app.engine.events import record_event
+from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
+from app.engine.models import Event, Execution, Guard
+from app.engine.transitions import lock_execution
+from app.errors import NotFound
+from app.history.queries import ExecutionFilter, execution_detail, list_executions
+from app.history.routes import execution_filter
+from app.history.schemas import ExecutionDetail, StepOut
+from app.identity import Identity
+from app.web import links
+from app.web.pages import (
+    HtmlRoute,
+    client_addr,
+    decision_blocker,
+    redirect,
+    render,
+    require_identity,
+    runbook_or_none,
+    standing_approvers,
+    static_files,
+    transaction,
+)
+from app.web.session import (
+    clear_session_cookie,
+    current_identity,
+    safe_next,
+    session_identity,
+    set_session_cookie,
+    sign_in,
+    verify_csrf,
+)
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+Csrf = Annotated[str, Form()]
+Text = Annotated[str, Form(max_length=2000)]
+Decision = Annotated[Literal["approve", "reject"], Form()]
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, the Slack endpoint, the links API and /static on `app`."""
+    from app.web.approve import router as approve_router
+    from app.web.slack import router as slack_router
+
+    app.include_router(router)
+    app.include_router(approve_router)
+    app.include_router(slack_router)
+    app.include_router(links.router)
+    app.mount("/static", static_files(), name="static")
+    app.state.session_identity = session_identity
+
+
+@dataclass(frozen=True)
+class StepView:
+    """A step run as a page shows it: who approved, and whether the viewer may decide."""
+
+    run: StepOut
+    spec: ApprovalSpec | None
+    approvers: list[str]
+    can_decide: bool
+    why_not: str
+
+
+def _step_views(detail: ExecutionDetail, runbook: Runbook | None,
+                me: Identity | None) -> list[StepView]:
+    views = []
+    for run in detail.steps:
+        spec = None
+        if run.risky and runbook is not None:
+            try:
+                spec = runbook.step(run.step_id).approvals or ApprovalSpec()
+            except KeyError:
+                spec = None
+        awaiting = run.status == states.STEP_AWAITING_APPROVAL and \
+            detail.status == states.AWAITING_APPROVAL
+        why = (decision_blocker(me, detail.started_by, spec) if spec and awaiting
+               else "not awaiting")
+        views.append(StepView(run, spec, standing_approvers(run), awaiting and not why, why))
+    return views
+
+
+async def _last_event(session: AsyncSession, execution_id: int) -> int:
+    return (await session.execute(select(func.max(Event.id)).where(
+        Event.execution_id == execution_id))).scalar_one() or 0
+
+
+# -- sign-in --------------------------------------------------------------------------------
+
+@router.get("/login")
+async def login_page(request: Request, next: str = "/") -> Response:
+    if current_identity(request) is not None:
+        return redirect(safe_next(next))
+    return render(request, "login.html", {"title": "Sign in", "next": safe_next(next)})
+
+
+@router.post("/login")
+async def login(request: Request, token: Annotated[str, Form(max_length=512)],
+                csrf_token: Csrf = "", next: Annotated[str, Form()] = "/") -> Response:
+    verify_csrf(request, csrf_token)
+    signed = sign_in(request, token)
+    if signed is None:
+        return render(request, "login.html", {
+            "title": "Sign in", "next": safe_next(next),
+            "error": "That token is not valid. Use an API token from your runbookd admin."},
+            status=401)
+    identity, cookie = signed
+    async with transaction(request) as session:
+        record_event(session, kind="web.signin", entity="session", actor=identity.name,
+                     source_addr=client_addr(request))
+    response = redirect(safe_next(next))
+    set_session_cookie(request, response, cookie)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: Csrf = "") -> Response:
+    verify_csrf(request, csrf_token)
+    response = redirect("/")
+    clear_session_cookie(request, response)
+    return response
+
+
+# -- executions -----------------------------------------------------------------------------
+
+@router.get("/")
+async def index(request: Request, session: SessionDep,
+                flt: Annotated[ExecutionFilter, Depends(execution_filter)],
+                cursor: str | None = None) -> Response:
+    """The executions list, or the sign-in page."""
+    if current_identity(request) is None:
+        return render(request, "login.html", {"title": "Sign in", "next": "/"})
+    page = await list_executions(session, flt, cursor=cursor, limit=50)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor" and v]
+    more = f"/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
+    return render(request, "executions.html", {
+        "title": "Executions", "nav": "executions", "page": page, "flt": flt, "more": more,
+        "statuses": states.EXECUTION_STATES, "filtered": bool(kept),
+        "runbooks": sorted(request.app.state.catalog.catalog.runbooks)})
+
+
+@router.get("/executions/{execution_id}")
+async def execution_page(execution_id: int, request: Request, session: SessionDep) -> Response:
+    """One execution: alerts, steps with params and output, approvals, the timeline."""
+    me = require_identity(request)
+    detail = await execution_detail(session, execution_id)
+    runbook = await runbook_or_none(request, session, detail.runbook_id, detail.runbook_version)
+    spent = me.has_role("approver")
+    return render(request, "execution.html", {
+        "title": f"Execution #{execution_id}", "nav": "executions", "ex": detail,
+        "runbook": runbook, "steps": _step_views(detail, runbook, me),
+        "links": await links.links_of(session, execution_id) if spent else [],
+        "version": f"{detail.status}:{await _last_event(session, execution_id)}"})
+
+
+@router.post("/executions/{execution_id}/steps/{step_id}/decide")
+async def decide_on_page(execution_id: int, step_id: str, request: Request,
+                         decision: Decision, step_hash: Annotated[str, Form(max_length=64)],
+                         comment: Text = "", csrf_token: Csrf = "") -> Response:
+    """Approve or reject from the execution page, bound to the step hash the page showed."""
+    me = require_identity(request)
+    verify_csrf(request, csrf_token)
+    engine = request.app.state.engine
+    async with transaction(request) as session:
+        execution = await lock_execution(session, execution_id)
+        runbook = await engine.runbooks.get(session, execution.runbook_id,
+                                            execution.runbook_version)
+        await decide(session, execution_id=execution_id, step_id=step_id, identity=me,
+                     decision=decision, comment=comment, channel="web", runbook=runbook,
+                     source_addr=client_addr(request), expected_hash=step_hash,
+                     on_approved=engine.wake)
+    return redirect(f"/executions/{execution_id}#step-{step_id}")
+
+
+@router.post("/executions/{execution_id}/links/{link_id}/revoke")
+async def revoke_on_page(execution_id: int, link_id: str, request: Request,
+                         csrf_token: Csrf = "") -> Response:
+    me = require_identity(request, "approver")
+    verify_csrf(request, csrf_token)
+    async with transaction(request) as session:
+        await links.revoke(session, link_id, actor=me.name, source_addr=client_addr(request))
+    return redirect(f"/executions/{execution_id}#links")
+
+
+@router.get("/ui/executions/status")
+async def live_statuses(request: Request, session: SessionDep,
+                        id: Annotated[list[int], Query(max_length=100)] = []  # noqa: B006
+                        ) -> Response:
+    """Statuses for the list's live refresh."""
+    require_identity(request)
+    rows = await session.execute(select(Execution.id, Execution.status).where(
+        Execution.id.in_(id)))
+    return JSONResponse({str(i): s for i, s in rows}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/executions/{execution_id}/version")
+async def live_version(execution_id: int, request: Request, session: SessionDep) -> Response:
+    """What changes when anything about the execution changes (every change is an event)."""
+    require_identity(request)
+    execution = await session.get(Execution, execution_id)
+    if execution is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    version = f"{execution.status}:{await _last_event(session, execution_id)}"
+    return JSONResponse({"status": execution.status, "version": version},
+                        headers={"Cache-Control": "no-store"})
+
+
+# -- runbooks and guards ----------------------------------------------------------------------
+
+@router.get("/runbooks")
+async def runbooks_page(request: Request, session: SessionDep) -> Response:
+    require_identity(request)
+    guards = await current_guard_state(session)
+    catalog = request.app.state.catalog.catalog
+    return render(request, "runbooks.html", {
+        "title": "Runbooks", "nav": "runbooks", "guards": guards,
+        "runbooks": [catalog.runbooks[k] for k in sorted(catalog.runbooks)]})
+
+
+@router.get("/runbooks/{runbook_id}")
+async def runbook_page(runbook_id: str, request: Request, session: SessionDep,
+                       version: str | None = None) -> Response:
+    """The runbook document (the live version, or a stored one), with its history."""
+    require_identity(request)
+    engine = request.app.state.engine
+    versions = await list_versions(session, runbook_id)
+    loaded = request.app.state.catalog.catalog.runbooks.get(runbook_id)
+    if loaded is None and not versions:
+        raise NotFound(f"no runbook {runbook_id!r}")
+    shown = version or (loaded.version if loaded else versions[0].version)
+    book = await engine.runbooks.get(session, runbook_id, shown)
+    guards = await current_guard_state(session)
+    settings = request.app.state.settings
+    return render(request, "runbook.html", {
+        "title": book.title, "nav": "runbooks", "rb": book, "shown": shown,
+        "live": loaded.version if loaded else None, "versions": versions,
+        "paused": guards.paused.get(runbook_id), "kill": guards.kill_switch,
+        "breaker_failures": book.limits.breaker.failures if book.limits.breaker
+        else settings.breaker_failures,
+        "breaker_window": book.limits.breaker.within.total_seconds() if book.limits.breaker
+        else settings.breaker_window_seconds})
+
+
+@router.get("/guards")
+async def guards_page(request: Request, session: SessionDep) -> Response:
+    """The kill switch, paused runbooks (by hand or by a breaker) and recent changes."""
+    me = require_identity(request)
+    state = await current_guard_state(session)
+    rows = {g.key: g for g in (await session.execute(select(Guard))).scalars()}
+    recent = (await session.execute(select(Event).where(Event.kind == "guard.changed")
+                                    .order_by(Event.id.desc()).limit(20))).scalars().all()
+    catalog = request.app.state.catalog.catalog
+    return render(request, "guards.html", {
+        "title": "Guards", "nav": "guards", "state": state, "kill": rows.get(GLOBAL),
+        "rows": rows, "recent": recent, "can_change": me.has_role("responder"),
+        "runbooks": [catalog.runbooks[k] for k in sorted(catalog.runbooks)],
+        "paused_unknown": sorted(set(state.paused) - set(catalog.runbooks))})
+
+
+@router.post("/guards/kill-switch")
+async def kill_switch(request: Request, engaged: Annotated[Literal["on", "off"], Form()],
+                      reason: Text = "", csrf_token: Csrf = "") -> Response:
+    me = require_identity(request, "responder")
+    verify_csrf(request, csrf_token)
+    async with transaction(request) as session:
+        await set_guard(session, GLOBAL, engaged=engaged == "on", actor=me.name, reason=reason,
+                        source_addr=client_addr(request))
+        after_commit(session, request.app.state.engine.wake)
+    return redirect("/guards")
+
+
+@router.post("/guards/runbooks/{runbook_id}/{verb}")
+async def pause_runbook(runbook_id: str, verb: Literal["pause", "resume"], request: Request,
+                        reason: Text = "", csrf_token: Csrf = "") -> Response:
+    me = require_identity(request, "responder")
+    verify_csrf(request, csrf_token)
+    if verb == "pause":
+        request.app.state.engine.current(runbook_id)  # 404 for a runbook not in the catalog
+    async with transaction(request) as session:
+        await set_guard(session, runbook_key(runbook_id), engaged=verb == "pause",
+                        actor=me.name, reason=reason, source_addr=client_addr(request))
+        after_commit(session, request.app.state.engine.wake)
+    return redirect("/guards")

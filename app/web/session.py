@@ -1,0 +1,281 @@
+"""Web sign-in by API token: a signed, expiring session cookie, and CSRF tokens for forms.
+
+The cookie holds the sha256 of the API token (never the token), a per-session CSRF secret
+and an expiry, signed with HMAC. Every request re-resolves the digest against the tokens
+file, so deleting a token from the file ends its web sessions at once.
+
+CSRF: every form carries a token derived from the session's secret (or, before sign-in,
+from a random pre-session cookie), and every POST checks it and the Origin header. The
+cookie is SameSite=Lax rather than Strict, so that following an approval link from Slack
+arrives signed in; Lax still never sends it with a cross-site POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request, Response
+
+from app.config import Settings
+from app.errors import Forbidden
+from app.identity import Identity, hash_token, load_tokens_file
+from app.web.links import SigningKeyMissing, derived_key
+
+log = logging.getLogger(__name__)
+
+SESSION_SECONDS = 12 * 3600
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+class Directory:
+    """Identities by token digest and by name, re-read whenever the tokens file changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = settings.api_tokens_file
+        self._dev = (hash_token(settings.dev_token.get_secret_value())
+                     if settings.dev_token else None)
+        self._stamp: tuple[int, int, int] | None = None
+        self._by_digest: dict[str, Identity] = {}
+        self._by_name: dict[str, Identity] = {}
+        self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self._path) if self._path else None
+        except OSError:
+            st = None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino) if st else None
+        if stamp == self._stamp and self._by_digest:
+            return
+        try:
+            entries = load_tokens_file(self._path) if self._path and st else []
+        except Exception:
+            # A half-edited file must not sign everyone out; keep what was loaded last.
+            log.warning("could not read the tokens file; keeping the identities loaded before")
+            return
+        by_digest = {e.token_sha256: Identity(e.name, frozenset(e.roles)) for e in entries}
+        if self._dev:
+            by_digest[self._dev] = Identity("dev", frozenset({"admin"}))
+        self._by_digest = by_digest
+        self._by_name = {i.name: i for i in by_digest.values()}
+        self._stamp = stamp
+
+    def by_digest(self, digest: str) -> Identity | None:
+        """The identity whose token hashes to `digest`, if it still exists."""
+        self._refresh()
+        return self._by_digest.get(digest)
+
+    def by_name(self, name: str) -> Identity | None:
+        """The identity called `name` (with its roles), if it still exists."""
+        self._refresh()
+        return self._by_name.get(name)
+
+
+def directory(app: FastAPI) -> Directory:
+    """The app's identity directory, built on first use."""
+    found = getattr(app.state, "web_directory", None)
+    if found is None:
+        found = app.state.web_directory = Directory(app.state.settings)
+    return found
+
+
+@dataclass(frozen=True)
+class WebSession:
+    identity: Identity
+    digest: str
+    csrf: str
+    expires: int
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _equal(given: str, expected: str) -> bool:
+    """Constant-time comparison that also accepts non-ASCII input (as bytes)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+def _sign(settings: Settings, body: str) -> str:
+    return _b64(hmac.new(derived_key(settings, "web-session"), body.encode(),
+                         hashlib.sha256).digest())
+
+
+def secure_cookies(settings: Settings) -> bool:
+    return settings.public_url.startswith("https://")
+
+
+def cookie_name(settings: Settings, base: str = "session") -> str:
+    # __Host- binds the cookie to this exact host and path (browsers require Secure for it).
+    prefix = "__Host-" if secure_cookies(settings) else ""
+    return f"{prefix}runbookd_{base}"
+
+
+def encode_session(settings: Settings, *, digest: str, csrf: str, expires: int) -> str:
+    """The cookie value of a session."""
+    body = _b64(json.dumps({"d": digest, "c": csrf, "e": expires},
+                           separators=(",", ":")).encode())
+    return f"{body}.{_sign(settings, body)}"
+
+
+def _decode_session(settings: Settings, value: str) -> tuple[str, str, int] | None:
+    body, dot, mac = value.partition(".")
+    if not dot or len(value) > 1024:
+        return None
+    try:
+        if not _equal(mac, _sign(settings, body)):
+            return None
+        data = json.loads(_unb64(body))
+        digest, csrf, expires = str(data["d"]), str(data["c"]), int(data["e"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        return None
+    return (digest, csrf, expires) if expires > time.time() else None
+
+
+def read_session(request: Request) -> WebSession | None:
+    """The request's valid session, with its identity re-resolved; cached on the request."""
+    if hasattr(request.state, "web_session"):
+        return request.state.web_session
+    settings = request.app.state.settings
+    found: WebSession | None = None
+    value = request.cookies.get(cookie_name(settings))
+    if value:
+        try:
+            decoded = _decode_session(settings, value)
+        except Exception:  # e.g. the signing key is not configured
+            decoded = None
+        if decoded is not None:
+            digest, csrf, expires = decoded
+            identity = directory(request.app).by_digest(digest)
+            if identity is not None:
+                found = WebSession(identity, digest, csrf, expires)
+    request.state.web_session = found
+    return found
+
+
+def current_identity(request: Request) -> Identity | None:
+    """Who is signed in to the web pages, if anyone."""
+    session = read_session(request)
+    return session.identity if session else None
+
+
+def session_identity(request: Request) -> Identity | None:
+    """The hook for `app.state.session_identity`: the cookie's identity, for the API.
+
+    A cookie rides along with any request the browser makes, so an unsafe method needs the
+    session's CSRF token in the X-CSRF-Token header as well.
+    """
+    session = read_session(request)
+    if session is None:
+        return None
+    if request.method in SAFE_METHODS:
+        return session.identity
+    header = request.headers.get(CSRF_HEADER, "")
+    expected = _csrf_for(request.app.state.settings, "session", session.csrf)
+    return session.identity if header and _equal(header, expected) else None
+
+
+def sign_in(request: Request, token: str) -> tuple[Identity, str] | None:
+    """Check an API token; returns its identity and a new session cookie value, or None."""
+    digest = hash_token(token.strip())
+    identity = directory(request.app).by_digest(digest)
+    if identity is None:
+        return None
+    value = encode_session(request.app.state.settings, digest=digest,
+                           csrf=secrets.token_urlsafe(24),
+                           expires=int(time.time()) + SESSION_SECONDS)
+    return identity, value
+
+
+def set_session_cookie(request: Request, response: Response, value: str) -> None:
+    settings = request.app.state.settings
+    response.set_cookie(cookie_name(settings), value, max_age=SESSION_SECONDS, path="/",
+                        secure=secure_cookies(settings), httponly=True, samesite="lax")
+    # The pre-session CSRF cookie has done its job.
+    response.delete_cookie(cookie_name(settings, "csrf"), path="/",
+                           secure=secure_cookies(settings), httponly=True, samesite="lax")
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    settings = request.app.state.settings
+    response.delete_cookie(cookie_name(settings), path="/", secure=secure_cookies(settings),
+                           httponly=True, samesite="lax")
+
+
+def _csrf_for(settings: Settings, kind: str, secret: str) -> str:
+    return _b64(hmac.new(derived_key(settings, "csrf"), f"{kind}:{secret}".encode(),
+                         hashlib.sha256).digest())
+
+
+def form_token(request: Request) -> str:
+    """The CSRF token to put in this request's forms (remember to `finish_csrf`)."""
+    settings = request.app.state.settings
+    session = read_session(request)
+    try:
+        if session is not None:
+            return _csrf_for(settings, "session", session.csrf)
+        pre = request.cookies.get(cookie_name(settings, "csrf")) or getattr(
+            request.state, "new_pre_csrf", None)
+        if not pre or len(pre) > 128:
+            pre = request.state.new_pre_csrf = secrets.token_urlsafe(24)
+        return _csrf_for(settings, "pre", pre)
+    except SigningKeyMissing:
+        return ""  # pages still render; their POSTs answer 503 saying what is missing
+
+
+def finish_csrf(request: Request, response: Response) -> None:
+    """Set the pre-session CSRF cookie when `form_token` had to create one."""
+    pre = getattr(request.state, "new_pre_csrf", None)
+    if pre:
+        settings = request.app.state.settings
+        response.set_cookie(cookie_name(settings, "csrf"), pre, path="/", httponly=True,
+                            secure=secure_cookies(settings), samesite="lax")
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # older browsers and non-browser clients; the token still protects
+    parts = urlsplit(origin)
+    host = request.headers.get("host", "")
+    public = urlsplit(request.app.state.settings.public_url).netloc
+    return parts.netloc in {host, public} and parts.scheme in ("http", "https")
+
+
+def verify_csrf(request: Request, submitted: str | None) -> None:
+    """Reject a form POST whose CSRF token or Origin is wrong (403)."""
+    settings = request.app.state.settings
+    derived_key(settings, "csrf")  # without a key, say so (503) rather than "expired"
+    session = read_session(request)
+    pre = request.cookies.get(cookie_name(settings, "csrf"))
+    expected = (_csrf_for(settings, "session", session.csrf) if session is not None
+                else _csrf_for(settings, "pre", pre) if pre else None)
+    if (not submitted or expected is None or not _same_origin(request)
+            or not _equal(submitted, expected)):
+        raise Forbidden("this form has expired or came from another site: reload the page "
+                        "and try again")
+
+
+def safe_next(value: Any) -> str:
+    """A local path to go to after sign-in; anything else becomes `/`."""
+    text = str(value or "/")
+    if not text.startswith("/") or text.startswith("//") or "\\" in text or len(text) > 512:
+        return "/"
+    return text

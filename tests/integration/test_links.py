@@ -1,0 +1,279 @@
+"""Signed approval links over real HTTP: a GET changes nothing, the POST acts through
+`decide`, and expired, used, revoked, forged or malformed links get a clear page and a 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.engine.models import ApprovalLink, Notification, StepRun
+from app.web.links import SigningKeyMissing, derived_key, make_link, make_link_maker
+from tests.support.engine_catalog import risky, runbook, step
+from tests.support.web import browser, csrf_of, sign_in, web_rig
+
+BOT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+APPROVE_BUTTON = re.compile(r'<button[^>]*name="decision" value="approve"')
+
+
+@pytest.fixture
+def make_rig(tmp_path, make_settings, tokens, db_url):
+    def build(runbooks, **overrides):
+        return web_rig(tmp_path, make_settings, tokens, db_url, runbooks, **overrides)
+    return build
+
+
+def book(rid="lk", count=1, out=None):
+    extra = {"with": {"append_to": str(out)}} if out else {}
+    return runbook(rid, [step("check"), risky("rollback", count=count, **extra)],
+                   limits={"concurrent": 5})
+
+
+async def awaiting(r, alertname="lk"):
+    await r.fire(alertname)
+    [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
+    return ex
+
+
+async def new_link(r, ex_id, who="alice", **body):
+    answer = await r.post(f"/api/v1/executions/{ex_id}/steps/rollback/approval-links", who,
+                          body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def path_of(url):
+    return "/approve/" + url.rsplit("/", 1)[1]
+
+
+async def link_rows(r):
+    async with session_scope(r.server.app.state.session_factory) as session:
+        return list((await session.execute(select(ApprovalLink))).scalars())
+
+
+async def test_role_link_get_changes_nothing_then_sign_in_and_approve(make_rig, tokens,
+                                                                      tmp_path):
+    out = tmp_path / "rollback.txt"
+    async with make_rig([book(out=out)]) as r:
+        ex = await awaiting(r)
+        made = await new_link(r, ex.id)
+        assert made["intended"] == "role:approver" and "token" not in made
+        path = path_of(made["url"])
+        assert made["url"].startswith(r.server.app.state.settings.public_url)
+        events_before = len(await r.events())
+        async with browser(r.server.url, user_agent=BOT) as bot:
+            for _ in range(3):
+                page = await bot.get(path)
+                assert page.status_code == 200
+        assert "Opening this page changes nothing" in page.text
+        assert "append_to" in page.text and str(out) in page.text  # the rendered params
+        assert "Sign in to decide" in page.text and not APPROVE_BUTTON.search(page.text)
+        assert "fraud-v3" in page.text and "Nobody has approved yet" in page.text
+        assert page.headers["referrer-policy"] == "same-origin"
+        assert len(await r.events()) == events_before
+        [link] = await link_rows(r)
+        assert link.used_at is None and await r.approvals() == []
+
+        async with browser(r.server.url) as web:
+            landing = await web.get(path)
+            signed = await web.post("/login", data={"token": tokens["bob"], "next": path,
+                                                    "csrf_token": csrf_of(landing.text)})
+            assert signed.headers["location"] == path
+            confirm = await web.get(path)
+            assert APPROVE_BUTTON.search(confirm.text) and "deciding as <strong>bob" in \
+                confirm.text
+            done = await web.post(path, data={"decision": "approve", "comment": "via link",
+                                              "csrf_token": csrf_of(confirm.text)})
+            assert done.status_code == 303
+            assert done.headers["location"] == f"/executions/{ex.id}#step-rollback"
+            await r.wait_status(ex.id, "succeeded")
+            again = await web.post(path, data={"decision": "approve",
+                                               "csrf_token": csrf_of(confirm.text)})
+            assert again.status_code == 410 and "already used" in again.text
+            assert f'href="/executions/{ex.id}"' in again.text  # others decide there
+            assert (await web.get(path)).status_code == 410
+        [approval] = await r.approvals()
+        [link] = await link_rows(r)
+        kinds = [e.kind for e in await r.events(ex.id)]
+    assert (approval.identity, approval.channel, approval.comment) == ("bob", "link", "via link")
+    assert approval.step_hash == link.step_hash
+    assert link.used_at is not None
+    assert "link.created" in kinds and "link.used" in kinds
+    assert out.read_text().count("\n") == 1
+
+
+async def test_role_link_rejects_viewer_and_requester_and_leaves_the_link_unused(
+        make_rig, tokens):
+    async with make_rig([book()]) as r:
+        started = await r.post("/api/v1/executions", "root",
+                               {"runbook": "lk", "params": {"model": "m1"}})
+        ex_id = started.json()["id"]
+        await r.wait_status(ex_id, "awaiting_approval")
+        path = path_of((await new_link(r, ex_id))["url"])
+        for who, why in (("victor", "this link is for the approver role"),
+                         ("root", "separation of duties")):
+            async with browser(r.server.url) as web:
+                await sign_in(web, tokens[who])
+                page = await web.get(path)
+                assert page.status_code == 200 and why in page.text
+                assert not APPROVE_BUTTON.search(page.text)
+                answer = await web.post(path, data={"decision": "approve",
+                                                    "csrf_token": csrf_of(page.text)})
+                assert answer.status_code == 403 and why in answer.text
+        async with browser(r.server.url) as anonymous:
+            page = await anonymous.get(path)
+            answer = await anonymous.post(path, data={"decision": "approve",
+                                                      "csrf_token": csrf_of(page.text)})
+            assert answer.status_code == 401 and "sign in" in answer.text
+        [link] = await link_rows(r)
+    assert link.used_at is None
+    assert await r.approvals() == []
+
+
+async def test_named_link_acts_without_sign_in_with_csrf(make_rig, tokens):
+    async with make_rig([book()]) as r:
+        ex = await awaiting(r)
+        denied = await r.post(f"/api/v1/executions/{ex.id}/steps/rollback/approval-links",
+                              "bob", {"intended": "alice"})
+        assert denied.status_code == 403
+        path = path_of((await new_link(r, ex.id, "root", intended="alice"))["url"])
+        async with browser(r.server.url) as web:
+            page = await web.get(path)
+            assert "deciding as <strong>alice" in page.text
+            forged = await web.post(path, data={"decision": "approve"})
+            assert forged.status_code == 403
+            done = await web.post(path, data={"decision": "approve",
+                                              "csrf_token": csrf_of(page.text)})
+            assert done.status_code == 200 and "Decision recorded" in done.text
+            assert "the step runs now" in done.text
+        await r.wait_status(ex.id, "succeeded")
+        [approval] = await r.approvals()
+    assert (approval.identity, approval.channel) == ("alice", "link")
+
+
+async def test_reject_by_link(make_rig, tokens):
+    async with make_rig([book()]) as r, browser(r.server.url) as web:
+        ex = await awaiting(r)
+        path = path_of((await new_link(r, ex.id))["url"])
+        await sign_in(web, tokens["carol"], path)
+        page = await web.get(path)
+        done = await web.post(path, data={"decision": "reject", "comment": "wrong model",
+                                          "csrf_token": csrf_of(page.text)})
+        assert done.status_code == 303
+        await r.wait_status(ex.id, "rejected")
+
+
+async def test_bad_links_get_clear_pages(make_rig, tokens):
+    async with make_rig([book()]) as r, browser(r.server.url) as web:
+        ex = await awaiting(r)
+        path = path_of((await new_link(r, ex.id))["url"])
+        token = path.rsplit("/", 1)[1]
+        raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        raw[-1] ^= 1
+        tampered = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        page = await web.get(f"/approve/{tampered}")
+        assert page.status_code == 403 and "altered" in page.text
+        assert "<title>Not allowed · runbookd</title>" in page.text
+        raw[0] ^= 1
+        unknown = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        assert (await web.get(f"/approve/{unknown}")).status_code == 404
+        for junk in ("x", "%%%", "A" * 200, token[:-4]):
+            answer = await web.get(f"/approve/{junk}")
+            assert answer.status_code == 404 and "not valid" in answer.text, junk
+        # The POST checks the link too, and never acts on a forged one.
+        landing = await web.get(path)
+        forged = await web.post(f"/approve/{tampered}", data={
+            "decision": "approve", "csrf_token": csrf_of(landing.text)})
+        assert forged.status_code == 403
+        assert await r.approvals() == []
+
+
+async def test_expired_and_revoked_links_are_410(make_rig, tokens):
+    async with make_rig([book()]) as r, browser(r.server.url) as web:
+        ex = await awaiting(r)
+        settings = r.server.app.state.settings
+        async with session_scope(r.server.app.state.session_factory) as session:
+            [run] = (await session.execute(select(StepRun).where(
+                StepRun.step_id == "rollback"))).scalars().all()
+            short = await make_link(session, settings, step_run=run, intended="role:approver",
+                                    ttl=dt.timedelta(seconds=1))
+        revocable = await new_link(r, ex.id)
+        viewer = await r.post(f"/api/v1/approval-links/{revocable['id']}/revoke", "victor")
+        assert viewer.status_code == 403
+        revoked = await r.post(f"/api/v1/approval-links/{revocable['id']}/revoke", "alice")
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+        page = await web.get(path_of(revocable["url"]))
+        assert page.status_code == 410 and "revoked" in page.text
+        await asyncio.sleep(2.1)
+        page = await web.get(path_of(short))
+        assert page.status_code == 410 and "expired" in page.text
+        listed = await r.http.get(f"/api/v1/executions/{ex.id}/approval-links",
+                                  headers={"Authorization": f"Bearer {tokens['victor']}"})
+        assert len(listed.json()) == 2
+        assert all("url" not in item for item in listed.json())
+        missing = await r.post("/api/v1/approval-links/nope/revoke", "alice")
+        assert missing.status_code == 404
+        kinds = [e.kind for e in await r.events(ex.id)]
+    assert "link.revoked" in kinds
+
+
+async def test_revoke_from_the_execution_page(make_rig, tokens):
+    async with make_rig([book()]) as r, browser(r.server.url) as web:
+        ex = await awaiting(r)
+        made = await new_link(r, ex.id)
+        await sign_in(web, tokens["alice"])
+        page = (await web.get(f"/executions/{ex.id}")).text
+        assert f'aria-label="Revoke link {made["id"][:8]}"' in page
+        answer = await web.post(f"/executions/{ex.id}/links/{made['id']}/revoke",
+                                data={"csrf_token": csrf_of(page)})
+        assert answer.status_code == 303
+        assert (await web.get(path_of(made["url"]))).status_code == 410
+
+
+async def test_changed_step_voids_the_link(make_rig, tokens):
+    async with make_rig([book()]) as r, browser(r.server.url) as web:
+        ex = await awaiting(r)
+        path = path_of((await new_link(r, ex.id))["url"])
+        await sign_in(web, tokens["alice"], path)
+        page = await web.get(path)
+        async with session_scope(r.server.app.state.session_factory) as session:
+            [run] = (await session.execute(select(StepRun).where(
+                StepRun.step_id == "rollback"))).scalars().all()
+            run.step_hash = "f" * 64  # as if the step re-rendered with new parameters
+        changed = await web.get(path)
+        assert changed.status_code == 409 and f'href="/executions/{ex.id}"' in changed.text
+        answer = await web.post(path, data={"decision": "approve",
+                                            "csrf_token": csrf_of(page.text)})
+        assert answer.status_code == 409 and "changed" in answer.text
+        assert await r.approvals() == []
+
+
+async def test_link_maker_for_the_sender(make_rig, make_settings):
+    async with make_rig([book()]) as r:
+        ex = await awaiting(r)
+        app = r.server.app
+        maker = make_link_maker(app.state.settings, app.state.session_factory,
+                                app.state.engine.runbooks)
+        async with session_scope(app.state.session_factory) as session:
+            [row] = (await session.execute(select(Notification).where(
+                Notification.kind == "approval_request"))).scalars().all()
+        first, second = await maker(row), await maker(row)
+        assert first == second and first.startswith(f"{app.state.settings.public_url}/approve/")
+        [link] = await link_rows(r)
+        assert link.intended == "role:approver" and link.execution_id == ex.id
+        page = await r.http.get(path_of(first))
+        assert page.status_code == 200
+        stale = Notification(**{c: getattr(row, c) for c in ("id", "execution_id",
+                                                             "step_run_id", "kind")},
+                             payload={**row.payload, "step_hash": "0" * 64})
+        assert await maker(stale) is None
+    prod = make_settings(env="prod", link_secret=None)
+    with pytest.raises(SigningKeyMissing):
+        derived_key(prod, "approval-link")
+    no_key = make_link_maker(prod, app.state.session_factory, app.state.engine.runbooks)
+    assert await no_key(row) is None
