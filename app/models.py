@@ -12,9 +12,9 @@ from app.engine.models import (
     Notification,
     StepRun,
 )
-from app.intake.models import Alert, Delivery
+from app.intake.models import Alert, AlertLabel, Delivery
 
 __all__ = [
-    "Alert", "Approval", "ApprovalLink", "Base", "Delivery", "Event", "Execution",
+    "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "Delivery", "Event", "Execution",
     "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "StepRun",
 ]

@@ -27,7 +27,7 @@ from app.history.schemas import (
     ExecutionPage,
     StepOut,
 )
-from app.intake.models import Alert
+from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel
 from app.querying import decode_cursor, encode_cursor
 
 
@@ -51,6 +51,11 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _via_alerts(condition: Any) -> Any:
+    return (select(ExecutionAlert.execution_id)
+            .join(Alert, Alert.id == ExecutionAlert.alert_id).where(condition))
+
+
 def filtered(query: Any, flt: ExecutionFilter, dialect: str) -> Any:
     """Apply the filters to a query over Execution."""
     if flt.runbook:
@@ -65,18 +70,27 @@ def filtered(query: Any, flt: ExecutionFilter, dialect: str) -> Any:
         query = query.where(Execution.created_at >= _utc(flt.since))
     if flt.until:
         query = query.where(Execution.created_at < _utc(flt.until))
-    if flt.alertname or flt.labels or flt.source:
-        alert_match = select(ExecutionAlert.execution_id).join(
+    # Alert names and sources are few and common: walking executions newest-first and probing
+    # each one's alert finds a page at once. A label value (a model, a host) is rare: then the
+    # matching executions are found first, through the alert_labels index.
+    if flt.alertname or flt.source:
+        probe = select(ExecutionAlert.execution_id).join(
             Alert, Alert.id == ExecutionAlert.alert_id
         ).where(ExecutionAlert.execution_id == Execution.id)
         if flt.alertname:
-            alert_match = alert_match.where(Alert.alertname == flt.alertname)
+            probe = probe.where(Alert.alertname == flt.alertname)
         if flt.source:
-            alert_match = alert_match.where(Alert.source == flt.source)
-        for name, value in flt.labels:
-            alert_match = alert_match.where(json_key_equals(Alert.labels, name, value,
-                                                            dialect=dialect))
-        query = query.where(exists(alert_match))
+            probe = probe.where(Alert.source == flt.source)
+        query = query.where(exists(probe))
+    for name, value in flt.labels:
+        if len(value) < LABEL_VALUE_INDEXED:
+            query = query.where(Execution.id.in_(
+                select(ExecutionAlert.execution_id)
+                .join(AlertLabel, AlertLabel.alert_id == ExecutionAlert.alert_id)
+                .where(AlertLabel.name == name, AlertLabel.value == value)))
+        else:
+            query = query.where(Execution.id.in_(_via_alerts(
+                json_key_equals(Alert.labels, name, value, dialect=dialect))))
     if flt.actor:
         # Who approved (or rejected) a step, or who started it by hand.
         by_approval = select(Approval.id).where(Approval.execution_id == Execution.id,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigId, Json, UTCDateTime
+
+# The prefix of a label value kept in alert_labels; longer values are filtered on the JSON.
+LABEL_VALUE_INDEXED = 255
 
 
 class Alert(Base):
@@ -68,3 +71,19 @@ class Delivery(Base):
     alerts_changed: Mapped[int] = mapped_column(Integer, default=0)
     alerts_duplicate: Mapped[int] = mapped_column(Integer, default=0)
     truncated_alerts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertLabel(Base):
+    """One label of an alert, so history can filter on any label through an index.
+
+    Labels are part of an alert's identity and never change, so each row is written once,
+    with the alert. Values longer than the indexed prefix are matched on the alert's JSON.
+    """
+
+    __tablename__ = "alert_labels"
+    __table_args__ = (Index("ix_alert_labels_name_value", "name", "value", "alert_id"),)
+
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(LABEL_VALUE_INDEXED))

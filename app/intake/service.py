@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_returning_ids
-from app.intake.models import Alert, Delivery
+from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel, Delivery
 from app.intake.normalize import RESOLVED, Envelope, NormalizedAlert
 
 Decision = Literal["new", "changed", "duplicate"]
@@ -197,6 +197,11 @@ async def _write_alerts(
     if new_items:
         rows = [_alert_row(a, d, at) for a, d, at in new_items]
         ids = await insert_returning_ids(session, Alert.__table__, rows)
+        labels = [{"alert_id": alert_id, "name": name[:255], "value": value[:LABEL_VALUE_INDEXED]}
+                  for alert_id, (a, _, _) in zip(ids, new_items, strict=True)
+                  for name, value in a.labels.items()]
+        if labels:
+            await session.execute(insert(AlertLabel.__table__), labels)
         changes += [AlertChange(alert_id, "new", a, d)
                     for alert_id, (a, d, _) in zip(ids, new_items, strict=True)]
     if changed_items:
