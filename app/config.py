@@ -31,7 +31,9 @@ def _split_commas(value: Any) -> Any:
 class Settings(BaseSettings):
     """Every knob of runbookd, with the defaults of the embedded single-process setup."""
 
-    model_config = SettingsConfigDict(env_prefix="RUNBOOKD_", extra="ignore")
+    # hide_input_in_errors: a refused secret must not be echoed in the start-up error.
+    model_config = SettingsConfigDict(env_prefix="RUNBOOKD_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     env: Literal["dev", "prod"] = "prod"
     database_url: str = "sqlite+aiosqlite:///./runbookd.db"
@@ -110,6 +112,11 @@ class Settings(BaseSettings):
         if self.env == "dev":
             return self
         bad = [name for name, value in self._secret_fields() if _is_placeholder(value)]
+        if not (self.webhook_tokens or self.webhook_basic_auth or self.pagerduty_secrets
+                or self.grafana_secret):
+            # With no intake credential at all, every alert would be refused with a 401.
+            bad += ["RUNBOOKD_WEBHOOK_TOKENS (or _WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, "
+                    "_GRAFANA_SECRET)"]
         if bad:
             raise ValueError(
                 "placeholder or empty secrets are refused outside RUNBOOKD_ENV=dev: "

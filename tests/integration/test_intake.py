@@ -301,3 +301,32 @@ async def test_secrets_never_appear_in_logs(client, caplog):
     await post_am(client, am_body())
     assert WEBHOOK_TOKEN not in caplog.text
     assert "nope" not in caplog.text
+
+
+async def test_alerts_api_filters_pages_and_needs_a_token(client, tokens):
+    for i in range(5):
+        labels = {"alertname": "ModelDrift" if i % 2 else "LatencyHigh", "model": f"m{i}"}
+        await post_am(client, am_body(am_alert(f"{i:016x}", labels=labels)))
+    await post_am(client, am_body(am_alert("0000000000000001", status="resolved",
+                                           labels={"alertname": "ModelDrift", "model": "m1"},
+                                           ends_at="2026-11-26T06:30:00Z")))
+    viewer = auth(tokens["victor"])
+    assert (await client.get("/api/v1/alerts")).status_code == 401
+    everything = (await client.get("/api/v1/alerts", headers=viewer)).json()
+    assert [a["fingerprint"][-1] for a in everything["items"]] == ["4", "3", "2", "1", "0"]
+    drift = (await client.get("/api/v1/alerts", params={"label": "alertname=ModelDrift"},
+                              headers=viewer)).json()
+    assert {a["labels"]["model"] for a in drift["items"]} == {"m1", "m3"}
+    resolved = (await client.get("/api/v1/alerts", params={"status": "resolved"},
+                                 headers=viewer)).json()
+    assert [a["labels"]["model"] for a in resolved["items"]] == ["m1"]
+    page = (await client.get("/api/v1/alerts", params={"limit": 2}, headers=viewer)).json()
+    rest = (await client.get("/api/v1/alerts", params={"limit": 10,
+                                                        "cursor": page["next_cursor"]},
+                             headers=viewer)).json()
+    assert len(page["items"]) == 2 and len(rest["items"]) == 3 and rest["next_cursor"] is None
+    future = (await client.get("/api/v1/alerts", params={"since": "2999-01-01T00:00:00"},
+                               headers=viewer)).json()
+    assert future["items"] == []
+    bad = await client.get("/api/v1/alerts", params={"label": "not a label"}, headers=viewer)
+    assert bad.status_code == 422 and "name=value" in bad.json()["error"]["message"]
