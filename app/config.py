@@ -112,11 +112,6 @@ class Settings(BaseSettings):
         if self.env == "dev":
             return self
         bad = [name for name, value in self._secret_fields() if _is_placeholder(value)]
-        if not (self.webhook_tokens or self.webhook_basic_auth or self.pagerduty_secrets
-                or self.grafana_secret):
-            # With no intake credential at all, every alert would be refused with a 401.
-            bad += ["RUNBOOKD_WEBHOOK_TOKENS (or _WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, "
-                    "_GRAFANA_SECRET)"]
         if bad:
             raise ValueError(
                 "placeholder or empty secrets are refused outside RUNBOOKD_ENV=dev: "
@@ -140,6 +135,17 @@ class Settings(BaseSettings):
                     if isinstance(v, SecretStr)
                 ]
         return found
+
+    def check_serviceable(self) -> None:
+        """Refuse to serve in prod without any intake credential: every alert would get 401.
+
+        Checked when the service starts, not on every read of the settings, so that CLI
+        tools (lint, simulate, history) work without webhook secrets.
+        """
+        if self.env == "prod" and not (self.webhook_tokens or self.webhook_basic_auth
+                                       or self.pagerduty_secrets or self.grafana_secret):
+            raise ValueError("no webhook credentials: set RUNBOOKD_WEBHOOK_TOKENS (or "
+                             "_WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, _GRAFANA_SECRET)")
 
     @property
     def is_sqlite(self) -> bool:

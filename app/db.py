@@ -24,7 +24,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    text,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -191,10 +190,11 @@ async def insert_returning_ids(session: AsyncSession, table: Any,
     """
     if not rows:
         return []
-    if session.bind.dialect.name == "sqlite":
-        await session.execute(insert(table), rows)
-        last = (await session.execute(text("SELECT last_insert_rowid()"))).scalar_one()
+    conn = await session.connection()  # Core, without the ORM's per-statement work
+    if conn.dialect.name == "sqlite":
+        await conn.execute(insert(table), rows)
+        last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
         return list(range(last - len(rows) + 1, last + 1))
-    result = await session.execute(
+    result = await conn.execute(
         insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     return list(result.scalars().all())

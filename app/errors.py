@@ -116,6 +116,14 @@ def is_database_unavailable(exc: BaseException) -> bool:
                     "InterfaceError", "ConnectionFailureError", "PostgresConnectionError"}
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
+
+
 def error_body(exc: RunbookdError) -> dict[str, Any]:
     """The JSON body of an error answer."""
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
@@ -151,9 +159,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        if is_database_unavailable(exc):
+        if _sqlstate(exc).startswith("22"):
+            # A data exception: a value the database cannot store (NUL in text, out of range).
+            err: RunbookdError = Invalid(
+                "a value in the request cannot be stored: text must not contain NUL "
+                "characters and numbers must fit in 64 bits")
+        elif is_database_unavailable(exc):
             log.warning("database unavailable: %s", type(exc).__name__)
-            err: RunbookdError = Unavailable()
+            err = Unavailable()
         else:
             log.exception("database error")
             err = RunbookdError("internal database error")

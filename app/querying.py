@@ -9,6 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import Path
+from sqlalchemy import tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import LABEL_NAME
 from app.errors import Invalid
@@ -46,3 +51,23 @@ def parse_label_filters(values: list[str]) -> list[tuple[str, str]]:
                           details=[{"field": "label", "message": "expected name=value"}])
         pairs.append((name, value))
     return pairs
+
+
+BIGINT_MAX = 2**63 - 1
+# A row id in a path: out-of-range numbers are a 422, never a database error.
+RowId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+
+
+async def keyset_page(session: AsyncSession, query: Any, *, at: Any, row_id: Any,
+                      cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """One page of `query`, newest first by (`at`, `row_id`), and the cursor of the next."""
+    if cursor:
+        last_at, last_id = decode_cursor(cursor)
+        query = query.where(tuple_(at, row_id) < tuple_(last_at, last_id))
+    query = query.order_by(at.desc(), row_id.desc()).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, encode_cursor(getattr(last, at.key), getattr(last, row_id.key))

@@ -52,6 +52,7 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
     An invalid catalog raises CatalogInvalid, listing every error: the process must not
     start with rules nobody reviewed.
     """
+    settings.check_serviceable()
     db = make_engine(settings.database_url)
     factory = make_session_factory(db)
     http = OutboundHttp(settings.http_allowlist)

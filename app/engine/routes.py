@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -14,13 +13,14 @@ from app.db import SessionDep, after_commit
 from app.engine import states
 from app.engine.approvals import decide
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
-from app.engine.models import Execution
 from app.engine.runtime import EngineRuntime
 from app.engine.service import cancel_execution, resolve_attention, start_or_attach
 from app.engine.transitions import lock_execution
 from app.errors import Conflict, Invalid
+from app.history.schemas import ExecutionOut
 from app.identity import Identity
 from app.identity.deps import require
+from app.querying import RowId
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
 
@@ -48,26 +48,6 @@ class GuardChange(_Body):
     reason: str = Field(default="", max_length=2000)
 
 
-class ExecutionSummary(BaseModel):
-    id: int
-    runbook_id: str
-    runbook_version: str
-    target: str
-    status: str
-    status_reason: str | None
-    params: dict[str, Any]
-    dry_run: bool
-    trigger: str
-    started_by: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-
-    @classmethod
-    def of(cls, execution: Execution) -> ExecutionSummary:
-        return cls.model_validate(execution, from_attributes=True)
-
-
 class DecisionOut(BaseModel):
     execution_id: int
     step_id: str
@@ -93,10 +73,10 @@ def _addr(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-@router.post("/executions", response_model=ExecutionSummary, status_code=201,
+@router.post("/executions", response_model=ExecutionOut, status_code=201,
              responses={404: {}, 409: {}, 422: {}})
 async def start_execution(body: StartExecution, request: Request, session: SessionDep,
-                          identity: Responder) -> ExecutionSummary:
+                          identity: Responder) -> ExecutionOut:
     """Start a runbook by hand (responder role); `dry_run` makes it a drill."""
     engine = _engine(request)
     loaded = engine.current(body.runbook)
@@ -114,7 +94,7 @@ async def start_execution(body: StartExecution, request: Request, session: Sessi
         raise Conflict(f"execution {execution.id} is already active on {target}; "
                        "cancel it or wait for it", current_state=execution.status)
     after_commit(session, engine.wake)
-    return ExecutionSummary.of(execution)
+    return ExecutionOut.of(execution)
 
 
 async def _decide(request: Request, session: SessionDep, identity: Identity, execution_id: int,
@@ -132,7 +112,7 @@ async def _decide(request: Request, session: SessionDep, identity: Identity, exe
 
 @router.post("/executions/{execution_id}/steps/{step_id}/approve", response_model=DecisionOut,
              responses={403: {}, 404: {}, 409: {}})
-async def approve_step(execution_id: int, step_id: str, request: Request, session: SessionDep,
+async def approve_step(execution_id: RowId, step_id: str, request: Request, session: SessionDep,
                        identity: Viewer, body: Comment | None = None) -> DecisionOut:
     """Approve a risky step; with quorum it runs at once."""
     return await _decide(request, session, identity, execution_id, step_id, body or Comment(),
@@ -141,30 +121,30 @@ async def approve_step(execution_id: int, step_id: str, request: Request, sessio
 
 @router.post("/executions/{execution_id}/steps/{step_id}/reject", response_model=DecisionOut,
              responses={403: {}, 404: {}, 409: {}})
-async def reject_step(execution_id: int, step_id: str, request: Request, session: SessionDep,
+async def reject_step(execution_id: RowId, step_id: str, request: Request, session: SessionDep,
                       identity: Viewer, body: Comment | None = None) -> DecisionOut:
     """Reject a risky step; the execution ends as rejected."""
     return await _decide(request, session, identity, execution_id, step_id, body or Comment(),
                          "reject")
 
 
-@router.post("/executions/{execution_id}/cancel", response_model=ExecutionSummary,
+@router.post("/executions/{execution_id}/cancel", response_model=ExecutionOut,
              responses={404: {}, 409: {}})
-async def cancel(execution_id: int, request: Request, session: SessionDep, identity: Responder,
-                 body: Comment | None = None) -> ExecutionSummary:
+async def cancel(execution_id: RowId, request: Request, session: SessionDep, identity: Responder,
+                 body: Comment | None = None) -> ExecutionOut:
     """Cancel an active execution; a step already running finishes."""
     comment = (body or Comment()).comment
     execution = await cancel_execution(session, execution_id, actor=identity.name,
                                        reason=comment or f"cancelled by {identity.name}",
                                        source_addr=_addr(request))
-    return ExecutionSummary.of(execution)
+    return ExecutionOut.of(execution)
 
 
-@router.post("/executions/{execution_id}/{choice}", response_model=ExecutionSummary,
+@router.post("/executions/{execution_id}/{choice}", response_model=ExecutionOut,
              responses={404: {}, 409: {}})
-async def attention(execution_id: int, choice: Literal["retry", "skip", "abort"],
+async def attention(execution_id: RowId, choice: Literal["retry", "skip", "abort"],
                     request: Request, session: SessionDep, identity: Responder,
-                    body: Comment | None = None) -> ExecutionSummary:
+                    body: Comment | None = None) -> ExecutionOut:
     """For an execution in needs_attention: retry or skip the interrupted step, or abort."""
     engine = _engine(request)
     execution = await lock_execution(session, execution_id)
@@ -174,7 +154,7 @@ async def attention(execution_id: int, choice: Literal["retry", "skip", "abort"]
                                         source_addr=_addr(request))
     if execution.status == states.PENDING:
         after_commit(session, engine.wake)
-    return ExecutionSummary.of(execution)
+    return ExecutionOut.of(execution)
 
 
 guards_router = APIRouter(prefix="/api/v1/guards", tags=["guards"])

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, select, tuple_
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import RunbookVersion
@@ -28,7 +28,7 @@ from app.history.schemas import (
     StepOut,
 )
 from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel
-from app.querying import decode_cursor, encode_cursor
+from app.querying import keyset_page
 
 
 @dataclass(frozen=True)
@@ -104,17 +104,9 @@ async def list_executions(
 ) -> ExecutionPage:
     """Executions newest first, one keyset page at a time."""
     query = filtered(select(Execution), flt, session.bind.dialect.name)
-    if cursor:
-        at, last_id = decode_cursor(cursor)
-        query = query.where(tuple_(Execution.created_at, Execution.id) < tuple_(at, last_id))
-    query = query.order_by(Execution.created_at.desc(), Execution.id.desc()).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ExecutionPage(
-        items=[ExecutionOut.of(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
-    )
+    rows, next_cursor = await keyset_page(session, query, at=Execution.created_at,
+                                          row_id=Execution.id, cursor=cursor, limit=limit)
+    return ExecutionPage(items=[ExecutionOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
 async def get_execution(session: AsyncSession, execution_id: int) -> Execution:

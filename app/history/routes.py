@@ -18,7 +18,7 @@ from app.history.schemas import ExecutionDetail, ExecutionPage
 from app.history.stats import StatsOut, compute_stats
 from app.identity import Identity
 from app.identity.deps import require
-from app.querying import MAX_LIMIT, parse_label_filters
+from app.querying import BIGINT_MAX, MAX_LIMIT, RowId, parse_label_filters
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
 Viewer = Annotated[Identity, Depends(require("viewer"))]
@@ -56,25 +56,28 @@ async def get_executions(
 
 @router.get("/executions/{execution_id}", response_model=ExecutionDetail,
             responses={404: {}})
-async def get_execution(execution_id: int, session: SessionDep, _: Viewer) -> ExecutionDetail:
+async def get_execution(execution_id: RowId, session: SessionDep, _: Viewer) -> ExecutionDetail:
     """The full record of one execution."""
     return await execution_detail(session, execution_id)
 
 
 @router.get("/executions/{execution_id}/postmortem", response_class=PlainTextResponse,
             responses={200: {"content": {"text/markdown": {}}}, 404: {}})
-async def get_postmortem(execution_id: int, session: SessionDep, _: Viewer) -> PlainTextResponse:
+async def get_postmortem(execution_id: RowId, session: SessionDep, _: Viewer) -> PlainTextResponse:
     """A Markdown postmortem draft from the runbook's template and the recorded facts."""
     text = await postmortem_markdown(session, execution_id)
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
-@router.get("/audit", response_model=AuditPage, tags=["audit"])
+@router.get("/audit", response_model=AuditPage, tags=["audit"], responses={
+    200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}})
 async def get_audit(
     request: Request, session: SessionDep, _: Viewer,
-    kind: str | None = None, actor: str | None = None, execution_id: int | None = None,
+    kind: str | None = None, actor: str | None = None,
+    execution_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     since: dt.datetime | None = None, until: dt.datetime | None = None,
-    after: int | None = Query(default=None, description="next_cursor of the previous page"),
+    after: Annotated[int | None, Query(ge=0, le=BIGINT_MAX,
+                                       description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     format: Literal["json", "jsonl"] = "json",
 ) -> Any:

@@ -23,6 +23,21 @@ PAGERDUTY_STATUS = {
 _GO_ZERO_YEAR = 1  # Go's zero time, 0001-01-01T00:00:00Z, means "no end"
 
 
+def storable(value: Any) -> Any:
+    """Replace NUL characters, which PostgreSQL cannot store in text, by U+FFFD.
+
+    Refusing such an alert would be worse: Alertmanager resends the whole group every
+    group_interval, so one bad label would keep the whole group out forever.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class NormalizedAlert:
     source: str

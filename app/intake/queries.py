@@ -6,12 +6,12 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import json_key_equals
-from app.intake.models import Alert
-from app.querying import decode_cursor, encode_cursor
+from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel
+from app.querying import keyset_page
 
 
 class AlertOut(BaseModel):
@@ -55,13 +55,11 @@ async def list_alerts(
         query = query.where(Alert.received_at >= since)
     dialect = session.bind.dialect.name
     for name, value in labels:
-        query = query.where(json_key_equals(Alert.labels, name, value, dialect=dialect))
-    if cursor:
-        at, last_id = decode_cursor(cursor)
-        query = query.where(tuple_(Alert.received_at, Alert.id) < tuple_(at, last_id))
-    query = query.order_by(Alert.received_at.desc(), Alert.id.desc()).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].received_at, rows[-1].id) if more and rows else None
+        if len(value) < LABEL_VALUE_INDEXED:
+            query = query.where(Alert.id.in_(select(AlertLabel.alert_id).where(
+                AlertLabel.name == name, AlertLabel.value == value)))
+        else:
+            query = query.where(json_key_equals(Alert.labels, name, value, dialect=dialect))
+    rows, next_cursor = await keyset_page(session, query, at=Alert.received_at, row_id=Alert.id,
+                                          cursor=cursor, limit=limit)
     return AlertPage(items=[AlertOut.of(a) for a in rows], next_cursor=next_cursor)

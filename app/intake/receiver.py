@@ -23,7 +23,7 @@ from app.errors import (
     describe_validation_errors,
 )
 from app.intake.auth import WebhookAuth
-from app.intake.normalize import Envelope, from_alertmanager, from_pagerduty
+from app.intake.normalize import Envelope, from_alertmanager, from_pagerduty, storable
 from app.intake.schemas import (
     AlertmanagerWebhook,
     GrafanaWebhook,
@@ -134,7 +134,10 @@ def _check_content_type(value: str | None) -> None:
 
 def _parse(model: type[M], body: bytes) -> M:
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
+        if b"\\u0000" in body:  # a JSON-escaped NUL somewhere: make every string storable
+            parsed = model.model_validate(storable(parsed.model_dump()))
+        return parsed
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         if any(e["type"] == "json_invalid" for e in errors):

@@ -149,7 +149,8 @@ async def _stored_states(
     fingerprints = {a.fingerprint for a in alerts}
     if not fingerprints:
         return {}
-    rows = await session.execute(
+    conn = await session.connection()
+    rows = await conn.execute(
         select(Alert.id, Alert.source, Alert.fingerprint, Alert.starts_at, Alert.status,
                Alert.status_at).where(Alert.fingerprint.in_(fingerprints))
     )

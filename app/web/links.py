@@ -35,6 +35,7 @@ from app.engine.models import ApprovalLink, Execution, Notification, StepRun
 from app.errors import Conflict, Forbidden, Invalid, NotFound, RunbookdError
 from app.identity import ROLES, Identity
 from app.identity.deps import require
+from app.querying import RowId
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ def _addr(request: Request) -> str | None:
 
 
 @router.get("/executions/{execution_id}/approval-links", response_model=list[LinkOut])
-async def list_links(execution_id: int, session: SessionDep, _: Viewer) -> list[LinkOut]:
+async def list_links(execution_id: RowId, session: SessionDep, _: Viewer) -> list[LinkOut]:
     """The approval links of an execution (never their tokens)."""
     return [LinkOut.of(link) for link in await links_of(session, execution_id)]
 
@@ -329,7 +330,7 @@ async def list_links(execution_id: int, session: SessionDep, _: Viewer) -> list[
 @router.post("/executions/{execution_id}/steps/{step_id}/approval-links",
              response_model=CreatedLink, status_code=201,
              responses={403: {}, 404: {}, 409: {}, 503: {}})
-async def create_link(execution_id: int, step_id: str, request: Request, session: SessionDep,
+async def create_link(execution_id: RowId, step_id: str, request: Request, session: SessionDep,
                       identity: Approver, body: NewLink | None = None) -> CreatedLink:
     """Make a link to send by email or chat; a link naming an identity needs admin."""
     body = body or NewLink()

@@ -30,6 +30,7 @@ from app.history.queries import ExecutionFilter, execution_detail, list_executio
 from app.history.routes import execution_filter
 from app.history.schemas import ExecutionDetail, StepOut
 from app.identity import Identity
+from app.querying import RowId
 from app.web import links
 from app.web.pages import (
     HtmlRoute,
@@ -161,7 +162,7 @@ async def index(request: Request, session: SessionDep,
 
 
 @router.get("/executions/{execution_id}")
-async def execution_page(execution_id: int, request: Request, session: SessionDep) -> Response:
+async def execution_page(execution_id: RowId, request: Request, session: SessionDep) -> Response:
     """One execution: alerts, steps with params and output, approvals, the timeline."""
     me = require_identity(request)
     detail = await execution_detail(session, execution_id)
@@ -175,7 +176,7 @@ async def execution_page(execution_id: int, request: Request, session: SessionDe
 
 
 @router.post("/executions/{execution_id}/steps/{step_id}/decide")
-async def decide_on_page(execution_id: int, step_id: str, request: Request,
+async def decide_on_page(execution_id: RowId, step_id: str, request: Request,
                          decision: Decision, step_hash: Annotated[str, Form(max_length=64)],
                          comment: Text = "", csrf_token: Csrf = "") -> Response:
     """Approve or reject from the execution page, bound to the step hash the page showed."""
@@ -194,7 +195,7 @@ async def decide_on_page(execution_id: int, step_id: str, request: Request,
 
 
 @router.post("/executions/{execution_id}/links/{link_id}/revoke")
-async def revoke_on_page(execution_id: int, link_id: str, request: Request,
+async def revoke_on_page(execution_id: RowId, link_id: str, request: Request,
                          csrf_token: Csrf = "") -> Response:
     me = require_identity(request, "approver")
     verify_csrf(request, csrf_token)
@@ -215,7 +216,7 @@ async def live_statuses(request: Request, session: SessionDep,
 
 
 @router.get("/ui/executions/{execution_id}/version")
-async def live_version(execution_id: int, request: Request, session: SessionDep) -> Response:
+async def live_version(execution_id: RowId, request: Request, session: SessionDep) -> Response:
     """What changes when anything about the execution changes (every change is an event)."""
     require_identity(request)
     execution = await session.get(Execution, execution_id)

@@ -33,8 +33,10 @@ from tests.support.procs import RunbookdProcess, runbookd_env
 pytestmark = pytest.mark.e2e
 
 KILLS = 20
-SENDERS = 6
-ALERTS_PER_REQUEST = 4
+SENDERS = 3
+ALERTS_PER_REQUEST = 2
+# Between two requests of one sender: keeps the work the engine must finish bounded.
+PAUSE = 0.3
 HEADERS = {**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"}
 SETTLED = {"succeeded", "needs_attention"}
 
@@ -69,7 +71,9 @@ class Load:
         if answer.status_code == 200:
             self.acknowledged.update(fresh)
             self.redelivered += len(again)
-            assert answer.json()["alerts"]["new"] <= len(fresh)
+            counted = answer.json()["alerts"]
+            # The redelivered alert is a duplicate, even when it was stored by an earlier life.
+            assert (counted["new"], counted["duplicate"]) == (len(fresh), len(again)), counted
 
 
 @pytest.fixture
@@ -78,12 +82,12 @@ def chaos_proc(tmp_path: Path, db_url: str, tokens: dict[str, str], tokens_file:
     book = runbook("chaos", [
         step("first", "noop", idempotent=False, **{"with": {"append_to": str(marks)}}),
         step("second", "sleep", idempotent=False,
-             **{"with": {"seconds": 0.4, "append_to": str(marks)}}),
+             **{"with": {"seconds": 0.2, "append_to": str(marks)}}),
     ], limits={"concurrent": 100_000})
     mappings, remediations = write_catalog(tmp_path / "catalog", [book])
     env = runbookd_env(db_url=db_url, mappings=mappings, remediations=remediations,
                        tokens_file=tokens_file, webhook_token=WEBHOOK_TOKEN,
-                       RUNBOOKD_LEASE_SECONDS="2", RUNBOOKD_WORKER_CONCURRENCY="16")
+                       RUNBOOKD_LEASE_SECONDS="2", RUNBOOKD_WORKER_CONCURRENCY="32")
     proc = RunbookdProcess(env, log_path=tmp_path / "runbookd.log")
     yield proc, marks
     proc.kill9()
@@ -113,12 +117,13 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
         async with httpx.AsyncClient(timeout=10) as http:
             while not stop.is_set():
                 await load.send(http, proc.url, local)
+                await asyncio.sleep(PAUSE)
 
     await proc.start()
     senders = [asyncio.create_task(sender(i)) for i in range(SENDERS)]
     try:
         for _ in range(KILLS):
-            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            await asyncio.sleep(rng.uniform(0.15, 0.7))
             proc.kill9()
             await proc.start()
         await asyncio.sleep(0.5)
@@ -126,10 +131,11 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
         stop.set()
         await asyncio.gather(*senders)
     load_seconds = time.monotonic() - started
-    executions = await wait_settled(db_url, timeout=40)
+    executions = await wait_settled(db_url, timeout=30)
+    settle_seconds = time.monotonic() - started - load_seconds
     proc.stop()
 
-    assert load.answers["200"] >= 100, f"too little load got through: {load.answers}"
+    assert load.answers["200"] >= 2 * KILLS, f"too little load got through: {load.answers}"
     assert set(load.answers) <= {"200", "ConnectError", "ReadError", "RemoteProtocolError",
                                  "WriteError"}, load.answers
 
@@ -171,5 +177,5 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
             assert "not idempotent" in (execution.status_reason or "")
             assert lines[line_of[cut.step_id].format(x=execution.id, r=cut.id)] <= 1
     print(f"\nchaos on {db_url.split(':')[0]}: {load_seconds:.0f}s of load, {KILLS} kills, "
-          f"answers {dict(load.answers)}, {len(alerts)} alerts, "
+          f"settled in {settle_seconds:.0f}s, answers {dict(load.answers)}, {len(alerts)} alerts, "
           f"{collections.Counter(e.status for e in executions)}")

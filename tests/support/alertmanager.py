@@ -94,6 +94,17 @@ class Alertmanager:
         return (self.workdir / "peer.log").read_text(errors="replace")
 
 
+def _write_config(workdir: Path, token: str, config: str) -> Path:
+    # The token goes in a file of its own (credentials_file), as in production.
+    workdir.mkdir(parents=True, exist_ok=True)
+    token_file = workdir / "runbookd-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    path = workdir / "alertmanager.yml"
+    path.write_text(config)
+    return path
+
+
 @contextlib.asynccontextmanager
 async def run_alertmanager(
     binary: str, workdir: Path, *, webhook_url: str, token: str,
@@ -101,13 +112,8 @@ async def run_alertmanager(
     repeat_interval: str = "4h",
 ) -> AsyncIterator[Alertmanager]:
     """Start Alertmanager forwarding every alert to `webhook_url` with `token` as Bearer."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    token_file = workdir / "runbookd-token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
-    config = workdir / "alertmanager.yml"
-    config.write_text(alertmanager_config(
-        webhook_url=webhook_url, token_file=token_file,
+    config = _write_config(workdir, token, alertmanager_config(
+        webhook_url=webhook_url, token_file=workdir / "runbookd-token",
         group_by=group_by or ["alertname"], group_wait=group_wait,
         group_interval=group_interval, repeat_interval=repeat_interval))
     port = free_port()

@@ -19,7 +19,6 @@ RUNBOOKD = Path(sys.executable).parent / "runbookd"
 @pytest.mark.parametrize("overrides", [
     {"webhook_tokens": "changeme"},
     {"webhook_tokens": "real-token-abcdef123", "slack_signing_secret": "xxx"},
-    {"webhook_tokens": ""},
     {"webhook_basic_auth": "alertmanager:password"},
     {"pagerduty_secrets": "good-secret-1234,secret"},
     {"grafana_secret": "short"},
@@ -44,6 +43,14 @@ def test_dev_accepts_placeholders_and_prod_accepts_real_secrets(monkeypatch):
     settings = Settings(env="prod")
     assert len(settings.webhook_tokens) == 2
     assert "a-long-random-token-1" not in repr(settings)
+
+
+def test_prod_without_intake_credentials_is_not_serviceable(monkeypatch):
+    monkeypatch.setenv("RUNBOOKD_WEBHOOK_TOKENS", "")
+    settings = Settings(env="prod")  # CLI tools still work
+    with pytest.raises(ValueError, match="no webhook credentials"):
+        settings.check_serviceable()
+    Settings(env="dev").check_serviceable()
 
 
 def test_basic_auth_pairs_must_have_a_colon(monkeypatch):
