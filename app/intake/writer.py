@@ -91,6 +91,14 @@ class GroupCommitWriter:
             async with session_scope(self._factory) as session:
                 results = await ingest_batch(session, [env for env, _ in batch], hook=self._hook())
         except Unavailable as exc:
+            # Whatever queued while this batch waited on a lost database would wait as long
+            # again: answer it 503 now, so that senders retry instead of timing out.
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    self._queue.put_nowait(_STOP)
+                    break
+                batch.append(item)  # type: ignore[arg-type]
             for _, future in batch:
                 _fail(future, exc)
             return
