@@ -98,7 +98,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=10, pool_pre_ping=True,
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=10,
         connect_args={"timeout": 3, "command_timeout": 30},
     )
 

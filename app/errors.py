@@ -116,6 +116,16 @@ def is_database_unavailable(exc: BaseException) -> bool:
                     "InterfaceError", "ConnectionFailureError", "PostgresConnectionError"}
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """True when the database refused a value (SQLSTATE class 22), whichever layer raised."""
+    if isinstance(exc, OverflowError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return _sqlstate(exc).startswith("22")
+    code = getattr(exc, "sqlstate", None)  # the driver's own exception (asyncpg)
+    return isinstance(code, str) and code.startswith("22")
+
+
 def _sqlstate(exc: DBAPIError) -> str:
     for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
         code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)

@@ -33,7 +33,7 @@ class AlertmanagerWebhook(_Open):
 
     version: str
     groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: int = Field(default=0, ge=0, le=2**31 - 1)
     status: Literal["firing", "resolved"]
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_returning_ids
+from app.intake import fastpath
 from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel, Delivery
 from app.intake.normalize import RESOLVED, Envelope, NormalizedAlert
 
@@ -108,8 +109,9 @@ async def ingest_batch(
                 )
         decisions[i] = per_alert
 
+    only_write = all(d == "duplicate" for per_alert in decisions.values() for d in per_alert)
     delivery_ids = await _insert_deliveries(
-        session, [envelopes[i] for i in fresh], decisions, fresh
+        session, [envelopes[i] for i in fresh], decisions, fresh, only_write=only_write
     )
     changes = await _write_alerts(session, envelopes, decisions, delivery_ids, states)
     if changes:
@@ -149,18 +151,14 @@ async def _stored_states(
     fingerprints = {a.fingerprint for a in alerts}
     if not fingerprints:
         return {}
-    conn = await session.connection()
-    rows = await conn.execute(
-        select(Alert.id, Alert.source, Alert.fingerprint, Alert.starts_at, Alert.status,
-               Alert.status_at).where(Alert.fingerprint.in_(fingerprints))
-    )
+    rows = await fastpath.stored_states(session, sorted(fingerprints))
     return {(src, fp, starts): StoredState(id=i, status=st, status_at=at)
             for i, src, fp, starts, st, at in rows}
 
 
 async def _insert_deliveries(
     session: AsyncSession, envelopes: list[Envelope], decisions: dict[int, list[Decision]],
-    indexes: list[int],
+    indexes: list[int], *, only_write: bool,
 ) -> dict[int, int]:
     if not envelopes:
         return {}
@@ -177,7 +175,7 @@ async def _insert_deliveries(
         }
         for i, env in zip(indexes, envelopes, strict=True)
     ]
-    ids = await insert_returning_ids(session, Delivery.__table__, rows)
+    ids = await fastpath.insert_deliveries(session, rows, only_write=only_write)
     return dict(zip(indexes, ids, strict=True))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.db import session_scope
-from app.errors import Unavailable
+from app.errors import Invalid, Unavailable, is_data_error
 from app.intake.normalize import Envelope
 from app.intake.service import AlertHook, IngestResult, ingest_batch
 
@@ -111,7 +111,13 @@ class GroupCommitWriter:
                 for item in batch:
                     await self._write([item])
                 return
-            log.exception("delivery could not be stored")
+            if is_data_error(exc):
+                # The body passed the schema but holds a value the database cannot store.
+                log.warning("delivery refused by the database: %s", type(exc).__name__)
+                exc = Invalid("a value in the body cannot be stored (a number too large for "
+                              "the database, or text it cannot hold)")
+            else:
+                log.exception("delivery could not be stored")
             _fail(batch[0][1], exc)
             return
         for (_, future), result in zip(batch, results, strict=True):

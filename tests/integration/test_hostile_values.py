@@ -37,3 +37,12 @@ async def test_nul_in_api_text_and_huge_ids_are_422(client, tokens):
         assert (await client.get(path, headers=viewer)).status_code == 422, path
     cancel = await client.post("/api/v1/executions/9223372036854775808/cancel", headers=rita)
     assert cancel.status_code == 422
+
+
+async def test_numbers_the_database_cannot_hold_are_422_not_500(client):
+    body = am_body(am_alert(), truncated=257_761_880_243)
+    response = await client.post(
+        "/webhooks/alertmanager", content=json.dumps(body),
+        headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "truncatedAlerts" in response.json()["error"]["message"]
