@@ -94,6 +94,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(
             url, pool_size=1, max_overflow=0, pool_timeout=60,
             connect_args={"timeout": 30},
+            # Every user of a connection ends its own transaction (session_scope commits or
+            # rolls back), so the pool's extra ROLLBACK on return would only cost a hop.
+            pool_reset_on_return=None,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
