@@ -23,6 +23,12 @@ RUN, ASK = "run", "needs_approval"
 
 # runbook id -> (the alert's labels, the mapping that takes it, [(step id, decision)])
 PLANS = {
+    "registry-quick-rollback": (
+        {"alertname": "ModelRollbackRequested", "model": "demo-model"},
+        "registry-quick-rollback",
+        [("read-alias", RUN), ("verify-current", RUN), ("verify-previous", RUN),
+         ("rollback", ASK)],
+    ),
     "model-drift": (
         {"alertname": "ModelDrift", "severity": "critical", "team": "ml-platform",
          "model": "demo-model", "env": "production"},
