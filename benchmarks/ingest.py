@@ -173,6 +173,10 @@ def main() -> None:
         print(f"runbookd {name:<10} {result['rps']:6.0f} req/s  p50 {result['p50_ms']:6.1f} ms"
               f"  p99 {result['p99_ms']:6.1f} ms  ratio {ratio:.2f}x  "
               f"non-2xx {int(result['errors'])}")
+    if args.pg:
+        from benchmarks.history import drop_pg
+
+        asyncio.run(drop_pg(targets[1][1]))
     print(json.dumps({"baseline": baseline, **results}))
 
 
