@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
-from typing import Any
-
-from pydantic import ValidationError
 
 from app.actions.base import Action, ActionParams
 
@@ -51,10 +48,6 @@ class ActionRegistry:
     def __contains__(self, name: str) -> bool:
         return name in self._actions
 
-    def validate(self, name: str, params: dict[str, Any]) -> ActionParams:
-        """Validate rendered parameters against the action's model (raises ValidationError)."""
-        return self.get(name).Params.model_validate(params)
-
     def load_entry_points(self) -> None:
         """Add third-party actions; a broken plug-in is logged and skipped, never fatal."""
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -76,4 +69,4 @@ def default_registry() -> ActionRegistry:
     return registry
 
 
-__all__ = ["ActionRegistry", "UnknownAction", "ValidationError", "default_registry"]
+__all__ = ["ActionRegistry", "UnknownAction", "default_registry"]

@@ -84,17 +84,20 @@ class Executor(Outcomes):
 
     async def drive(self, execution_id: int) -> None:
         """Advance the execution until it ends, waits for a human, or is held."""
+        dry_run: bool | None = None  # fixed for the life of an execution: read it once
         while True:
             plan = await self._plan(execution_id)
             if isinstance(plan, Stop):
                 return
+            if dry_run is None:
+                dry_run = await self._dry_run(execution_id)
             if isinstance(plan, CheckFirst):
-                failure = await self._run_checks(execution_id, plan)
+                failure = await self._run_checks(execution_id, plan, dry_run)
                 await self._after_checks(execution_id, plan, failure)
                 continue
-            if not plan.started and not await self._begin(execution_id, plan):
+            if not plan.started and not await self._begin(execution_id, plan, dry_run):
                 return
-            outcome = await self._execute(execution_id, plan)
+            outcome = await self._execute(execution_id, plan, dry_run)
             await self._finish(execution_id, plan, outcome)
 
     # -- deciding -------------------------------------------------------------------------
@@ -290,9 +293,9 @@ class Executor(Outcomes):
 
     # -- doing ----------------------------------------------------------------------------
 
-    async def _run_checks(self, execution_id: int, plan: CheckFirst) -> str | None:
+    async def _run_checks(self, execution_id: int, plan: CheckFirst,
+                          dry_run: bool) -> str | None:
         """Run the preconditions; returns why one failed, or None."""
-        dry_run = await self._dry_run(execution_id)
         ctx = self._context(execution_id, None, dry_run)
         for action, params, within in plan.checks:
             outcome = await run_check(self.registry, ctx, action, params, within=within,
@@ -318,7 +321,7 @@ class Executor(Outcomes):
                 await self._move(session, execution, states.RUNNING, reason="started",
                                  started_at=utcnow())
 
-    async def _begin(self, execution_id: int, plan: RunStep) -> bool:
+    async def _begin(self, execution_id: int, plan: RunStep, dry_run: bool) -> bool:
         """Commit an approved risky step as running, after re-checking preconditions."""
         async with session_scope(self.factory) as session:
             execution = await lock_execution(session, execution_id)
@@ -327,7 +330,8 @@ class Executor(Outcomes):
             checks = (_checks(runbook, await step_context(session, execution))
                       if runbook.preconditions else ())
         if checks:
-            failure = await self._run_checks(execution_id, CheckFirst(checks, plan.step_run_id))
+            failure = await self._run_checks(execution_id, CheckFirst(checks, plan.step_run_id),
+                                             dry_run)
             if failure is not None:
                 await self._after_checks(execution_id, CheckFirst((), plan.step_run_id), failure)
                 return False
@@ -341,8 +345,8 @@ class Executor(Outcomes):
                                   started_at=utcnow(), attempts=run.attempts + 1)
         return True
 
-    async def _execute(self, execution_id: int, plan: RunStep) -> Outcome:
-        ctx = self._context(execution_id, str(plan.step_run_id), await self._dry_run(execution_id))
+    async def _execute(self, execution_id: int, plan: RunStep, dry_run: bool) -> Outcome:
+        ctx = self._context(execution_id, str(plan.step_run_id), dry_run)
         outcome = await run_action(self.registry, ctx, plan.action, plan.params,
                                    timeout=plan.timeout, retries=plan.retries,
                                    idempotent=plan.idempotent,

@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
@@ -187,8 +187,6 @@ class Worker:
                 task.cancel()
 
     async def _update_gauges(self) -> None:
-        from sqlalchemy import func
-
         async with session_scope(self.factory) as session:
             active = (await session.execute(
                 select(func.count()).select_from(Execution)

@@ -142,7 +142,7 @@ async def execution_detail(session: AsyncSession, execution_id: int) -> Executio
         step_approvals.setdefault(approval.step_run_id, []).append(ApprovalOut.of(approval))
     return ExecutionDetail(
         **ExecutionOut.of(execution).model_dump(),
-        alerts=[AlertBrief.of(alert, role) for alert, role in alerts],
+        alerts=[AlertBrief.of_role(alert, role) for alert, role in alerts],
         runbook_content=version.content if version else None,
         steps=[StepOut.of(s, step_approvals.get(s.id, [])) for s in steps],
         approvals=[ApprovalOut.of(a) for a in approvals],

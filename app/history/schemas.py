@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from app.engine.models import Approval, Event, Execution, StepRun
 from app.intake.models import Alert
+from app.intake.queries import AlertOut
 
 
 class ExecutionOut(BaseModel):
@@ -39,25 +40,14 @@ class ExecutionPage(BaseModel):
     next_cursor: str | None
 
 
-class AlertBrief(BaseModel):
-    id: int
+class AlertBrief(AlertOut):
+    """An alert of an execution, and whether it started it or joined it."""
+
     role: str
-    source: str
-    fingerprint: str
-    status: str
-    alertname: str | None
-    labels: dict[str, Any]
-    annotations: dict[str, Any]
-    starts_at: dt.datetime
-    ends_at: dt.datetime | None
-    generator_url: str | None
 
     @classmethod
-    def of(cls, alert: Alert, role: str) -> AlertBrief:
-        return cls(id=alert.id, role=role, source=alert.source, fingerprint=alert.fingerprint,
-                   status=alert.status, alertname=alert.alertname, labels=alert.labels,
-                   annotations=alert.annotations, starts_at=alert.starts_at,
-                   ends_at=alert.ends_at, generator_url=alert.generator_url)
+    def of_role(cls, alert: Alert, role: str) -> AlertBrief:
+        return cls(**AlertOut.of(alert).model_dump(), role=role)
 
 
 class ApprovalOut(BaseModel):

@@ -65,7 +65,8 @@ async def test_registry_loads_and_runs_the_plugin(installed_plugin: None) -> Non
     assert "example.echo" in registry.names()
     assert "noop" in registry.names()  # built-ins are still there
     action = registry.get("example.echo")
-    params = registry.validate("example.echo", {"message": "hello from a plug-in"})
+    params = registry.get("example.echo").Params.model_validate(
+        {"message": "hello from a plug-in"})
     result = await action.run(make_ctx(), params)
     assert result.output == {"message": "hello from a plug-in"}
     drill = await run_action(action, make_ctx(dry_run=True), message="x")
