@@ -87,31 +87,36 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+SQLITE_BUSY_SECONDS = 30  # how long a writer waits for another process's write lock
+PG_CONNECT_ARGS = {"timeout": 3, "command_timeout": 30}  # connect, then each statement
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine tuned for the dialect: see the module docstring for why."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(
             url, pool_size=1, max_overflow=0, pool_timeout=60,
-            connect_args={"timeout": 30},
+            connect_args={"timeout": SQLITE_BUSY_SECONDS},
             # Every user of a connection ends its own transaction (session_scope commits or
             # rolls back), so the pool's extra ROLLBACK on return would only cost a hop.
             pool_reset_on_return=None,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", lambda conn, _record: sqlite_pragmas(conn))
         return engine
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=0, pool_timeout=10,
-        connect_args={"timeout": 3, "command_timeout": 30},
+        connect_args=PG_CONNECT_ARGS,
     )
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any) -> None:
+    """Durable commits (WAL, fsync on each), foreign keys, and a wait for the write lock."""
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
 
 

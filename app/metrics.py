@@ -26,6 +26,10 @@ ingest_batch_size = Histogram(
     "runbookd_ingest_batch_size", "Webhook deliveries stored per transaction (group commit).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+ingest_batches = Counter(
+    "runbookd_ingest_batches", "Webhook batches stored, by path: `redelivery` when every alert "
+    "was already stored (delivery rows only), `full` otherwise.", ["path"],
+)
 
 config_last_reload_successful = Gauge(
     "runbookd_config_last_reload_successful", "Whether the last catalog reload succeeded.",

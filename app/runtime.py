@@ -29,6 +29,7 @@ from app.errors import CatalogInvalid
 from app.history.retention import retention_loop
 from app.intake.auth import WebhookAuth
 from app.intake.receiver import WebhookReceiver
+from app.intake.redelivery import open_lane
 from app.intake.service import IngestResult
 from app.intake.writer import GroupCommitWriter
 from app.notify.sender import NotificationSender
@@ -99,7 +100,7 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
             engine.wake()
 
     writer = GroupCommitWriter(factory, hook=lambda: hook, max_batch=settings.ingest_batch_max,
-                               on_commit=wake_if_changed)
+                               on_commit=wake_if_changed, lane=open_lane(db))
     receiver = WebhookReceiver(auth=WebhookAuth.from_settings(settings), writer=writer,
                                max_body_bytes=settings.max_body_bytes)
     # Approval requests carry a signed link to the confirmation page.

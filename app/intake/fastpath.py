@@ -4,8 +4,8 @@ Every webhook request reads the stored state of its alerts and writes one delive
 through SQLAlchemy, the statement set-up of these two cost more CPU than the whole HTTP side
 of the request (benchmarks/RESULTS.md: ingest went from 0.29x to 0.5x of a bare endpoint on
 PostgreSQL when they moved here, with the pool's pre-ping gone). They run on the session's
-own connection and inside its transaction; everything else in the intake stays on
-SQLAlchemy.
+own connection and inside its transaction, or on the redelivery lane's connection
+(redelivery.py); everything else in the intake stays on SQLAlchemy.
 
 SQLite keeps timestamps as the text `UTCDateTime` writes ('YYYY-MM-DD HH:MM:SS.ffffff', UTC);
 this module reads and writes exactly that form.
@@ -14,10 +14,12 @@ this module reads and writes exactly that form.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.intake.normalize import Envelope
 
 STATE_COLUMNS = "id, source, fingerprint, starts_at, status, status_at"
 DELIVERY_COLUMNS = (
@@ -28,8 +30,26 @@ DELIVERY_COLUMNS = (
 _PG_TYPES = {"received_at": "timestamptz", "alerts_total": "int", "alerts_new": "int",
              "alerts_changed": "int", "alerts_duplicate": "int", "truncated_alerts": "int"}
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+# SQLite allows 32766 bound values per statement: 1000 rows of 12 columns stay well under.
+CHUNK = 1000
+
+PG_STATES_SQL = f"SELECT {STATE_COLUMNS} FROM alerts WHERE fingerprint = ANY($1::text[])"
+_COLUMNS = ", ".join(DELIVERY_COLUMNS)
+_PG_ARRAYS = ", ".join(f"${i}::{_PG_TYPES.get(c, 'text')}[]"
+                       for i, c in enumerate(DELIVERY_COLUMNS, start=1))
+# Rows go in in the order of the arrays (ORDER BY n), and the id sequence hands out increasing
+# values in that order, so the sorted ids line up with the rows.
+PG_INSERT_DELIVERIES_SQL = (
+    f"INSERT INTO deliveries ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest({_PG_ARRAYS}) "
+    f"WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n RETURNING id")
 
 StateRow = tuple[int, str, str, dt.datetime, str, dt.datetime]
+T = TypeVar("T")
+
+
+def chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
 
 
 def sqlite_text(value: dt.datetime) -> str:
@@ -39,6 +59,39 @@ def sqlite_text(value: dt.datetime) -> str:
 
 def sqlite_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def sqlite_states_sql(count: int) -> str:
+    return f"SELECT {STATE_COLUMNS} FROM alerts WHERE fingerprint IN ({','.join('?' * count)})"
+
+
+def sqlite_insert_deliveries_sql(count: int) -> str:
+    """A multi-row INSERT ... RETURNING id. SQLite inserts VALUES rows in order, and one
+    writer holds the database, so the sorted ids line up with the rows."""
+    row = "(" + ",".join("?" * len(DELIVERY_COLUMNS)) + ")"
+    return f"INSERT INTO deliveries ({_COLUMNS}) VALUES {','.join([row] * count)} RETURNING id"
+
+
+def sqlite_delivery_values(rows: list[dict[str, Any]]) -> list[Any]:
+    """The bound values of `sqlite_insert_deliveries_sql`, row after row."""
+    return [sqlite_text(row[c]) if c == "received_at" else row[c]
+            for row in rows for c in DELIVERY_COLUMNS]
+
+
+def pg_delivery_arrays(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """The bound arrays of PG_INSERT_DELIVERIES_SQL, one per column."""
+    return [[row[c] for row in rows] for c in DELIVERY_COLUMNS]
+
+
+def delivery_row(env: Envelope, *, new: int, changed: int, duplicate: int) -> dict[str, Any]:
+    return {
+        "source": env.source, "received_at": env.received_at,
+        "delivery_key": env.delivery_key, "group_key": env.group_key,
+        "receiver": env.receiver, "event_type": env.event_type,
+        "remote_addr": env.remote_addr, "alerts_total": len(env.alerts),
+        "alerts_new": new, "alerts_changed": changed, "alerts_duplicate": duplicate,
+        "truncated_alerts": env.truncated_alerts,
+    }
 
 
 async def _driver(session: AsyncSession, *, transaction: bool = True) -> tuple[str, Any]:
@@ -55,20 +108,18 @@ async def _driver(session: AsyncSession, *, transaction: bool = True) -> tuple[s
     return connection.dialect.name, driver
 
 
-async def stored_states(session: AsyncSession, fingerprints: Sequence[str]) -> list[StateRow]:
+async def stored_states(session: AsyncSession, fingerprints: list[str]) -> list[StateRow]:
     """(id, source, fingerprint, starts_at, status, status_at) of alerts with these prints."""
     dialect, driver = await _driver(session, transaction=False)
     if dialect == "postgresql":
-        rows = await driver.fetch(
-            f"SELECT {STATE_COLUMNS} FROM alerts WHERE fingerprint = ANY($1::text[])",
-            list(fingerprints))
-        return [tuple(r) for r in rows]  # type: ignore[misc]
-    marks = ",".join("?" * len(fingerprints))
-    # execute_fetchall: one hop to aiosqlite's thread instead of three.
-    rows = await driver.execute_fetchall(
-        f"SELECT {STATE_COLUMNS} FROM alerts WHERE fingerprint IN ({marks})", list(fingerprints))
-    return [(i, src, fp, sqlite_time(starts), st, sqlite_time(at))
-            for i, src, fp, starts, st, at in rows]
+        return [tuple(r) for r in await driver.fetch(PG_STATES_SQL, fingerprints)]  # type: ignore[misc]
+    out: list[StateRow] = []
+    for chunk in chunks(fingerprints):
+        # execute_fetchall: one hop to aiosqlite's thread instead of three.
+        rows = await driver.execute_fetchall(sqlite_states_sql(len(chunk)), chunk)
+        out += [(i, src, fp, sqlite_time(starts), st, sqlite_time(at))
+                for i, src, fp, starts, st, at in rows]
+    return out
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]], *,
@@ -80,21 +131,12 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]], *
     transaction around it; the 2xx still follows its commit.
     """
     dialect, driver = await _driver(session, transaction=not only_write)
-    columns = ", ".join(DELIVERY_COLUMNS)
     if dialect == "postgresql":
-        arrays = ", ".join(f"${i}::{_PG_TYPES.get(c, 'text')}[]"
-                           for i, c in enumerate(DELIVERY_COLUMNS, start=1))
-        # Rows go in in the order of `rows` (ORDER BY n), and the id sequence hands out
-        # increasing values in that order, so the sorted ids line up with `rows`.
-        result = await driver.fetch(
-            f"INSERT INTO deliveries ({columns}) SELECT {columns} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS t({columns}, n) ORDER BY n RETURNING id",
-            *[[row[c] for row in rows] for c in DELIVERY_COLUMNS])
+        result = await driver.fetch(PG_INSERT_DELIVERIES_SQL, *pg_delivery_arrays(rows))
         return sorted(r[0] for r in result)
-    values = [tuple(sqlite_text(row[c]) if c == "received_at" else row[c]
-                    for c in DELIVERY_COLUMNS) for row in rows]
-    marks = ",".join("?" * len(DELIVERY_COLUMNS))
-    await driver.executemany(f"INSERT INTO deliveries ({columns}) VALUES ({marks})", values)
-    [(last,)] = await driver.execute_fetchall("SELECT last_insert_rowid()")
-    # One writer holds SQLite, so the new rowids are consecutive (see db.insert_returning_ids).
-    return list(range(last - len(rows) + 1, last + 1))
+    ids: list[int] = []
+    for chunk in chunks(rows):
+        result = await driver.execute_fetchall(sqlite_insert_deliveries_sql(len(chunk)),
+                                               sqlite_delivery_values(chunk))
+        ids += sorted(i for (i,) in result)
+    return ids

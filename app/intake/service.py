@@ -163,16 +163,9 @@ async def _insert_deliveries(
     if not envelopes:
         return {}
     rows = [
-        {
-            "source": env.source, "received_at": env.received_at,
-            "delivery_key": env.delivery_key, "group_key": env.group_key,
-            "receiver": env.receiver, "event_type": env.event_type,
-            "remote_addr": env.remote_addr, "alerts_total": len(env.alerts),
-            "alerts_new": decisions[i].count("new"),
-            "alerts_changed": decisions[i].count("changed"),
-            "alerts_duplicate": decisions[i].count("duplicate"),
-            "truncated_alerts": env.truncated_alerts,
-        }
+        fastpath.delivery_row(env, new=decisions[i].count("new"),
+                              changed=decisions[i].count("changed"),
+                              duplicate=decisions[i].count("duplicate"))
         for i, env in zip(indexes, envelopes, strict=True)
     ]
     ids = await fastpath.insert_deliveries(session, rows, only_write=only_write)

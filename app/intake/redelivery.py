@@ -1,0 +1,180 @@
+"""The redelivery lane: store a batch in which every alert is already stored, on a connection
+of the writer's own.
+
+Alertmanager resends each group at every group_interval and repeat_interval, so in an alert
+storm most deliveries change nothing: each one writes only its delivery row. That is one
+statement, atomic by itself, so it needs neither a transaction nor a session. The lane runs
+it on a connection it keeps for itself:
+
+- SQLite: a thread of its own with a plain sqlite3 connection, one hop per batch. Through
+  aiosqlite each statement is a hop to its thread, and each hop waits for the GIL, which the
+  busy event loop holds for up to the switch interval.
+- PostgreSQL: an asyncpg connection and two round trips, without the session's set-up.
+
+Anything else (a new or changed alert, a PagerDuty delivery id to look up, a value the
+database refuses) returns None, and the writer stores the batch the full way, in a session
+with the mapper hook. Reading the stored states outside a transaction is safe: the decision
+compares the sources' timestamps, so a write that lands between the read and the insert
+can only make an incoming alert older still.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import PG_CONNECT_ARGS, SQLITE_BUSY_SECONDS, sqlite_pragmas
+from app.errors import Unavailable, is_database_unavailable
+from app.intake import fastpath
+from app.intake.normalize import Envelope
+from app.intake.service import AlertKey, IngestResult, StoredState, decide
+
+log = logging.getLogger(__name__)
+
+
+class RedeliveryLane:
+    """Stores all-duplicate batches; `store` returns None for any other batch."""
+
+    async def store(self, envelopes: Sequence[Envelope]) -> list[IngestResult] | None:
+        if not _eligible(envelopes):
+            return None
+        try:
+            ids = await self._store(envelopes)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if is_database_unavailable(exc) or isinstance(exc, sqlite3.OperationalError):
+                await self._reset()
+                raise Unavailable() from exc
+            # The full path has the error handling (a value too large, one bad delivery in
+            # a batch); it will meet the same error and answer it.
+            log.debug("redelivery lane declined a batch: %s", type(exc).__name__)
+            return None
+        if ids is None:
+            return None
+        return [IngestResult(delivery_id, len(env.alerts), 0, 0, len(env.alerts),
+                             env.truncated_alerts)
+                for delivery_id, env in zip(ids, envelopes, strict=True)]
+
+    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+        raise NotImplementedError
+
+    async def _reset(self) -> None:
+        """Drop the connection after an outage; the next batch opens a new one."""
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+def _eligible(envelopes: Sequence[Envelope]) -> bool:
+    # A delivery id must be looked up and remembered in one transaction: the full path.
+    return all(env.delivery_key is None and env.alerts for env in envelopes)
+
+
+def _all_duplicates(envelopes: Sequence[Envelope], rows: list[fastpath.StateRow]) -> bool:
+    states: dict[AlertKey, StoredState] = {
+        (src, fp, starts): StoredState(id=i, status=st, status_at=at)
+        for i, src, fp, starts, st, at in rows
+    }
+    return all(decide(states.get(alert.key), alert) == "duplicate"
+               for env in envelopes for alert in env.alerts)
+
+
+def _fingerprints(envelopes: Sequence[Envelope]) -> list[str]:
+    return sorted({alert.fingerprint for env in envelopes for alert in env.alerts})
+
+
+def _duplicate_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    return [fastpath.delivery_row(env, new=0, changed=0, duplicate=len(env.alerts))
+            for env in envelopes]
+
+
+class _SqliteLane(RedeliveryLane):
+    def __init__(self, connect_args: tuple[list[Any], dict[str, Any]]) -> None:
+        self._args, self._kwargs = connect_args
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._store_sync, envelopes)
+
+    def _store_sync(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+        conn = self._conn or self._connect()
+        rows = [(i, src, fp, fastpath.sqlite_time(starts), st, fastpath.sqlite_time(at))
+                for fingerprints in fastpath.chunks(_fingerprints(envelopes))
+                for i, src, fp, starts, st, at in conn.execute(
+                    fastpath.sqlite_states_sql(len(fingerprints)), fingerprints)]
+        if not _all_duplicates(envelopes, rows):
+            return None
+        ids: list[int] = []
+        for chunk in fastpath.chunks(_duplicate_rows(envelopes)):
+            values = fastpath.sqlite_delivery_values(chunk)
+            ids += sorted(i for (i,) in conn.execute(
+                fastpath.sqlite_insert_deliveries_sql(len(chunk)), values))
+        return ids
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit: the lane's only write is one statement, atomic by itself.
+        conn = sqlite3.connect(*self._args, **{**self._kwargs, "isolation_level": None})
+        sqlite_pragmas(conn)
+        self._conn = conn
+        return conn
+
+    async def _reset(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+
+    async def close(self) -> None:
+        await self._reset()
+        self._thread.shutdown(wait=True)
+
+
+class _PostgresLane(RedeliveryLane):
+    def __init__(self, connect_kwargs: dict[str, Any]) -> None:
+        self._kwargs = connect_kwargs
+        self._conn: Any = None
+
+    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+        import asyncpg
+
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(**self._kwargs)
+        rows = [tuple(r) for r in await self._conn.fetch(fastpath.PG_STATES_SQL,
+                                                          _fingerprints(envelopes))]
+        if not _all_duplicates(envelopes, rows):  # type: ignore[arg-type]
+            return None
+        result = await self._conn.fetch(fastpath.PG_INSERT_DELIVERIES_SQL,
+                                        *fastpath.pg_delivery_arrays(_duplicate_rows(envelopes)))
+        return sorted(r[0] for r in result)
+
+    async def _reset(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.terminate()
+
+
+def open_lane(engine: AsyncEngine) -> RedeliveryLane | None:
+    """A lane on the engine's database, or None where one cannot share it (in-memory SQLite,
+    which is private to each connection)."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    if engine.dialect.name == "sqlite":
+        database = args[0] if args else ""
+        if not database or database == ":memory:" or "mode=memory" in str(database):
+            return None
+        return _SqliteLane((list(args), {**kwargs, "timeout": SQLITE_BUSY_SECONDS}))
+    if engine.dialect.name == "postgresql":
+        return _PostgresLane({**kwargs, **PG_CONNECT_ARGS})
+    return None

@@ -1,0 +1,156 @@
+"""The redelivery lane on both databases: it stores only batches in which every alert is
+already stored, declines everything else without writing, and turns a lost database into
+Unavailable."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.db import make_engine, make_session_factory, session_scope, utcnow
+from app.errors import Unavailable
+from app.intake.models import Delivery
+from app.intake.normalize import Envelope, from_alertmanager
+from app.intake.redelivery import RedeliveryLane, open_lane
+from app.intake.schemas import AlertmanagerWebhook
+from app.intake.service import ingest_batch
+from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.payloads import am_alert, am_body, go_json
+
+
+def envelope(*alerts: dict[str, Any], **body: Any) -> Envelope:
+    parsed = AlertmanagerWebhook.model_validate(am_body(*alerts, **body))
+    return from_alertmanager(parsed, source="alertmanager", received_at=utcnow(),
+                             remote_addr="127.0.0.1")
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(db_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def lane(engine: AsyncEngine) -> AsyncIterator[RedeliveryLane]:
+    opened = open_lane(engine)
+    assert opened is not None
+    yield opened
+    await opened.close()
+
+
+async def store_full(engine: AsyncEngine, *envelopes: Envelope) -> None:
+    async with session_scope(make_session_factory(engine)) as session:
+        await ingest_batch(session, list(envelopes))
+
+
+async def deliveries(engine: AsyncEngine) -> list[Delivery]:
+    async with make_session_factory(engine)() as session:
+        return list((await session.execute(select(Delivery).order_by(Delivery.id))).scalars())
+
+
+async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(engine, lane):
+    await store_full(engine, envelope(am_alert("aa01"), am_alert("aa02")))
+    batch = [envelope(am_alert("aa01"), am_alert("aa02"), receiver=f"r{i}") for i in range(3)]
+
+    results = await lane.store(batch)
+
+    assert results is not None
+    assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(2, 0, 0, 2)] * 3
+    stored = await deliveries(engine)
+    assert [d.id for d in stored[1:]] == [r.delivery_id for r in results]
+    # Each id belongs to its own request's row, in order.
+    assert [d.receiver for d in stored[1:]] == ["r0", "r1", "r2"]
+    assert all(d.alerts_duplicate == 2 and d.alerts_new == 0 for d in stored[1:])
+
+
+async def test_a_stale_firing_after_the_resolve_is_a_duplicate(engine, lane):
+    await store_full(engine, envelope(am_alert("bb01")))
+    await store_full(engine, envelope(am_alert("bb01", status="resolved",
+                                               ends_at="2026-11-26T06:10:00Z")))
+    results = await lane.store([envelope(am_alert("bb01"))])
+    assert results is not None and results[0].duplicate == 1
+
+
+@pytest.mark.parametrize("incoming", [
+    pytest.param([am_alert("cc01"), am_alert("cc99")], id="one-new-alert"),
+    pytest.param([am_alert("cc01", status="resolved", ends_at="2026-11-26T06:10:00Z")],
+                 id="a-status-change"),
+    pytest.param([am_alert("cc01", starts_at="2026-11-26T07:00:00Z")],
+                 id="a-new-occurrence"),
+])
+async def test_anything_that_changes_an_alert_is_declined_unwritten(engine, lane, incoming):
+    await store_full(engine, envelope(am_alert("cc01")))
+    before = len(await deliveries(engine))
+    # One redelivery and one change in the same batch: the whole batch takes the full path.
+    assert await lane.store([envelope(am_alert("cc01")), envelope(*incoming)]) is None
+    assert len(await deliveries(engine)) == before
+
+
+async def test_a_delivery_with_an_id_to_check_is_declined(engine, lane):
+    await store_full(engine, envelope(am_alert("dd01")))
+    keyed = dataclasses.replace(envelope(am_alert("dd01")), delivery_key="wh-1")
+    assert await lane.store([keyed]) is None
+
+
+async def test_a_value_the_database_refuses_is_left_to_the_full_path(pg_url):
+    # PostgreSQL enforces the column's length (SQLite stores text of any length).
+    engine = make_engine(pg_url)
+    lane = open_lane(engine)
+    assert lane is not None
+    await store_full(engine, envelope(am_alert("ee01")))
+    before = len(await deliveries(engine))
+    try:
+        assert await lane.store([envelope(am_alert("ee01"), receiver="r" * 300)]) is None
+        assert len(await deliveries(engine)) == before
+    finally:
+        await lane.close()
+        await engine.dispose()
+
+
+async def test_an_unreachable_database_is_unavailable(db_url, tmp_path):
+    if db_url.startswith("postgresql"):
+        engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    else:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
+    lane = open_lane(engine)
+    assert lane is not None
+    try:
+        with pytest.raises(Unavailable):
+            await lane.store([envelope(am_alert("ff01"))])
+    finally:
+        await lane.close()
+        await engine.dispose()
+
+
+def test_in_memory_sqlite_has_no_lane():
+    # Each connection to an in-memory database has its own: the lane would write elsewhere.
+    assert open_lane(create_async_engine("sqlite+aiosqlite://")) is None
+    assert open_lane(create_async_engine("sqlite+aiosqlite:///:memory:")) is None
+
+
+async def test_redeliveries_over_http_take_the_lane(client: httpx.AsyncClient, engine):
+    headers = {**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"}
+    body = go_json(am_body(am_alert("gg01")))
+
+    async def lane_batches() -> float:
+        text = (await client.get("/metrics")).text
+        line = next(x for x in text.splitlines()
+                    if x.startswith('runbookd_ingest_batches_total{path="redelivery"}'))
+        return float(line.split()[-1])
+
+    first = await client.post("/webhooks/alertmanager", content=body, headers=headers)
+    assert first.json()["alerts"]["new"] == 1
+    taken = await lane_batches()
+    again = await client.post("/webhooks/alertmanager", content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["alerts"]["duplicate"] == 1
+    assert await lane_batches() == taken + 1
+    async with make_session_factory(engine)() as session:
+        count = await session.scalar(select(func.count()).select_from(Delivery))
+    assert count == 2
