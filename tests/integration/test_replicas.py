@@ -22,10 +22,13 @@ EXECUTIONS = 500
 @pytest.fixture
 def replicas(tmp_path, pg_url, tokens_file):
     marks = tmp_path / "steps.txt"
+    # Executions for different models run side by side: with the default of one at a time,
+    # the replicas would take turns, and one execution cut by a kill and waiting for a human
+    # would hold back all the others.
     book = runbook("fanout", [
         step("one", idempotent=False, **{"with": {"append_to": str(marks)}}),
         step("two", idempotent=False, **{"with": {"append_to": str(marks)}}),
-    ])
+    ], limits={"concurrent": 64})
     mappings, remediations = write_catalog(tmp_path / "catalog", [book])
     env = runbookd_env(db_url=pg_url, mappings=mappings, remediations=remediations,
                        tokens_file=tokens_file, webhook_token=WEBHOOK_TOKEN,
