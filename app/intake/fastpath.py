@@ -14,12 +14,12 @@ this module reads and writes exactly that form.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.intake.normalize import Envelope
+from app.intake.normalize import Envelope, NormalizedAlert
 
 STATE_COLUMNS = "id, source, fingerprint, starts_at, status, status_at"
 DELIVERY_COLUMNS = (
@@ -33,7 +33,10 @@ _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # SQLite allows 32766 bound values per statement: 1000 rows of 12 columns stay well under.
 CHUNK = 1000
 
-PG_STATES_SQL = f"SELECT {STATE_COLUMNS} FROM alerts WHERE fingerprint = ANY($1::text[])"
+# By source and fingerprint: the leading columns of the alerts' unique index. By fingerprint
+# alone, every batch would scan the whole table.
+PG_STATES_SQL = (f"SELECT {STATE_COLUMNS} FROM alerts "
+                 "WHERE source = $1 AND fingerprint = ANY($2::text[])")
 _COLUMNS = ", ".join(DELIVERY_COLUMNS)
 _PG_ARRAYS = ", ".join(f"${i}::{_PG_TYPES.get(c, 'text')}[]"
                        for i, c in enumerate(DELIVERY_COLUMNS, start=1))
@@ -62,14 +65,33 @@ def sqlite_time(text: str) -> dt.datetime:
 
 
 def sqlite_states_sql(count: int) -> str:
-    return f"SELECT {STATE_COLUMNS} FROM alerts WHERE fingerprint IN ({','.join('?' * count)})"
+    """Bound values: the source, then `count` fingerprints."""
+    return (f"SELECT {STATE_COLUMNS} FROM alerts "
+            f"WHERE source = ? AND fingerprint IN ({','.join('?' * count)})")
+
+
+def fingerprints_by_source(alerts: Iterable[NormalizedAlert]) -> dict[str, list[str]]:
+    """The distinct fingerprints of these alerts, per source, sorted."""
+    by_source: dict[str, set[str]] = {}
+    for alert in alerts:
+        by_source.setdefault(alert.source, set()).add(alert.fingerprint)
+    return {source: sorted(prints) for source, prints in by_source.items()}
 
 
 def sqlite_insert_deliveries_sql(count: int) -> str:
-    """A multi-row INSERT ... RETURNING id. SQLite inserts VALUES rows in order, and one
-    writer holds the database, so the sorted ids line up with the rows."""
+    """A multi-row INSERT: `sqlite_inserted_ids` gives the ids of its rows."""
     row = "(" + ",".join("?" * len(DELIVERY_COLUMNS)) + ")"
-    return f"INSERT INTO deliveries ({_COLUMNS}) VALUES {','.join([row] * count)} RETURNING id"
+    return f"INSERT INTO deliveries ({_COLUMNS}) VALUES {','.join([row] * count)}"
+
+
+def sqlite_inserted_ids(last_rowid: int, count: int) -> list[int]:
+    """The ids of the rows of one multi-row INSERT, in the order of its VALUES.
+
+    One statement holds SQLite's only write lock from its first row to its last and inserts
+    its rows in order, so their rowids are consecutive, ending at the last one inserted.
+    This needs no RETURNING, whose one row per step costs a GIL hand-off each in a thread.
+    """
+    return list(range(last_rowid - count + 1, last_rowid + 1))
 
 
 def sqlite_delivery_values(rows: list[dict[str, Any]]) -> list[Any]:
@@ -108,18 +130,26 @@ async def _driver(session: AsyncSession, *, transaction: bool = True) -> tuple[s
     return connection.dialect.name, driver
 
 
-async def stored_states(session: AsyncSession, fingerprints: list[str]) -> list[StateRow]:
+async def stored_states(session: AsyncSession,
+                        by_source: dict[str, list[str]]) -> list[StateRow]:
     """(id, source, fingerprint, starts_at, status, status_at) of alerts with these prints."""
     dialect, driver = await _driver(session, transaction=False)
-    if dialect == "postgresql":
-        return [tuple(r) for r in await driver.fetch(PG_STATES_SQL, fingerprints)]  # type: ignore[misc]
     out: list[StateRow] = []
-    for chunk in chunks(fingerprints):
-        # execute_fetchall: one hop to aiosqlite's thread instead of three.
-        rows = await driver.execute_fetchall(sqlite_states_sql(len(chunk)), chunk)
-        out += [(i, src, fp, sqlite_time(starts), st, sqlite_time(at))
-                for i, src, fp, starts, st, at in rows]
+    for source, fingerprints in by_source.items():
+        if dialect == "postgresql":
+            out += [tuple(r) for r in await driver.fetch(PG_STATES_SQL, source, fingerprints)]  # type: ignore[misc]
+            continue
+        for chunk in chunks(fingerprints):
+            # execute_fetchall: one hop to aiosqlite's thread instead of three.
+            rows = await driver.execute_fetchall(sqlite_states_sql(len(chunk)),
+                                                 [source, *chunk])
+            out += sqlite_state_rows(rows)
     return out
+
+
+def sqlite_state_rows(rows: Iterable[Any]) -> list[StateRow]:
+    return [(i, src, fp, sqlite_time(starts), st, sqlite_time(at))
+            for i, src, fp, starts, st, at in rows]
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]], *,
@@ -136,7 +166,7 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]], *
         return sorted(r[0] for r in result)
     ids: list[int] = []
     for chunk in chunks(rows):
-        result = await driver.execute_fetchall(sqlite_insert_deliveries_sql(len(chunk)),
-                                               sqlite_delivery_values(chunk))
-        ids += sorted(i for (i,) in result)
+        cursor = await driver.execute(sqlite_insert_deliveries_sql(len(chunk)),
+                                      sqlite_delivery_values(chunk))
+        ids += sqlite_inserted_ids(cursor.lastrowid, len(chunk))
     return ids

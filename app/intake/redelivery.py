@@ -87,8 +87,8 @@ def _all_duplicates(envelopes: Sequence[Envelope], rows: list[fastpath.StateRow]
                for env in envelopes for alert in env.alerts)
 
 
-def _fingerprints(envelopes: Sequence[Envelope]) -> list[str]:
-    return sorted({alert.fingerprint for env in envelopes for alert in env.alerts})
+def _by_source(envelopes: Sequence[Envelope]) -> dict[str, list[str]]:
+    return fastpath.fingerprints_by_source(a for env in envelopes for a in env.alerts)
 
 
 def _duplicate_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
@@ -108,18 +108,18 @@ class _SqliteLane(RedeliveryLane):
 
     def _store_sync(self, envelopes: Sequence[Envelope]) -> list[int] | None:
         conn = self._conn or self._connect()
-        rows = [(i, src, fp, fastpath.sqlite_time(starts), st, fastpath.sqlite_time(at))
-                for fingerprints in fastpath.chunks(_fingerprints(envelopes))
-                for i, src, fp, starts, st, at in conn.execute(
-                    fastpath.sqlite_states_sql(len(fingerprints)), fingerprints)]
-        if not _all_duplicates(envelopes, rows):
+        states = [row for source, fingerprints in _by_source(envelopes).items()
+                  for chunk in fastpath.chunks(fingerprints)
+                  for row in fastpath.sqlite_state_rows(conn.execute(
+                      fastpath.sqlite_states_sql(len(chunk)), [source, *chunk]))]
+        if not _all_duplicates(envelopes, states):
             return None
-        ids: list[int] = []
-        for chunk in fastpath.chunks(_duplicate_rows(envelopes)):
-            values = fastpath.sqlite_delivery_values(chunk)
-            ids += sorted(i for (i,) in conn.execute(
-                fastpath.sqlite_insert_deliveries_sql(len(chunk)), values))
-        return ids
+        deliveries = _duplicate_rows(envelopes)
+        if len(deliveries) <= fastpath.CHUNK:
+            return _insert_deliveries(conn, deliveries)  # one statement commits on its own
+        with conn:  # more than one statement: one transaction, as for any batch
+            conn.execute("BEGIN IMMEDIATE")
+            return _insert_deliveries(conn, deliveries)
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: the lane's only write is one statement, atomic by itself.
@@ -142,6 +142,15 @@ class _SqliteLane(RedeliveryLane):
         self._thread.shutdown(wait=True)
 
 
+def _insert_deliveries(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[int]:
+    ids: list[int] = []
+    for chunk in fastpath.chunks(rows):
+        cursor = conn.execute(fastpath.sqlite_insert_deliveries_sql(len(chunk)),
+                              fastpath.sqlite_delivery_values(chunk))
+        ids += fastpath.sqlite_inserted_ids(cursor.lastrowid, len(chunk))
+    return ids
+
+
 class _PostgresLane(RedeliveryLane):
     def __init__(self, connect_kwargs: dict[str, Any]) -> None:
         self._kwargs = connect_kwargs
@@ -152,8 +161,8 @@ class _PostgresLane(RedeliveryLane):
 
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(**self._kwargs)
-        rows = [tuple(r) for r in await self._conn.fetch(fastpath.PG_STATES_SQL,
-                                                          _fingerprints(envelopes))]
+        rows = [tuple(r) for source, fingerprints in _by_source(envelopes).items()
+                for r in await self._conn.fetch(fastpath.PG_STATES_SQL, source, fingerprints)]
         if not _all_duplicates(envelopes, rows):  # type: ignore[arg-type]
             return None
         result = await self._conn.fetch(fastpath.PG_INSERT_DELIVERIES_SQL,

@@ -148,10 +148,9 @@ async def _known_delivery_keys(
 async def _stored_states(
     session: AsyncSession, alerts: list[NormalizedAlert],
 ) -> dict[AlertKey, StoredState]:
-    fingerprints = {a.fingerprint for a in alerts}
-    if not fingerprints:
+    if not alerts:
         return {}
-    rows = await fastpath.stored_states(session, sorted(fingerprints))
+    rows = await fastpath.stored_states(session, fastpath.fingerprints_by_source(alerts))
     return {(src, fp, starts): StoredState(id=i, status=st, status_at=at)
             for i, src, fp, starts, st, at in rows}
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.errors import Unavailable
+from app.intake import fastpath
 from app.intake.models import Delivery
 from app.intake.normalize import Envelope, from_alertmanager
 from app.intake.redelivery import RedeliveryLane, open_lane
@@ -55,18 +56,22 @@ async def deliveries(engine: AsyncEngine) -> list[Delivery]:
         return list((await session.execute(select(Delivery).order_by(Delivery.id))).scalars())
 
 
-async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(engine, lane):
+@pytest.mark.parametrize("chunk", [fastpath.CHUNK, 2])
+async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
+        engine, lane, chunk, monkeypatch):
+    # With chunk=2 the SQLite statements split (bound values are limited) in one transaction.
+    monkeypatch.setattr(fastpath, "CHUNK", chunk)
     await store_full(engine, envelope(am_alert("aa01"), am_alert("aa02")))
-    batch = [envelope(am_alert("aa01"), am_alert("aa02"), receiver=f"r{i}") for i in range(3)]
+    batch = [envelope(am_alert("aa01"), am_alert("aa02"), receiver=f"r{i}") for i in range(5)]
 
     results = await lane.store(batch)
 
     assert results is not None
-    assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(2, 0, 0, 2)] * 3
+    assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(2, 0, 0, 2)] * 5
     stored = await deliveries(engine)
     assert [d.id for d in stored[1:]] == [r.delivery_id for r in results]
     # Each id belongs to its own request's row, in order.
-    assert [d.receiver for d in stored[1:]] == ["r0", "r1", "r2"]
+    assert [d.receiver for d in stored[1:]] == [f"r{i}" for i in range(5)]
     assert all(d.alerts_duplicate == 2 and d.alerts_new == 0 for d in stored[1:])
 
 
@@ -154,3 +159,59 @@ async def test_redeliveries_over_http_take_the_lane(client: httpx.AsyncClient, e
     async with make_session_factory(engine)() as session:
         count = await session.scalar(select(func.count()).select_from(Delivery))
     assert count == 2
+
+
+async def test_the_full_path_splits_statements_too(engine, monkeypatch):
+    monkeypatch.setattr(fastpath, "CHUNK", 2)
+    batch = [envelope(am_alert(f"hh{i}a"), am_alert(f"hh{i}b"), receiver=f"r{i}")
+             for i in range(5)]
+    async with session_scope(make_session_factory(engine)) as session:
+        results = await ingest_batch(session, batch)
+    assert [r.new for r in results] == [2] * 5
+    stored = await deliveries(engine)
+    assert [(d.id, d.receiver) for d in stored] == [
+        (r.delivery_id, f"r{i}") for i, r in enumerate(results)]
+    # And the same batch again is five redeliveries, read back across chunks.
+    async with session_scope(make_session_factory(engine)) as session:
+        again = await ingest_batch(session, batch)
+    assert [r.duplicate for r in again] == [2] * 5
+
+
+async def test_reading_stored_states_uses_an_index(db_url):
+    """Every batch reads the states of its alerts: by fingerprint alone (not the index's
+    leading column) it scanned the whole table, 17 ms a batch at 200,000 alerts."""
+    if db_url.startswith("postgresql"):
+        import asyncpg
+
+        conn = await asyncpg.connect(_plain(db_url))
+        try:
+            # Enough rows for the planner to prefer an index where one serves.
+            await conn.execute(
+                "INSERT INTO alerts (source, fingerprint, starts_at, status, status_at, labels,"
+                " annotations, received_at, updated_at) SELECT 'alertmanager', md5(i::text),"
+                " now(), 'firing', now(), '{}', '{}', now(), now()"
+                " FROM generate_series(1, 5000) AS i")
+            await conn.execute("ANALYZE alerts")
+            plan = await conn.fetch("EXPLAIN " + fastpath.PG_STATES_SQL,
+                                    "alertmanager", ["a1", "b2"])
+        finally:
+            await conn.close()
+        text = "\n".join(r[0] for r in plan)
+        assert "Seq Scan" not in text, text
+        condition = next(line for line in text.splitlines() if "Index Cond" in line)
+        assert "source" in condition and "fingerprint" in condition, text
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(db_url.split(":///", 1)[1])
+        try:
+            plan = conn.execute("EXPLAIN QUERY PLAN " + fastpath.sqlite_states_sql(2),
+                                ["alertmanager", "a1", "b2"]).fetchall()
+        finally:
+            conn.close()
+        text = "\n".join(str(r[-1]) for r in plan)
+        assert "(source=? AND fingerprint=?)" in text, text
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
