@@ -30,7 +30,6 @@ from app.history.retention import retention_loop
 from app.intake.auth import WebhookAuth
 from app.intake.receiver import WebhookReceiver
 from app.intake.redelivery import open_lane
-from app.intake.service import IngestResult
 from app.intake.writer import GroupCommitWriter
 from app.notify.sender import NotificationSender
 from app.web.links import make_link_maker
@@ -93,14 +92,9 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
                                lease_seconds=settings.lease_seconds,
                                poll_seconds=settings.poll_seconds,
                                single_process=settings.is_sqlite)
-    hook = make_alert_hook(lambda: holder.catalog, runbooks)
-    def wake_if_changed(results: list[IngestResult]) -> None:
-        # Redeliveries change nothing; waking the worker for them would only cost the writer.
-        if any(r.new or r.changed for r in results):
-            engine.wake()
-
+    hook = make_alert_hook(lambda: holder.catalog, runbooks, wake=engine.wake)
     writer = GroupCommitWriter(factory, hook=lambda: hook, max_batch=settings.ingest_batch_max,
-                               on_commit=wake_if_changed, lane=open_lane(db))
+                               lane=open_lane(db))
     receiver = WebhookReceiver(auth=WebhookAuth.from_settings(settings), writer=writer,
                                max_body_bytes=settings.max_body_bytes)
     # Approval requests carry a signed link to the confirmation page.

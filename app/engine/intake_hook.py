@@ -1,7 +1,9 @@
 """The intake's mapper hook: new alerts start executions, resolved ones may cancel them.
 
 It runs inside the intake's transaction, so an alert and the execution it starts commit
-together (or not at all), and a redelivery, which changes no alert, starts nothing.
+together (or not at all), and a redelivery, which changes no alert, starts nothing. It wakes
+the worker once that transaction commits, and only when it gave the engine work: a storm of
+alerts that no runbook handles costs the worker nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.params import ParamError, alert_scope, render_target, resolve_params
 from app.catalog.templating import RenderError
+from app.db import after_commit
 from app.engine.runbooks import RunbookVersions
 from app.engine.service import on_alert_resolved, start_or_attach
 from app.intake.models import Alert
@@ -24,36 +27,48 @@ ACTOR = "system:intake"
 
 
 def make_alert_hook(
-    current_catalog: Callable[[], Any], runbooks: RunbookVersions,
+    current_catalog: Callable[[], Any], runbooks: RunbookVersions, *,
+    wake: Callable[[], None] = lambda: None,
 ) -> Callable[[AsyncSession, list[AlertChange]], Any]:
-    """Bind the hook to the live catalog (it follows reloads) and the runbook versions."""
+    """Bind the hook to the live catalog (it follows reloads), the runbook versions, and
+    the worker's wake-up."""
 
     async def hook(session: AsyncSession, changes: list[AlertChange]) -> None:
         catalog = current_catalog()
         notes: dict[int, str] = {}
+        engine_work = False
         for change in changes:
             alert = change.alert
             if alert.status == RESOLVED:
                 if change.kind == "changed":
                     await on_alert_resolved(session, alert_id=change.alert_id,
                                             runbook_of=runbooks.get)
+                    engine_work = True
                 continue
             if change.kind == "changed" and alert.status != "firing":
                 continue  # acknowledged: no new work
-            notes[change.alert_id] = await _start(session, catalog, change)
-        for alert_id, note in notes.items():
-            await session.execute(update(Alert).where(Alert.id == alert_id)
-                                  .values(match_note=note[:2000]))
+            note, started = await _start(session, catalog, change)
+            notes[change.alert_id] = note[:2000]
+            engine_work = engine_work or started
+        if notes:
+            # One statement for the batch: a storm of new alerts is one write, not thousands.
+            await session.execute(update(Alert), [
+                {"id": alert_id, "match_note": note} for alert_id, note in notes.items()])
+        if engine_work:
+            after_commit(session, wake)
 
     return hook
 
 
-async def _start(session: AsyncSession, catalog: Any, change: AlertChange) -> str:
+async def _start(session: AsyncSession, catalog: Any, change: AlertChange) -> tuple[str, bool]:
+    """Start or join an execution for each matching runbook: (the alert's note, whether any
+    execution was started or joined)."""
     alert = change.alert
     matches = catalog.match(alert.labels) if catalog is not None else []
     if not matches:
-        return "no runbook matched"
+        return "no runbook matched", False
     notes = []
+    started = False
     scope = alert_scope(labels=alert.labels, annotations=alert.annotations, status=alert.status,
                         source=alert.source, fingerprint=alert.fingerprint,
                         starts_at=alert.starts_at.isoformat())
@@ -72,4 +87,5 @@ async def _start(session: AsyncSession, catalog: Any, change: AlertChange) -> st
         )
         verb = "started" if created else "joined"
         notes.append(f"{mapping.name} -> {runbook.id}: {verb} execution {execution.id}")
-    return "; ".join(notes)
+        started = True
+    return "; ".join(notes), started
