@@ -21,8 +21,8 @@ from app.engine.routes import router as engine_router
 from app.errors import CatalogInvalid, Unavailable, install_error_handlers
 from app.history.routes import router as history_router
 from app.identity import IdentityStore, load_tokens_file
+from app.intake.routes import install_webhooks, webhook_schemas
 from app.intake.routes import router as intake_router
-from app.intake.routes import webhook_schemas
 from app.runtime import running
 from app.web.routes import install as install_web
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dev_token=settings.dev_token.get_secret_value() if settings.dev_token else None,
     )
     install_error_handlers(app)
+    install_webhooks(app)
     app.include_router(intake_router)
     app.include_router(engine_router)
     app.include_router(guards_router)

@@ -13,6 +13,7 @@ from app.intake.schemas import AlertmanagerWebhook, GrafanaWebhook, PagerDutyWeb
 FIRING = "firing"
 ACKNOWLEDGED = "acknowledged"
 RESOLVED = "resolved"
+ALERT_STATUSES = (FIRING, ACKNOWLEDGED, RESOLVED)
 
 # PagerDuty event types that change an incident's status; the others are stored only.
 PAGERDUTY_STATUS = {

@@ -23,7 +23,13 @@ from app.errors import (
     describe_validation_errors,
 )
 from app.intake.auth import WebhookAuth
-from app.intake.normalize import Envelope, from_alertmanager, from_pagerduty, storable
+from app.intake.normalize import (
+    ALERT_STATUSES,
+    Envelope,
+    from_alertmanager,
+    from_pagerduty,
+    storable,
+)
 from app.intake.schemas import (
     AlertmanagerWebhook,
     GrafanaWebhook,
@@ -48,15 +54,17 @@ class WebhookReceiver:
             for s in metrics.SOURCES for c in (200, 400, 401, 413, 415, 422, 500, 503)
         }
         self._durations = {s: metrics.webhook_duration.labels(s) for s in metrics.SOURCES}
+        self._alerts = {(s, st): metrics.alerts_received.labels(s, st)
+                        for s in metrics.SOURCES for st in ALERT_STATUSES}
 
     async def receive(self, request: Request, source: str) -> IngestSummary:
         """Store one webhook request and return its summary; errors carry their HTTP status."""
         started = time.perf_counter()
         code = 500
         try:
-            summary = await self._receive(request, source)
+            envelope = await self._envelope(request, source)
+            result = await self.writer.submit(envelope)
             code = 200
-            return summary
         except RunbookdError as exc:
             code = exc.status_code
             raise
@@ -65,8 +73,18 @@ class WebhookReceiver:
                 source, str(code))
             counter.inc()
             self._durations[source].observe(time.perf_counter() - started)
+        for alert in envelope.alerts:
+            self._alerts[source, alert.status].inc()
+        return IngestSummary(
+            status="duplicate_delivery" if result.duplicate_delivery else "stored",
+            delivery_id=result.delivery_id,
+            alerts=IngestCounts(received=result.received, new=result.new,
+                                changed=result.changed, duplicate=result.duplicate),
+            truncated_alerts=result.truncated_alerts,
+        )
 
-    async def _receive(self, request: Request, source: str) -> IngestSummary:
+    async def _envelope(self, request: Request, source: str) -> Envelope:
+        """Authenticate, bound, parse and normalise; the checks run cheapest first."""
         headers = request.headers
         if source == "alertmanager" or (source == "grafana" and self.auth.grafana is None):
             self.auth.check_credentials(headers.get("authorization"))
@@ -89,17 +107,7 @@ class WebhookReceiver:
         else:
             envelope = from_alertmanager(_parse(AlertmanagerWebhook, body), source=source,
                                          received_at=received_at, remote_addr=remote)
-
-        result = await self.writer.submit(envelope)
-        for alert in envelope.alerts:
-            metrics.alerts_received.labels(source, alert.status).inc()
-        return IngestSummary(
-            status="duplicate_delivery" if result.duplicate_delivery else "stored",
-            delivery_id=result.delivery_id,
-            alerts=IngestCounts(received=result.received, new=result.new,
-                                changed=result.changed, duplicate=result.duplicate),
-            truncated_alerts=result.truncated_alerts,
-        )
+        return envelope
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")

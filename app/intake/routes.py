@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from app.db import SessionDep
 from app.identity import Identity
@@ -51,25 +51,35 @@ def _body_doc(model: type) -> dict[str, Any]:
     }}}
 
 
-@router.post("/webhooks/alertmanager", response_model=IngestSummary, responses=_ERRORS,
-             openapi_extra=_body_doc(AlertmanagerWebhook), tags=["webhooks"])
 async def alertmanager_webhook(request: Request) -> IngestSummary:
     """Alertmanager's webhook receiver (version 4), with bearer or basic auth."""
     return await request.app.state.receiver.receive(request, "alertmanager")
 
 
-@router.post("/webhooks/grafana", response_model=IngestSummary, responses=_ERRORS,
-             openapi_extra=_body_doc(GrafanaWebhook), tags=["webhooks"])
 async def grafana_webhook(request: Request) -> IngestSummary:
     """Grafana unified alerting's webhook contact point."""
     return await request.app.state.receiver.receive(request, "grafana")
 
 
-@router.post("/webhooks/pagerduty", response_model=IngestSummary, responses=_ERRORS,
-             openapi_extra=_body_doc(PagerDutyWebhook), tags=["webhooks"])
 async def pagerduty_webhook(request: Request) -> IngestSummary:
     """PagerDuty V3 webhook subscriptions, signed with X-PagerDuty-Signature."""
     return await request.app.state.receiver.receive(request, "pagerduty")
+
+
+def install_webhooks(app: FastAPI) -> None:
+    """Add the webhook routes to the app itself.
+
+    Not through include_router: each router it includes adds frames to the request's
+    coroutine chain, which every await suspends and resumes, and the webhooks are the hot
+    path (about 7 % of a request's CPU; benchmarks/RESULTS.md).
+    """
+    for path, endpoint, model in (
+        ("/webhooks/alertmanager", alertmanager_webhook, AlertmanagerWebhook),
+        ("/webhooks/grafana", grafana_webhook, GrafanaWebhook),
+        ("/webhooks/pagerduty", pagerduty_webhook, PagerDutyWebhook),
+    ):
+        app.add_api_route(path, endpoint, methods=["POST"], response_model=IngestSummary,
+                          responses=_ERRORS, openapi_extra=_body_doc(model), tags=["webhooks"])
 
 
 @router.get("/api/v1/alerts", response_model=AlertPage, tags=["alerts"])
