@@ -3,6 +3,9 @@
 SQLite runs in WAL mode with `synchronous=FULL`, because an acknowledged alert must survive a
 power loss, and with a one-connection pool, because SQLite has one writer anyway and a queue
 in asyncio is cheaper than busy-waiting on its lock. PostgreSQL gets a fixed pool, no overflow.
+The ingest writer's redelivery lane keeps one more connection outside the pool, on SQLite in a
+thread of its own (app/intake/redelivery.py); its one-statement writes wait for the lock there,
+never on the event loop.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ can only make an incoming alert older still.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -39,7 +40,7 @@ from app.intake.service import AlertKey, IngestResult, StoredState, decide
 log = logging.getLogger(__name__)
 
 
-class RedeliveryLane:
+class RedeliveryLane(abc.ABC):
     """Stores all-duplicate batches; `store` returns None for any other batch."""
 
     async def store(self, envelopes: Sequence[Envelope]) -> list[IngestResult] | None:
@@ -55,7 +56,7 @@ class RedeliveryLane:
                 raise Unavailable() from exc
             # The full path has the error handling (a value too large, one bad delivery in
             # a batch); it will meet the same error and answer it.
-            log.debug("redelivery lane declined a batch: %s", type(exc).__name__)
+            log.warning("redelivery lane left a batch to the full path: %s", type(exc).__name__)
             return None
         if ids is None:
             return None
@@ -63,14 +64,17 @@ class RedeliveryLane:
                              env.truncated_alerts)
                 for delivery_id, env in zip(ids, envelopes, strict=True)]
 
+    @abc.abstractmethod
     async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
-        raise NotImplementedError
+        """The new delivery ids, in order; None if any alert is not a duplicate."""
 
+    @abc.abstractmethod
     async def _reset(self) -> None:
         """Drop the connection after an outage; the next batch opens a new one."""
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        await self._reset()
+        """Close the connection at shutdown."""
 
 
 def _eligible(envelopes: Sequence[Envelope]) -> bool:
@@ -172,7 +176,15 @@ class _PostgresLane(RedeliveryLane):
     async def _reset(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            conn.terminate()
+            conn.terminate()  # it may hang on a lost server: no goodbye
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5)
+            except Exception:  # a lost or hung server: closing is all that is left to do
+                conn.terminate()
 
 
 def open_lane(engine: AsyncEngine) -> RedeliveryLane | None:
