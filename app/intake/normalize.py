@@ -41,7 +41,9 @@ def storable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which cost
+# several microseconds a request on the intake's hot path. Nothing mutates these.
+@dataclass(slots=True)
 class NormalizedAlert:
     source: str
     fingerprint: str
@@ -66,7 +68,7 @@ class NormalizedAlert:
         return self.original.model_dump(mode="json")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
     """One accepted webhook request, ready to be stored."""
 

@@ -9,8 +9,9 @@ import json
 import time
 from typing import TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from app import metrics
 from app.db import utcnow
@@ -57,7 +58,7 @@ class WebhookReceiver:
         self._alerts = {(s, st): metrics.alerts_received.labels(s, st)
                         for s in metrics.SOURCES for st in ALERT_STATUSES}
 
-    async def receive(self, request: Request, source: str) -> IngestSummary:
+    async def receive(self, request: Request, source: str) -> Response:
         """Store one webhook request and return its summary; errors carry their HTTP status."""
         started = time.perf_counter()
         code = 500
@@ -75,13 +76,15 @@ class WebhookReceiver:
             self._durations[source].observe(time.perf_counter() - started)
         for alert in envelope.alerts:
             self._alerts[source, alert.status].inc()
-        return IngestSummary(
+        summary = IngestSummary(
             status="duplicate_delivery" if result.duplicate_delivery else "stored",
             delivery_id=result.delivery_id,
             alerts=IngestCounts(received=result.received, new=result.new,
                                 changed=result.changed, duplicate=result.duplicate),
             truncated_alerts=result.truncated_alerts,
         )
+        # Serialised here: returned as a model, FastAPI would validate it again first.
+        return Response(summary.model_dump_json(), media_type="application/json")
 
     async def _envelope(self, request: Request, source: str) -> Envelope:
         """Authenticate, bound, parse and normalise; the checks run cheapest first."""
@@ -118,14 +121,21 @@ class WebhookReceiver:
                 raise BadRequest("Content-Length is not a number") from None
             if length > self.max_body_bytes:
                 raise PayloadTooLarge(self._too_large())
+        # The ASGI messages themselves, as Request.stream() reads them, without its async
+        # generator: the body usually arrives in one message, and this is the hot path.
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise PayloadTooLarge(self._too_large())
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _too_large(self) -> str:
         return (f"body is over the limit of {self.max_body_bytes} bytes "

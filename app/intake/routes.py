@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
 from app.db import SessionDep
 from app.identity import Identity
@@ -51,17 +51,17 @@ def _body_doc(model: type) -> dict[str, Any]:
     }}}
 
 
-async def alertmanager_webhook(request: Request) -> IngestSummary:
+async def alertmanager_webhook(request: Request) -> Response:
     """Alertmanager's webhook receiver (version 4), with bearer or basic auth."""
     return await request.app.state.receiver.receive(request, "alertmanager")
 
 
-async def grafana_webhook(request: Request) -> IngestSummary:
+async def grafana_webhook(request: Request) -> Response:
     """Grafana unified alerting's webhook contact point."""
     return await request.app.state.receiver.receive(request, "grafana")
 
 
-async def pagerduty_webhook(request: Request) -> IngestSummary:
+async def pagerduty_webhook(request: Request) -> Response:
     """PagerDuty V3 webhook subscriptions, signed with X-PagerDuty-Signature."""
     return await request.app.state.receiver.receive(request, "pagerduty")
 
