@@ -47,12 +47,12 @@ def _run(work: Callable[[Settings, Any], Awaitable[T]]) -> T:
 
 def _identity(settings: Settings, token: str | None) -> Identity:
     """The identity behind --token (or RUNBOOKD_TOKEN), from the tokens file."""
-    from app.identity import IdentityStore, load_tokens_file
+    from app.identity import IdentityStore
 
     if not token:
         raise typer.BadParameter("pass --token or set RUNBOOKD_TOKEN: approvals need an identity")
     store = IdentityStore(
-        load_tokens_file(settings.api_tokens_file) if settings.api_tokens_file else [],
+        settings.api_tokens_file,
         dev_token=settings.dev_token.get_secret_value() if settings.dev_token else None)
     identity = store.lookup(token)
     if identity is None:

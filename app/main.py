@@ -20,7 +20,7 @@ from app.engine.routes import guards_router
 from app.engine.routes import router as engine_router
 from app.errors import CatalogInvalid, Unavailable, install_error_handlers
 from app.history.routes import router as history_router
-from app.identity import IdentityStore, load_tokens_file
+from app.identity import IdentityStore
 from app.intake.routes import install_webhooks, webhook_schemas
 from app.intake.routes import router as intake_router
 from app.runtime import running
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.identities = IdentityStore(
-        load_tokens_file(settings.api_tokens_file) if settings.api_tokens_file else [],
+        settings.api_tokens_file,
         dev_token=settings.dev_token.get_secret_value() if settings.dev_token else None,
     )
     install_error_handlers(app)

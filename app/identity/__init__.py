@@ -8,6 +8,7 @@ looked up; the digest of a 256-bit random token leaks nothing worth timing.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
@@ -34,6 +35,7 @@ class TokenEntry(BaseModel):
 
 
 _ENTRIES = TypeAdapter(list[TokenEntry])
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,18 +62,63 @@ def load_tokens_file(path: Path) -> list[TokenEntry]:
 
 
 class IdentityStore:
-    """Token digest to identity."""
+    """Identities by token digest and by name, from the tokens file.
 
-    def __init__(self, entries: list[TokenEntry], *, dev_token: str | None = None):
-        self._by_digest = {e.token_sha256: Identity(e.name, frozenset(e.roles)) for e in entries}
-        if dev_token:
-            self._by_digest[hash_token(dev_token)] = Identity("dev", frozenset({"admin"}))
+    The file is re-read whenever it changes (its mtime, size or inode), so an added or
+    revoked token takes effect on the next request, for the API, the web pages and Slack
+    alike, with no restart: rotating a token at 3 a.m. must not need a deploy.
+    """
+
+    def __init__(self, path: Path | None, *, dev_token: str | None = None) -> None:
+        self._path = path
+        self._dev = hash_token(dev_token) if dev_token else None
+        self._stamp: tuple[int, int, int] | None = None
+        self._by_digest: dict[str, Identity] = {}
+        self._by_name: dict[str, Identity] = {}
+        self._loaded = False
+        self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self._path) if self._path else None
+        except OSError:
+            st = None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino) if st else None
+        if self._loaded and stamp == self._stamp:
+            return
+        try:
+            entries = load_tokens_file(self._path) if self._path and st else []
+        except Exception:
+            if not self._loaded:
+                raise  # at start-up a bad file is an error to fix, not to run with
+            # A half-edited file must not sign everyone out; keep what was loaded last.
+            log.warning("could not read the tokens file; keeping the identities loaded before")
+            return
+        by_digest = {e.token_sha256: Identity(e.name, frozenset(e.roles)) for e in entries}
+        if self._dev:
+            by_digest[self._dev] = Identity("dev", frozenset({"admin"}))
+        self._by_digest = by_digest
+        self._by_name = {i.name: i for i in by_digest.values()}
+        self._stamp = stamp
+        self._loaded = True
 
     def lookup(self, token: str) -> Identity | None:
-        return self._by_digest.get(hash_token(token))
+        """The identity whose token this is, if it still exists."""
+        return self.by_digest(hash_token(token))
+
+    def by_digest(self, digest: str) -> Identity | None:
+        """The identity whose token hashes to `digest`, if it still exists."""
+        self._refresh()
+        return self._by_digest.get(digest)
+
+    def by_name(self, name: str) -> Identity | None:
+        """The identity called `name` (with its roles), if it still exists."""
+        self._refresh()
+        return self._by_name.get(name)
 
     def names(self) -> set[str]:
-        return {i.name for i in self._by_digest.values()}
+        self._refresh()
+        return set(self._by_name)
 
 
 def create_token(path: Path, name: str, roles: list[Role]) -> str:

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from fastapi import FastAPI, Request, Response
 
 from app.config import Settings
 from app.errors import Forbidden
-from app.identity import Identity, hash_token, load_tokens_file
+from app.identity import Identity, IdentityStore, hash_token
 from app.web.links import SigningKeyMissing, derived_key
 
 log = logging.getLogger(__name__)
@@ -40,56 +39,9 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
 
-class Directory:
-    """Identities by token digest and by name, re-read whenever the tokens file changes."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._path = settings.api_tokens_file
-        self._dev = (hash_token(settings.dev_token.get_secret_value())
-                     if settings.dev_token else None)
-        self._stamp: tuple[int, int, int] | None = None
-        self._by_digest: dict[str, Identity] = {}
-        self._by_name: dict[str, Identity] = {}
-        self._refresh()
-
-    def _refresh(self) -> None:
-        try:
-            st = os.stat(self._path) if self._path else None
-        except OSError:
-            st = None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino) if st else None
-        if stamp == self._stamp and self._by_digest:
-            return
-        try:
-            entries = load_tokens_file(self._path) if self._path and st else []
-        except Exception:
-            # A half-edited file must not sign everyone out; keep what was loaded last.
-            log.warning("could not read the tokens file; keeping the identities loaded before")
-            return
-        by_digest = {e.token_sha256: Identity(e.name, frozenset(e.roles)) for e in entries}
-        if self._dev:
-            by_digest[self._dev] = Identity("dev", frozenset({"admin"}))
-        self._by_digest = by_digest
-        self._by_name = {i.name: i for i in by_digest.values()}
-        self._stamp = stamp
-
-    def by_digest(self, digest: str) -> Identity | None:
-        """The identity whose token hashes to `digest`, if it still exists."""
-        self._refresh()
-        return self._by_digest.get(digest)
-
-    def by_name(self, name: str) -> Identity | None:
-        """The identity called `name` (with its roles), if it still exists."""
-        self._refresh()
-        return self._by_name.get(name)
-
-
-def directory(app: FastAPI) -> Directory:
-    """The app's identity directory, built on first use."""
-    found = getattr(app.state, "web_directory", None)
-    if found is None:
-        found = app.state.web_directory = Directory(app.state.settings)
-    return found
+def directory(app: FastAPI) -> IdentityStore:
+    """The app's identities: the one store the API uses too."""
+    return app.state.identities
 
 
 @dataclass(frozen=True)

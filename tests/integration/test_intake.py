@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
 
 from app.db import make_engine, make_session_factory
@@ -330,3 +331,20 @@ async def test_alerts_api_filters_pages_and_needs_a_token(client, tokens):
     assert future["items"] == []
     bad = await client.get("/api/v1/alerts", params={"label": "not a label"}, headers=viewer)
     assert bad.status_code == 422 and "name=value" in bad.json()["error"]["message"]
+
+
+async def test_api_tokens_are_added_and_revoked_without_a_restart(client, tokens, tokens_file):
+    from app.identity import create_token
+
+    assert (await client.get("/api/v1/alerts", headers=auth(tokens["victor"]))).status_code == 200
+    new = create_token(tokens_file, "nina", ["viewer"])
+    assert (await client.get("/api/v1/alerts", headers=auth(new))).status_code == 200
+
+    entries = [e for e in yaml.safe_load(tokens_file.read_text()) if e["name"] != "victor"]
+    tokens_file.write_text(yaml.safe_dump(entries))
+    assert (await client.get("/api/v1/alerts", headers=auth(tokens["victor"]))).status_code == 401
+
+    # A half-written file keeps the identities loaded last instead of locking everyone out.
+    tokens_file.write_text("- {name: broken")
+    assert (await client.get("/api/v1/alerts", headers=auth(new))).status_code == 200
+    assert (await client.get("/api/v1/alerts", headers=auth(tokens["victor"]))).status_code == 401

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.identity import IdentityStore, create_token, hash_token, load_tokens_file
+from app.identity import IdentityStore, create_token, hash_token
 
 RUNBOOKD = Path(sys.executable).parent / "runbookd"
 
@@ -67,7 +67,7 @@ def test_tokens_file_keeps_only_digests(tmp_path):
                        "token_sha256": hash_token(token)}]
     assert token not in path.read_text()
     assert path.stat().st_mode & 0o077 == 0
-    store = IdentityStore(load_tokens_file(path))
+    store = IdentityStore(path)
     assert store.lookup(token).name == "alice"
     assert store.lookup(token + "x") is None
     assert store.lookup(token).has_role("responder")
@@ -83,7 +83,7 @@ def test_cli_token_create(tmp_path):
                          env={"RUNBOOKD_ENV": "dev", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
-    assert IdentityStore(load_tokens_file(path)).lookup(token).name == "bob"
+    assert IdentityStore(path).lookup(token).name == "bob"
     bad = subprocess.run([str(RUNBOOKD), "token", "create", "eve", "--role", "king",
                           "--file", str(path)], capture_output=True, text=True, timeout=60,
                          env={"RUNBOOKD_ENV": "dev", "PATH": "/usr/bin:/bin"})
