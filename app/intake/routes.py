@@ -71,7 +71,7 @@ def install_webhooks(app: FastAPI) -> None:
 
     Not through include_router: each router it includes adds frames to the request's
     coroutine chain, which every await suspends and resumes, and the webhooks are the hot
-    path (about 7 % of a request's CPU; benchmarks/RESULTS.md).
+    path (benchmarks/RESULTS.md).
     """
     for path, endpoint, model in (
         ("/webhooks/alertmanager", alertmanager_webhook, AlertmanagerWebhook),
