@@ -12,10 +12,11 @@ it on a connection it keeps for itself:
 - PostgreSQL: an asyncpg connection and two round trips, without the session's set-up.
 
 Anything else (a new or changed alert, a PagerDuty delivery id to look up, a value the
-database refuses) returns None, and the writer stores the batch the full way, in a session
-with the mapper hook. Reading the stored states outside a transaction is safe: the decision
-compares the sources' timestamps, so a write that lands between the read and the insert
-can only make an incoming alert older still.
+database refuses) is `Declined`, and the writer stores the batch the full way, in a session
+with the mapper hook, reusing the states the lane read. Reading the stored states outside a
+transaction is safe (the full path reads them outside its transaction too): the decision
+compares the sources' timestamps, so a write that lands between the read and the insert can
+only make an incoming alert older still.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,19 +37,27 @@ from app.db import PG_CONNECT_ARGS, SQLITE_BUSY_SECONDS, sqlite_pragmas
 from app.errors import Unavailable, is_database_unavailable
 from app.intake import fastpath
 from app.intake.normalize import Envelope
-from app.intake.service import AlertKey, IngestResult, StoredState, decide
+from app.intake.service import AlertKey, IngestResult, StoredState, decide, states_by_key
 
 log = logging.getLogger(__name__)
 
 
-class RedeliveryLane(abc.ABC):
-    """Stores all-duplicate batches; `store` returns None for any other batch."""
+@dataclass(slots=True)
+class Declined:
+    """The batch needs the full path. `states`: the stored states of all its alerts, when
+    the lane got as far as reading them."""
 
-    async def store(self, envelopes: Sequence[Envelope]) -> list[IngestResult] | None:
+    states: dict[AlertKey, StoredState] | None = None
+
+
+class RedeliveryLane(abc.ABC):
+    """Stores all-duplicate batches; any other batch is `Declined`."""
+
+    async def store(self, envelopes: Sequence[Envelope]) -> list[IngestResult] | Declined:
         if not _eligible(envelopes):
-            return None
+            return Declined()
         try:
-            ids = await self._store(envelopes)
+            outcome = await self._store(envelopes)
         except Unavailable:
             raise
         except Exception as exc:
@@ -57,16 +67,16 @@ class RedeliveryLane(abc.ABC):
             # The full path has the error handling (a value too large, one bad delivery in
             # a batch); it will meet the same error and answer it.
             log.warning("redelivery lane left a batch to the full path: %s", type(exc).__name__)
-            return None
-        if ids is None:
-            return None
+            return Declined()
+        if isinstance(outcome, Declined):
+            return outcome
         return [IngestResult(delivery_id, len(env.alerts), 0, 0, len(env.alerts),
                              env.truncated_alerts)
-                for delivery_id, env in zip(ids, envelopes, strict=True)]
+                for delivery_id, env in zip(outcome, envelopes, strict=True)]
 
     @abc.abstractmethod
-    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
-        """The new delivery ids, in order; None if any alert is not a duplicate."""
+    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
+        """The new delivery ids, in order; Declined if any alert is not a duplicate."""
 
     @abc.abstractmethod
     async def _reset(self) -> None:
@@ -82,11 +92,8 @@ def _eligible(envelopes: Sequence[Envelope]) -> bool:
     return all(env.delivery_key is None and env.alerts for env in envelopes)
 
 
-def _all_duplicates(envelopes: Sequence[Envelope], rows: list[fastpath.StateRow]) -> bool:
-    states: dict[AlertKey, StoredState] = {
-        (src, fp, starts): StoredState(id=i, status=st, status_at=at)
-        for i, src, fp, starts, st, at in rows
-    }
+def _all_duplicates(envelopes: Sequence[Envelope],
+                    states: dict[AlertKey, StoredState]) -> bool:
     return all(decide(states.get(alert.key), alert) == "duplicate"
                for env in envelopes for alert in env.alerts)
 
@@ -106,18 +113,19 @@ class _SqliteLane(RedeliveryLane):
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._conn: sqlite3.Connection | None = None
 
-    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._store_sync, envelopes)
 
-    def _store_sync(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+    def _store_sync(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
         conn = self._conn or self._connect()
-        states = [row for source, fingerprints in _by_source(envelopes).items()
-                  for chunk in fastpath.chunks(fingerprints)
-                  for row in fastpath.sqlite_state_rows(conn.execute(
-                      fastpath.sqlite_states_sql(len(chunk)), [source, *chunk]))]
+        states = states_by_key(
+            row for source, fingerprints in _by_source(envelopes).items()
+            for chunk in fastpath.chunks(fingerprints)
+            for row in fastpath.sqlite_state_rows(conn.execute(
+                fastpath.sqlite_states_sql(len(chunk)), [source, *chunk])))
         if not _all_duplicates(envelopes, states):
-            return None
+            return Declined(states)
         deliveries = _duplicate_rows(envelopes)
         if len(deliveries) <= fastpath.CHUNK:
             return _insert_deliveries(conn, deliveries)  # one statement commits on its own
@@ -160,15 +168,16 @@ class _PostgresLane(RedeliveryLane):
         self._kwargs = connect_kwargs
         self._conn: Any = None
 
-    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | None:
+    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
         import asyncpg
 
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(**self._kwargs)
         rows = [tuple(r) for source, fingerprints in _by_source(envelopes).items()
                 for r in await self._conn.fetch(fastpath.PG_STATES_SQL, source, fingerprints)]
-        if not _all_duplicates(envelopes, rows):  # type: ignore[arg-type]
-            return None
+        states = states_by_key(rows)  # type: ignore[arg-type]
+        if not _all_duplicates(envelopes, states):
+            return Declined(states)
         result = await self._conn.fetch(fastpath.PG_INSERT_DELIVERIES_SQL,
                                         *fastpath.pg_delivery_arrays(_duplicate_rows(envelopes)))
         return sorted(r[0] for r in result)

@@ -8,7 +8,7 @@ few bulk statements write the result, whatever the size of the batch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,8 +83,13 @@ async def record_no_match(session: AsyncSession, changes: list[AlertChange]) -> 
 
 async def ingest_batch(
     session: AsyncSession, envelopes: Sequence[Envelope], *, hook: AlertHook = record_no_match,
+    known_states: dict[AlertKey, StoredState] | None = None,
 ) -> list[IngestResult]:
-    """Store every envelope of a batch; the caller commits. Results follow the input order."""
+    """Store every envelope of a batch; the caller commits. Results follow the input order.
+
+    `known_states`: the stored states of every alert of the batch, when the caller has just
+    read them (the redelivery lane, declining a batch without delivery ids).
+    """
     seen_delivery_keys = await _known_delivery_keys(session, envelopes)
     fresh: list[int] = []  # indexes of envelopes that are not redeliveries
     for i, env in enumerate(envelopes):
@@ -95,7 +100,8 @@ async def ingest_batch(
             seen_delivery_keys.add(key)
         fresh.append(i)
 
-    states = await _stored_states(session, [a for i in fresh for a in envelopes[i].alerts])
+    states = (known_states if known_states is not None else
+              await _stored_states(session, [a for i in fresh for a in envelopes[i].alerts]))
     decisions: dict[int, list[Decision]] = {}
     for i in fresh:
         per_alert = []
@@ -150,7 +156,11 @@ async def _stored_states(
 ) -> dict[AlertKey, StoredState]:
     if not alerts:
         return {}
-    rows = await fastpath.stored_states(session, fastpath.fingerprints_by_source(alerts))
+    return states_by_key(
+        await fastpath.stored_states(session, fastpath.fingerprints_by_source(alerts)))
+
+
+def states_by_key(rows: Iterable[fastpath.StateRow]) -> dict[AlertKey, StoredState]:
     return {(src, fp, starts): StoredState(id=i, status=st, status_at=at)
             for i, src, fp, starts, st, at in rows}
 

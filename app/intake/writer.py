@@ -21,7 +21,7 @@ from app import metrics
 from app.db import session_scope
 from app.errors import Invalid, Unavailable, is_data_error
 from app.intake.normalize import Envelope
-from app.intake.redelivery import RedeliveryLane
+from app.intake.redelivery import Declined, RedeliveryLane
 from app.intake.service import AlertHook, IngestResult, ingest_batch
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,14 @@ class GroupCommitWriter:
     async def _write(self, batch: list[_Item]) -> None:
         envelopes = [env for env, _ in batch]
         try:
-            results = await self._lane.store(envelopes) if self._lane is not None else None
-            if results is None:
+            outcome = await self._lane.store(envelopes) if self._lane is not None else Declined()
+            if isinstance(outcome, Declined):
                 async with session_scope(self._factory) as session:
-                    results = await ingest_batch(session, envelopes, hook=self._hook())
+                    results = await ingest_batch(session, envelopes, hook=self._hook(),
+                                                 known_states=outcome.states)
                 self._full_batches.inc()
             else:
+                results = outcome
                 self._lane_batches.inc()
         except Unavailable as exc:
             # Whatever queued while this batch waited on a lost database would wait as long

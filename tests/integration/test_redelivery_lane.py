@@ -18,7 +18,7 @@ from app.errors import Unavailable
 from app.intake import fastpath
 from app.intake.models import Delivery
 from app.intake.normalize import Envelope, from_alertmanager
-from app.intake.redelivery import RedeliveryLane, open_lane
+from app.intake.redelivery import Declined, RedeliveryLane, open_lane
 from app.intake.schemas import AlertmanagerWebhook
 from app.intake.service import ingest_batch
 from tests.conftest import WEBHOOK_TOKEN, auth
@@ -66,7 +66,7 @@ async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
 
     results = await lane.store(batch)
 
-    assert results is not None
+    assert isinstance(results, list)
     assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(2, 0, 0, 2)] * 5
     stored = await deliveries(engine)
     assert [d.id for d in stored[1:]] == [r.delivery_id for r in results]
@@ -80,7 +80,7 @@ async def test_a_stale_firing_after_the_resolve_is_a_duplicate(engine, lane):
     await store_full(engine, envelope(am_alert("bb01", status="resolved",
                                                ends_at="2026-11-26T06:10:00Z")))
     results = await lane.store([envelope(am_alert("bb01"))])
-    assert results is not None and results[0].duplicate == 1
+    assert isinstance(results, list) and results[0].duplicate == 1
 
 
 @pytest.mark.parametrize("incoming", [
@@ -94,14 +94,18 @@ async def test_anything_that_changes_an_alert_is_declined_unwritten(engine, lane
     await store_full(engine, envelope(am_alert("cc01")))
     before = len(await deliveries(engine))
     # One redelivery and one change in the same batch: the whole batch takes the full path.
-    assert await lane.store([envelope(am_alert("cc01")), envelope(*incoming)]) is None
+    declined = await lane.store([envelope(am_alert("cc01")), envelope(*incoming)])
+    assert isinstance(declined, Declined)
     assert len(await deliveries(engine)) == before
+    # What it read is handed to the full path, which need not read it again.
+    assert declined.states is not None
+    assert {fp for _, fp, _ in declined.states} == {"cc01"}
 
 
 async def test_a_delivery_with_an_id_to_check_is_declined(engine, lane):
     await store_full(engine, envelope(am_alert("dd01")))
     keyed = dataclasses.replace(envelope(am_alert("dd01")), delivery_key="wh-1")
-    assert await lane.store([keyed]) is None
+    assert await lane.store([keyed]) == Declined()
 
 
 async def test_a_value_the_database_refuses_is_left_to_the_full_path(pg_url):
@@ -112,7 +116,8 @@ async def test_a_value_the_database_refuses_is_left_to_the_full_path(pg_url):
     await store_full(engine, envelope(am_alert("ee01")))
     before = len(await deliveries(engine))
     try:
-        assert await lane.store([envelope(am_alert("ee01"), receiver="r" * 300)]) is None
+        declined = await lane.store([envelope(am_alert("ee01"), receiver="r" * 300)])
+        assert declined == Declined()  # the error comes after the read: the full path rereads
         assert len(await deliveries(engine)) == before
     finally:
         await lane.close()
