@@ -6,10 +6,14 @@
     ├── Forbidden             403  an identity without the right role, separation of duties
     ├── NotFound              404
     ├── Conflict              409  the wrong state for the operation (names the current one)
+    │   ├── LinkStale         409  an approval link whose step was decided or changed
+    │   └── LeaseLost              a worker's lease moved to another replica (never HTTP)
+    ├── LinkGone              410  an approval link that expired, was used or was revoked
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
     ├── Invalid               422  a well-formed body with a wrong field (names the field)
-    └── Unavailable           503  the database cannot be reached; the sender should retry
+    ├── Unavailable           503  the database cannot be reached; the sender should retry
+    └── SigningKeyMissing     503  RUNBOOKD_LINK_SECRET is not set outside dev
 
 Services raise these; routes never build HTTP errors themselves. Lower-level failures are
 translated at the boundary with `raise ... from exc`.
@@ -74,6 +78,32 @@ class Conflict(RunbookdError):
         self.current_state = current_state
 
 
+class LinkStale(Conflict):
+    """The link's step was decided, expired or changed since the link was made (409)."""
+
+    def __init__(self, message: str, *, current_state: str, execution_id: int):
+        super().__init__(message, current_state=current_state)
+        self.execution_id = execution_id
+
+
+class LeaseLost(Conflict):
+    """This worker no longer holds the execution's lease; another one may have taken it.
+
+    Internal to the worker, which stops driving the execution and logs one line."""
+
+
+class LinkGone(RunbookdError):
+    """The link was valid once: it expired, was used, or was revoked (HTTP 410)."""
+
+    status_code = 410
+    code = "gone"
+
+    def __init__(self, message: str, *, execution_id: int):
+        super().__init__(message)
+        # The page points at the execution: other approvers can still decide there.
+        self.execution_id = execution_id
+
+
 class PayloadTooLarge(RunbookdError):
     status_code = 413
     code = "payload_too_large"
@@ -96,6 +126,13 @@ class Unavailable(RunbookdError):
     def __init__(self, message: str = "the database is unavailable; retry later", *,
                  retry_after: int = 5):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class SigningKeyMissing(RunbookdError):
+    """Outside dev, links and web sessions need RUNBOOKD_LINK_SECRET."""
+
+    status_code = 503
+    code = "not_configured"
 
 
 class CatalogInvalid(BadRequest):

@@ -16,14 +16,17 @@ from sqlalchemy import text
 from app.catalog.routes import router as catalog_router
 from app.catalog.service import CatalogHolder
 from app.config import Settings, get_settings
+from app.engine.links import router as links_router
 from app.engine.routes import guards_router
 from app.engine.routes import router as engine_router
+from app.engine.runbook_routes import router as runbooks_router
+from app.engine.slack_buttons import router as slack_router
 from app.errors import CatalogInvalid, Unavailable, install_error_handlers
 from app.history.routes import router as history_router
 from app.identity import IdentityStore
 from app.intake.routes import install_webhooks, webhook_schemas
 from app.intake.routes import router as intake_router
-from app.runtime import running
+from app.lifecycle import running
 from app.web.routes import install as install_web
 
 log = logging.getLogger("runbookd")
@@ -62,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(guards_router)
     app.include_router(history_router)
     app.include_router(catalog_router)
+    app.include_router(runbooks_router)
+    app.include_router(links_router)
+    app.include_router(slack_router)
     install_web(app)
     _document_raw_bodies(app)
     _add_operational_routes(app)

@@ -10,8 +10,8 @@ import httpx
 from pydantic import BeforeValidator, Field
 
 from app.actions.base import ActionContext, ActionFailed
-from app.actions.outbound import HostNotAllowed
 from app.notify.transport import host_of
+from app.outbound import HostNotAllowed
 
 # Keeps step outputs well under the executor's `step_output_limit`.
 BODY_LIMIT = 2048

@@ -15,19 +15,15 @@ allow-listed client). Every file is streamed through sha256 in chunks, never loa
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 from urllib.request import url2pathname
 
-import httpx
 from pydantic import Field, model_validator
 
-from app.actions._support import outbound_failure
 from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
 from app.actions.checksums import (
-    CHUNK,
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     Digest,
@@ -41,7 +37,8 @@ from app.actions.checksums import (
     verify_dir,
     walk_files,
 )
-from app.actions.model_registry import ModelRegistry, RegistryError
+from app.actions.downloads import display, fetch_small, stream_digest
+from app.actions.embedded_registry import ModelRegistry, RegistryError
 
 # Enough to say what is wrong without flooding the step output.
 MAX_REPORTED = 20
@@ -75,56 +72,6 @@ def local_path(uri: str) -> Path:
             raise ActionFailed(f"file URL {uri!r} names a remote host; only local files work")
         return Path(url2pathname(parts.path))
     return Path(uri)
-
-
-def display(url: str) -> str:
-    """A URL without its query string, for messages (a query may carry a token)."""
-    return str(httpx.URL(url).copy_with(query=None, fragment=None))
-
-
-async def stream_digest(ctx: ActionContext, url: str, *, doing: str,
-                        headers: dict[str, str] | None = None) -> Digest | None:
-    """sha256 and size of an HTTP resource, streamed; None when it answers 404."""
-    try:
-        async with ctx.http.stream("GET", url, headers=headers) as response:
-            if response.status_code == 404:
-                return None
-            if response.status_code != 200:
-                raise ActionFailed(f"{doing}: GET {display(url)} answered "
-                                   f"{response.status_code}, expected 200")
-            digest = hashlib.sha256()
-            size = 0
-            async for chunk in response.aiter_bytes(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-            return Digest(digest.hexdigest(), size)
-    except ActionFailed:
-        raise
-    except Exception as exc:
-        raise outbound_failure(exc, url=url, doing=doing) from exc
-
-
-async def fetch_small(ctx: ActionContext, url: str, *, doing: str,
-                      headers: dict[str, str] | None = None,
-                      limit: int = MAX_MANIFEST_BYTES) -> bytes | None:
-    """The body of a small HTTP resource (a manifest); None on 404; refuses more than `limit`."""
-    try:
-        async with ctx.http.stream("GET", url, headers=headers) as response:
-            if response.status_code == 404:
-                return None
-            if response.status_code != 200:
-                raise ActionFailed(f"{doing}: GET {display(url)} answered "
-                                   f"{response.status_code}, expected 200")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise ActionFailed(f"{doing}: {display(url)} is larger than {limit} bytes")
-            return bytes(body)
-    except ActionFailed:
-        raise
-    except Exception as exc:
-        raise outbound_failure(exc, url=url, doing=doing) from exc
 
 
 def _read_local_manifest(path: Path) -> bytes:

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from app.actions.outbound import OutboundHttp
 from app.config import Settings
+from app.outbound import OutboundHttp
 
 
 class ActionFailed(Exception):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from app.actions.artifact import ArtifactVerify
 from app.actions.base import Action
 from app.actions.command import CommandRun
+from app.actions.embedded_registry_actions import registry_actions
 from app.actions.http import HttpRequest
 from app.actions.mlflow import mlflow_actions
 from app.actions.notify import NotifySlack, NotifyWebhook, PagerdutyResolve, PagerdutyTrigger
 from app.actions.prometheus import PrometheusQuery
-from app.actions.registry_actions import registry_actions
 from app.actions.testing import Fail, Noop, Sleep
 from app.actions.wait import Wait
 

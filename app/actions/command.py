@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from app.actions._support import redact, secret_value
 from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
-from app.catalog.durations import Duration
+from app.durations import Duration
 
 OUTPUT_LIMIT = 8 * 1024
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

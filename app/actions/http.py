@@ -23,9 +23,9 @@ from app.actions._support import (
     small_json,
     truncate,
 )
-from app.actions.artifact import display
 from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
-from app.catalog.durations import Duration
+from app.actions.downloads import display
+from app.durations import Duration
 
 # Headers that carry credentials: they come from secrets, never from the runbook text.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})

@@ -15,9 +15,9 @@ import httpx
 from pydantic import Field
 
 from app.actions._support import error_detail, host_of, outbound_failure, secret_value
-from app.actions.artifact import fetch_small, stream_digest
 from app.actions.base import ActionContext, ActionFailed, ActionParams
 from app.actions.checksums import ManifestError, Problem, compare, parse_manifest
+from app.actions.downloads import fetch_small, stream_digest
 
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"

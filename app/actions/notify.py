@@ -18,7 +18,7 @@ from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionRe
 from app.notify.errors import DeliveryError
 from app.notify.pagerduty import Severity, build_event, send_event
 from app.notify.retry import deliver_with_retries
-from app.notify.slack import build_message, post_incoming_webhook
+from app.notify.slack_messages import build_message, post_incoming_webhook
 from app.notify.transport import host_of
 from app.notify.webhook import send_webhook
 

@@ -22,8 +22,8 @@ from pydantic import AliasChoices, Field, field_validator
 
 from app.actions._support import error_detail, host_of, outbound_failure
 from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
-from app.actions.outbound import HostNotAllowed
-from app.catalog.durations import Duration, format_duration
+from app.durations import Duration, format_duration
+from app.outbound import HostNotAllowed
 
 _EXPECT = re.compile(
     r"^\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Inf|NaN)\s*$",

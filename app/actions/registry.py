@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 
+from app.actions import builtin
 from app.actions.base import Action, ActionParams
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,6 @@ class ActionRegistry:
 
 def default_registry() -> ActionRegistry:
     """The built-in actions plus installed plug-ins."""
-    from app.actions import builtin
-
     registry = ActionRegistry()
     for action in builtin.all_actions():
         registry.register(action)

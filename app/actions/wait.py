@@ -9,7 +9,7 @@ from typing import ClassVar
 from pydantic import field_validator
 
 from app.actions.base import ActionContext, ActionParams, ActionResult
-from app.catalog.durations import Duration, format_duration
+from app.durations import Duration, format_duration
 
 MAX_WAIT = dt.timedelta(days=1)
 

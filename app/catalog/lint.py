@@ -23,8 +23,9 @@ from typing import Any
 from jinja2.defaults import DEFAULT_NAMESPACE
 from pydantic import AliasChoices
 
-from app.catalog.durations import format_duration
-from app.catalog.loader import (
+from app.catalog.matcher import CompiledMapping, redos_warning, risky_regex, shadows
+from app.catalog.params import check_value, spec_problems
+from app.catalog.parser import (
     ActionSpecs,
     Issue,
     Loc,
@@ -37,10 +38,9 @@ from app.catalog.loader import (
     parse_files,
     read_yaml,
 )
-from app.catalog.matcher import CompiledMapping, redos_warning, risky_regex, shadows
-from app.catalog.params import check_value, spec_problems
 from app.catalog.schema import CheckSpec, MappingsFile, Runbook, Step
 from app.catalog.templating import is_template, references, template_errors
+from app.durations import format_duration
 
 STEP_SCOPE = frozenset({"params", "alert", "steps", "execution"})
 TARGET_SCOPE = frozenset({"params", "alert"})

@@ -21,11 +21,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
-from app.catalog.loader import ActionSpecs, Catalog, load_catalog
+from app.catalog.loader import Catalog, load_catalog
 from app.catalog.models import RunbookVersion
+from app.catalog.parser import ActionSpecs
 from app.db import session_scope
-from app.engine.events import record_event
 from app.errors import CatalogInvalid
+from app.events import record_event
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_IN_EVENT = 100

@@ -11,20 +11,32 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.catalog.durations import format_duration
-from app.catalog.loader import ActionSpecs, Catalog, LoadedRunbook
+from app.catalog.loader import Catalog, LoadedRunbook
 from app.catalog.matcher import CompiledMapping
 from app.catalog.params import ParamError, alert_scope, render_target, resolve_params
+from app.catalog.parser import ActionSpecs
 from app.catalog.schema import CheckSpec, Runbook, Step
 from app.catalog.templating import RenderError, make_context, render_string
-from app.engine.guards import GuardState
+from app.durations import format_duration
 from app.errors import Invalid, describe_validation_errors
 from app.intake.normalize import from_alertmanager, from_pagerduty
 from app.intake.schemas import AlertmanagerWebhook, GrafanaWebhook, PagerDutyWebhook
+
+
+class Guards(Protocol):
+    """What simulate asks of the guards (the engine's GuardState): why a runbook is held."""
+
+    def holds(self, runbook_id: str) -> str | None: ...
+
+
+class _NoGuards:
+    def holds(self, runbook_id: str) -> str | None:
+        return None
+
 
 # What a Pending renders as, so that a half-known `with:` is not validated too early.
 _PENDING = re.compile(r"<(?:[^<>]* of )?(?:step [a-z0-9-]+|execution id)>")
@@ -145,12 +157,12 @@ def clip(value: str, limit: int = SHOWN) -> str:
 
 def simulate(
     catalog: Catalog, *, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None,
-    guards: GuardState | None = None, source: str = "alertmanager", status: str = "firing",
+    guards: Guards | None = None, source: str = "alertmanager", status: str = "firing",
     actions: ActionSpecs | None = None,
 ) -> SimulationResult:
     """The plan for one alert: matches, params, target and every step, rendered."""
     annotations = annotations or {}
-    guards = guards or GuardState()
+    guards = guards or _NoGuards()
     shown = SimAlert(source=source, status=status,
                      labels={clip(k, 100): clip(v) for k, v in labels.items()},
                      annotations={clip(k, 100): clip(v) for k, v in annotations.items()})
@@ -162,7 +174,7 @@ def simulate(
 
 
 def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, str],
-          annotations: Mapping[str, str], scope: dict[str, Any], guards: GuardState,
+          annotations: Mapping[str, str], scope: dict[str, Any], guards: Guards,
           status: str, actions: ActionSpecs | None) -> SimRunbook:
     rb = loaded.runbook
     held = guards.holds(rb.id)
@@ -332,7 +344,7 @@ class _Plain(BaseModel):
                         annotations=self.annotations)
 
 
-def simulate_alerts(catalog: Catalog, alerts: list[SimAlert], *, guards: GuardState | None = None,
+def simulate_alerts(catalog: Catalog, alerts: list[SimAlert], *, guards: Guards | None = None,
                     actions: ActionSpecs | None = None) -> SimulationReport:
     """Simulate every alert of one input."""
     results = [simulate(catalog, labels=a.labels, annotations=a.annotations, guards=guards,

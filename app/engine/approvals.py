@@ -14,11 +14,11 @@ from app import metrics
 from app.catalog.schema import ApprovalSpec, Runbook
 from app.db import after_commit, utcnow
 from app.engine import states
-from app.engine.events import record_event
+from app.engine.executions import cancel_open_steps
 from app.engine.models import Approval, StepRun
-from app.engine.service import cancel_open_steps
 from app.engine.transitions import lock_execution, lock_step, transition_execution, transition_step
 from app.errors import Conflict, Forbidden, NotFound
+from app.events import record_event
 from app.identity import Identity
 
 Decision = Literal["approve", "reject"]

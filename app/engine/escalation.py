@@ -7,26 +7,24 @@ step expires at its `approval_expires_at`, after the last tier, and its executio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import session_scope, utcnow
 from app.engine import states
-from app.engine.events import record_event
+from app.engine.executions import cancel_open_steps
 from app.engine.models import StepRun
-from app.engine.service import cancel_open_steps
+from app.engine.runbooks import RunbookVersions
 from app.engine.transitions import lock_execution, transition_execution, transition_step
+from app.events import record_event
 from app.notify.outbox import enqueue
 
-if TYPE_CHECKING:
-    from app.engine.executor import Executor
 
-
-async def process_due_approvals(executor: Executor, *, batch: int = 20) -> int:
+async def process_due_approvals(factory: async_sessionmaker[AsyncSession],
+                                runbooks: RunbookVersions, *, batch: int = 20) -> int:
     """Fire due escalation tiers and expire overdue approvals. Returns how many steps moved."""
     now = utcnow()
-    async with session_scope(executor.factory) as session:
+    async with session_scope(factory) as session:
         due = (await session.execute(
             select(StepRun).where(StepRun.status == states.STEP_AWAITING_APPROVAL,
                                   StepRun.next_escalation_at <= now)
@@ -35,7 +33,7 @@ async def process_due_approvals(executor: Executor, *, batch: int = 20) -> int:
         )).scalars().all()
         for step in due:
             execution = await lock_execution(session, step.execution_id)
-            runbook = await executor.runbooks.get(session, execution.runbook_id,
+            runbook = await runbooks.get(session, execution.runbook_id,
                                                   execution.runbook_version)
             tiers = runbook.escalation
             since = step.awaiting_since or now

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.actions.base import ActionContext
-from app.actions.outbound import OutboundHttp
 from app.actions.registry import ActionRegistry
 from app.catalog.schema import ApprovalSpec, Runbook, Step
 from app.catalog.templating import RenderError, render_value
@@ -26,15 +25,16 @@ from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
 from app.engine.context import approval_channels, approval_deadlines, step_context
-from app.engine.events import record_event
+from app.engine.executions import cancel_open_steps, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
 from app.engine.outcomes import Outcomes
 from app.engine.ratelimit import check_rate
 from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash
-from app.engine.service import cancel_open_steps, void_approvals
 from app.engine.transitions import lock_execution, transition_step
+from app.events import record_event
+from app.outbound import OutboundHttp
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import metrics
 from app.db import after_commit, utcnow
 from app.engine import states
-from app.engine.events import record_event
 from app.engine.models import Execution, Guard
 from app.engine.transitions import transition_execution
+from app.events import record_event
 
 GLOBAL = "global"
 

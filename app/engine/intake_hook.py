@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.params import ParamError, alert_scope, render_target, resolve_params
 from app.catalog.templating import RenderError
 from app.db import after_commit
+from app.engine.executions import on_alert_resolved, start_or_attach
 from app.engine.runbooks import RunbookVersions
-from app.engine.service import on_alert_resolved, start_or_attach
 from app.intake.models import Alert
 from app.intake.normalize import RESOLVED
 from app.intake.service import AlertChange

@@ -138,31 +138,6 @@ class Approval(Base):
     void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class Event(Base):
-    """The append-only history: every state change, approval, guard change, reload and
-    manual action. Nothing updates or deletes a row here, except retention pruning."""
-
-    __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_execution", "execution_id", "id"),
-        Index("ix_events_created", "created_at", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    kind: Mapped[str] = mapped_column(String(48))
-    entity: Mapped[str] = mapped_column(String(16))
-    execution_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
-    step_run_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
-    step_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    from_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    to_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    actor: Mapped[str] = mapped_column(String(128))
-    source_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    reason: Mapped[str] = mapped_column(Text, default="")
-    data: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
-
-
 class Guard(Base):
     """A switch that holds work: `global` (the kill switch) or `runbook:<id>`."""
 
@@ -174,28 +149,6 @@ class Guard(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(128))
-
-
-class Notification(Base):
-    """The outbox: written in the transaction of the state change that causes it."""
-
-    __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    execution_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
-    step_run_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    channel: Mapped[str] = mapped_column(String(128))
-    payload: Mapped[dict[str, Any]] = mapped_column(Json)
-    # Sent with the delivery so that a resend after a crash is recognised downstream.
-    dedup_key: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ApprovalLink(Base):

@@ -16,10 +16,10 @@ from app.config import Settings
 from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.context import approval_channels
-from app.engine.events import record_event
 from app.engine.guards import trip_breaker_if_needed
 from app.engine.models import Execution, StepRun
 from app.engine.transitions import transition_execution
+from app.events import record_event
 from app.notify.outbox import enqueue
 
 

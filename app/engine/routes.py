@@ -12,15 +12,15 @@ from app.catalog.templating import RenderError
 from app.db import SessionDep, after_commit
 from app.engine import states
 from app.engine.approvals import decide
+from app.engine.executions import cancel_execution, resolve_attention, start_or_attach
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
-from app.engine.runtime import EngineRuntime
-from app.engine.service import cancel_execution, resolve_attention, start_or_attach
+from app.engine.schemas import ExecutionOut
+from app.engine.services import EngineRuntime
 from app.engine.transitions import lock_execution
 from app.errors import Conflict, Invalid
-from app.history.schemas import ExecutionOut
 from app.identity import Identity
 from app.identity.deps import require
-from app.querying import RowId
+from app.paging import RowId
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
 

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from app.actions.base import ActionContext, ActionFailed, ActionResult
-from app.actions.outbound import HostNotAllowed
 from app.actions.registry import ActionRegistry, UnknownAction
 from app.errors import describe_validation_errors
+from app.outbound import HostNotAllowed
 
 Status = Literal["succeeded", "failed", "timed_out"]
 

@@ -14,13 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import metrics
 from app.db import after_commit, utcnow
 from app.engine import states
-from app.engine.events import record_event
 from app.engine.models import Execution, StepRun
-from app.errors import Conflict, NotFound
-
-
-class LeaseLost(Exception):
-    """This worker no longer holds the execution's lease; another one may have taken it."""
+from app.errors import Conflict, LeaseLost, NotFound
+from app.events import record_event
 
 
 async def lock_execution(session: AsyncSession, execution_id: int) -> Execution:

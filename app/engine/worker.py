@@ -87,7 +87,7 @@ class Worker:
                 # Timers need no wake-up of their own: once per poll interval is on time.
                 if loop.time() >= timers_due:
                     timers_due = loop.time() + self.poll_seconds
-                    await process_due_approvals(self.executor)
+                    await process_due_approvals(self.executor.factory, self.executor.runbooks)
             except Exception as exc:
                 if is_database_unavailable(exc) or isinstance(exc, Unavailable):
                     log.warning("worker: database unavailable; retrying")

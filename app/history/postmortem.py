@@ -15,7 +15,7 @@ from jinja2 import ChainableUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalog.durations import format_duration, parse_duration
+from app.durations import format_duration, parse_duration
 from app.history.queries import execution_detail
 from app.history.schemas import ExecutionDetail
 

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import RunbookVersion
 from app.db import json_key_equals
-from app.engine.models import Approval, Event, Execution, ExecutionAlert, StepRun
+from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
 from app.errors import NotFound
+from app.events import Event
 from app.history.schemas import (
     AlertBrief,
     ApprovalOut,
@@ -28,7 +29,7 @@ from app.history.schemas import (
     StepOut,
 )
 from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel
-from app.querying import keyset_page
+from app.paging import keyset_page
 
 
 @dataclass(frozen=True)

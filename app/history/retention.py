@@ -19,16 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import session_scope, utcnow
 from app.engine import states
-from app.engine.models import (
-    Approval,
-    ApprovalLink,
-    Event,
-    Execution,
-    ExecutionAlert,
-    Notification,
-    StepRun,
-)
+from app.engine.models import Approval, ApprovalLink, Execution, ExecutionAlert, StepRun
+from app.events import Event
 from app.intake.models import Alert, Delivery
+from app.notify.models import Notification
 
 log = logging.getLogger(__name__)
 

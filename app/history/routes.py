@@ -18,7 +18,7 @@ from app.history.schemas import ExecutionDetail, ExecutionPage
 from app.history.stats import StatsOut, compute_stats
 from app.identity import Identity
 from app.identity.deps import require
-from app.querying import BIGINT_MAX, MAX_LIMIT, RowId, parse_label_filters
+from app.paging import BIGINT_MAX, MAX_LIMIT, RowId, parse_label_filters
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
 Viewer = Annotated[Identity, Depends(require("viewer"))]

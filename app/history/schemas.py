@@ -7,32 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.engine.models import Approval, Event, Execution, StepRun
+from app.engine.models import Approval, StepRun
+from app.engine.schemas import ExecutionOut
+from app.events import Event
 from app.intake.models import Alert
 from app.intake.queries import AlertOut
-
-
-class ExecutionOut(BaseModel):
-    id: int
-    runbook_id: str
-    runbook_version: str
-    target: str
-    status: str
-    status_reason: str | None
-    params: dict[str, Any]
-    dry_run: bool
-    trigger: str
-    started_by: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    alert_fired_at: dt.datetime | None
-    alerts_resolved_at: dt.datetime | None
-    cursor: str | None
-
-    @classmethod
-    def of(cls, execution: Execution) -> ExecutionOut:
-        return cls.model_validate(execution, from_attributes=True)
 
 
 class ExecutionPage(BaseModel):

@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalog.durations import parse_duration
 from app.catalog.models import RunbookVersion
+from app.durations import parse_duration
 from app.engine.models import Approval, Execution, StepRun
 
 

@@ -8,12 +8,17 @@ from typing import Any
 from fastapi import Request
 
 from app.errors import Forbidden, Unauthenticated
-from app.identity import Identity, Role
+from app.identity import Identity, IdentityStore, Role
+
+
+def identity_store(request: Request) -> IdentityStore:
+    """The process's identities (the tokens file, re-read when it changes)."""
+    return request.app.state.identities
 
 
 def identity_from_request(request: Request) -> Identity | None:
     """The identity behind the request's bearer token, or its web session, or None."""
-    store = request.app.state.identities
+    store = identity_store(request)
     auth = request.headers.get("authorization")
     if auth and auth.lower().startswith("bearer "):
         return store.lookup(auth[7:].strip())

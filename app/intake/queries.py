@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import json_key_equals
 from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel
-from app.querying import keyset_page
+from app.paging import keyset_page
 
 
 class AlertOut(BaseModel):

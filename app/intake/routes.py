@@ -17,7 +17,7 @@ from app.intake.schemas import (
     IngestSummary,
     PagerDutyWebhook,
 )
-from app.querying import MAX_LIMIT, parse_label_filters
+from app.paging import MAX_LIMIT, parse_label_filters
 
 router = APIRouter()
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import after_commit, utcnow
-from app.engine.models import Notification
+from app.notify.models import Notification
 
 # Set when a notification commits, so a sender in this process delivers it at once.
 pending_signal = asyncio.Event()

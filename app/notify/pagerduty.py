@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from app.actions.outbound import OutboundHttp
 from app.notify.transport import failure, post_json, short_text
+from app.outbound import OutboundHttp
 
 SERVICE = "PagerDuty"
 EventAction = Literal["trigger", "acknowledge", "resolve"]

@@ -21,13 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
-from app.actions.outbound import OutboundHttp
 from app.config import Settings
 from app.db import session_scope, utcnow
-from app.engine.models import Notification
-from app.notify import outbox, pagerduty, slack, webhook
+from app.notify import outbox, pagerduty, slack_messages, webhook
 from app.notify.errors import DeliveryError
+from app.notify.models import Notification
 from app.notify.retry import deliver_with_retries
+from app.outbound import OutboundHttp
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class NotificationSender:
                                     f" or RUNBOOKD_SECRETS slack_{name})", retryable=False)
             approve_url = await self.link_maker(row) if (
                 self.link_maker and row.kind == "approval_request") else None
-            message = slack.build_message(
+            message = slack_messages.build_message(
                 row.kind if row.kind in _SLACK_KINDS else "info",
                 title=f"{payload.get('runbook_title', '')} on {payload.get('target', '')}",
                 execution_id=row.execution_id, runbook=payload.get("runbook"),
@@ -136,7 +136,7 @@ class NotificationSender:
                 step_title=payload.get("step_title"), details=payload.get("text"),
                 approve_url=approve_url, execution_url=self._execution_url(row),
             )
-            await slack.post_incoming_webhook(self.http, url, message)
+            await slack_messages.post_incoming_webhook(self.http, url, message)
         elif kind == "pagerduty":
             key = self._secret(f"pagerduty_{name}") or _value(self.settings.pagerduty_routing_key)
             if not key:

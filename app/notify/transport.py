@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from app.actions.outbound import HostNotAllowed, OutboundHttp
 from app.notify.errors import DeliveryError, retry_after_seconds
+from app.outbound import HostNotAllowed, OutboundHttp
 
 # Worth another try: the receiver was busy, down or rate-limiting.
 RETRYABLE = frozenset({408, 425, 429})

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from app.actions.outbound import OutboundHttp
 from app.notify.transport import failure, post_json, short_text
+from app.outbound import OutboundHttp
 
 SERVICE = "webhook"
 

@@ -19,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import ApprovalSpec
 from app.db import SessionDep
-from app.engine import states
+from app.engine import links, states
 from app.engine.approvals import decide
 from app.engine.models import ApprovalLink, StepRun
 from app.engine.transitions import lock_execution
-from app.errors import Forbidden, NotFound, RunbookdError, Unauthenticated
+from app.errors import Forbidden, LinkStale, NotFound, RunbookdError, Unauthenticated
 from app.history.queries import execution_detail
 from app.identity import Identity
-from app.web import links
+from app.identity.deps import identity_store
 from app.web.pages import (
     HtmlRoute,
     client_addr,
@@ -38,7 +38,7 @@ from app.web.pages import (
     standing_approvers,
     transaction,
 )
-from app.web.session import current_identity, directory, verify_csrf
+from app.web.session import current_identity, verify_csrf
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
@@ -48,7 +48,7 @@ def _acting(request: Request, link: ApprovalLink) -> Identity | None:
     me = current_identity(request)
     if me is not None or links.intended_role(link) is not None:
         return me
-    return directory(request.app).by_name(link.intended)
+    return identity_store(request).by_name(link.intended)
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,11 @@ async def _approval_context(request: Request, session: AsyncSession, token: str,
     if step is None:
         raise NotFound("the step of this link no longer exists")
     if step.status != states.STEP_AWAITING_APPROVAL:
-        raise links.LinkStale(f"step {step.step_id} is no longer awaiting approval: it is "
+        raise LinkStale(f"step {step.step_id} is no longer awaiting approval: it is "
                               f"{step.status.replace('_', ' ')}", current_state=step.status,
                               execution_id=detail.id)
     if step.step_hash != link.step_hash:
-        raise links.LinkStale(f"step {step.step_id} changed since this link was sent; open "
+        raise LinkStale(f"step {step.step_id} changed since this link was sent; open "
                               "the execution to review it again", current_state=step.status,
                               execution_id=detail.id)
     runbook = await runbook_or_none(request, session, detail.runbook_id,

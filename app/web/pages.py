@@ -20,9 +20,9 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalog.durations import format_duration
 from app.catalog.schema import ApprovalSpec, Runbook
 from app.db import session_scope
+from app.durations import format_duration
 from app.engine.approvals import may_approve
 from app.errors import (
     Conflict,

@@ -19,19 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.schema import ApprovalSpec, Runbook
 from app.catalog.service import list_versions
 from app.db import SessionDep, after_commit
-from app.engine import states
+from app.engine import links, states
 from app.engine.approvals import decide
-from app.engine.events import record_event
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
-from app.engine.models import Event, Execution, Guard
+from app.engine.models import Execution, Guard
 from app.engine.transitions import lock_execution
 from app.errors import NotFound
+from app.events import Event, record_event
 from app.history.queries import ExecutionFilter, execution_detail, list_executions
 from app.history.routes import execution_filter
 from app.history.schemas import ExecutionDetail, StepOut
 from app.identity import Identity
-from app.querying import RowId
-from app.web import links
+from app.paging import RowId
+from app.web.approve import router as approve_router
 from app.web.pages import (
     HtmlRoute,
     client_addr,
@@ -61,14 +61,9 @@ Decision = Annotated[Literal["approve", "reject"], Form()]
 
 
 def install(app: FastAPI) -> None:
-    """Mount the pages, the Slack endpoint, the links API and /static on `app`."""
-    from app.web.approve import router as approve_router
-    from app.web.slack import router as slack_router
-
+    """Mount the pages, the approval-link pages and /static on `app`."""
     app.include_router(router)
     app.include_router(approve_router)
-    app.include_router(slack_router)
-    app.include_router(links.router)
     app.mount("/static", static_files(), name="static")
     app.state.session_identity = session_identity
 

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Request, Response
 
 from app.config import Settings
-from app.errors import Forbidden
-from app.identity import Identity, IdentityStore, hash_token
-from app.web.links import SigningKeyMissing, derived_key
+from app.errors import Forbidden, SigningKeyMissing
+from app.identity import Identity, hash_token
+from app.identity.deps import identity_store
+from app.signing import derived_key
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,6 @@ SESSION_SECONDS = 12 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-
-
-def directory(app: FastAPI) -> IdentityStore:
-    """The app's identities: the one store the API uses too."""
-    return app.state.identities
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def read_session(request: Request) -> WebSession | None:
             decoded = None
         if decoded is not None:
             digest, csrf, expires = decoded
-            identity = directory(request.app).by_digest(digest)
+            identity = identity_store(request).by_digest(digest)
             if identity is not None:
                 found = WebSession(identity, digest, csrf, expires)
     request.state.web_session = found
@@ -147,7 +143,7 @@ def session_identity(request: Request) -> Identity | None:
 def sign_in(request: Request, token: str) -> tuple[Identity, str] | None:
     """Check an API token; returns its identity and a new session cookie value, or None."""
     digest = hash_token(token.strip())
-    identity = directory(request.app).by_digest(digest)
+    identity = identity_store(request).by_digest(digest)
     if identity is None:
         return None
     value = encode_session(request.app.state.settings, digest=digest,

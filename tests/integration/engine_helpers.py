@@ -15,8 +15,10 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import make_engine, make_session_factory
-from app.engine.models import Approval, Event, Execution, Notification, StepRun
+from app.engine.models import Approval, Execution, StepRun
+from app.events import Event
 from app.main import create_app
+from app.notify.models import Notification
 from tests.conftest import WEBHOOK_TOKEN, auth
 from tests.support.engine_catalog import write_catalog
 from tests.support.net import RunningServer, serve_app

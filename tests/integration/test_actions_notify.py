@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from app.actions.base import ActionContext, ActionFailed
 from app.actions.notify import NotifySlack, NotifyWebhook, PagerdutyResolve, PagerdutyTrigger
 from app.notify.errors import DeliveryError
-from app.notify.slack import build_message, parse_button_value, post_incoming_webhook
+from app.notify.slack_messages import build_message, parse_button_value, post_incoming_webhook
 from tests.support.action_ctx import make_ctx, run_action
 from tests.support.fake_receivers import Receiver
 

@@ -15,7 +15,7 @@ from app.catalog.models import RunbookVersion
 from app.catalog.service import CatalogHolder
 from app.db import make_engine, make_session_factory, session_scope
 from app.engine.guards import set_guard
-from app.engine.models import Event
+from app.events import Event
 from app.main import create_app
 from tests.conftest import auth
 from tests.support.catalog_fixtures import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from app.actions.model_registry import ModelRegistry, create_demo_registry
+from app.actions.embedded_registry import ModelRegistry, create_demo_registry
 from app.main import create_app
 from tests.integration.engine_helpers import Rig
 from tests.support.net import serve_app

@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.engine.models import ApprovalLink, Notification, StepRun
-from app.web.links import SigningKeyMissing, derived_key, make_link, make_link_maker
+from app.engine.links import make_link, make_link_maker
+from app.engine.models import ApprovalLink, StepRun
+from app.errors import SigningKeyMissing
+from app.notify.models import Notification
+from app.signing import derived_key
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.web import browser, csrf_of, sign_in, web_rig
 

@@ -13,7 +13,7 @@ import datetime as dt
 from sqlalchemy import update
 
 from app.db import make_engine
-from app.engine.models import Notification
+from app.notify.models import Notification
 from tests.integration.engine_helpers import rig
 from tests.support.engine_catalog import risky, runbook
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.web.slack import SlackRejected, verify_signature
+from app.engine.slack_buttons import SlackRejected, verify_signature
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.fake_slack import (
     SIGNING_SECRET,

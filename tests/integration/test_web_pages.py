@@ -10,7 +10,8 @@ import yaml
 from sqlalchemy import select
 
 from app.db import make_engine, make_session_factory
-from app.engine.models import Approval, ApprovalLink, Event, Execution, Guard, StepRun
+from app.engine.models import Approval, ApprovalLink, Execution, Guard, StepRun
+from app.events import Event
 from app.identity import hash_token
 from tests.conftest import WEBHOOK_TOKEN, auth
 from tests.support.engine_catalog import risky, runbook, step

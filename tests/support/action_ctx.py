@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.actions.base import Action, ActionContext, ActionResult
-from app.actions.outbound import OutboundHttp
 from app.config import Settings
+from app.outbound import OutboundHttp
 
 
 def make_ctx(*, allow: list[str] | None = None, dry_run: bool = False,

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.notify import slack as blocks
+from app.notify import slack_messages as blocks
 from tests.support.fake_receivers import slack_block_errors
 from tests.support.net import serve_app
 

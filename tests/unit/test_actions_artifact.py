@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from app.actions.artifact import ArtifactVerify
 from app.actions.base import ActionFailed
 from app.actions.checksums import ManifestError, in_thread, parse_manifest
-from app.actions.model_registry import create_demo_registry
+from app.actions.embedded_registry import create_demo_registry
 from tests.support.action_ctx import make_ctx, run_action
 
 ACTION = ArtifactVerify()

@@ -9,7 +9,7 @@ import pytest
 from app.notify.errors import DeliveryError, retry_after_seconds
 from app.notify.pagerduty import build_event
 from app.notify.retry import deliver_with_retries
-from app.notify.slack import build_message, escape, parse_button_value
+from app.notify.slack_messages import build_message, escape, parse_button_value
 from tests.support.fake_receivers import pagerduty_event_errors, slack_block_errors
 
 KEY = "R" * 32

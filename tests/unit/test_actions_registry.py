@@ -10,13 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from app.actions.base import ActionFailed
-from app.actions.model_registry import (
+from app.actions.embedded_registry import (
     ModelRegistry,
     RegistryError,
     atomic_write,
     create_demo_registry,
 )
-from app.actions.registry_actions import (
+from app.actions.embedded_registry_actions import (
     RegistryGetAlias,
     RegistryListVersions,
     RegistrySetAlias,

@@ -201,7 +201,7 @@ def test_a_file_given_alone_is_classified_by_its_content(tmp_path):
 def cli_app():
     import typer
 
-    from app.catalog.commands import register
+    from app.cli.catalog import register
 
     app = typer.Typer()
     register(app)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.catalog.loader import load_catalog, read_yaml, runbook_version
+from app.catalog.loader import load_catalog, runbook_version
+from app.catalog.parser import read_yaml
 from app.catalog.schema import Runbook
 from app.errors import CatalogInvalid
 from tests.support.catalog_fixtures import (
@@ -123,7 +124,7 @@ def test_read_yaml_keeps_positions_of_keys_and_values(tmp_path):
 
 def test_the_shipped_library_loads_fast():
     from app.actions.registry import default_registry
-    from app.catalog.loader import registry_specs
+    from app.catalog.parser import registry_specs
 
     specs = registry_specs(default_registry())
     started = time.perf_counter()

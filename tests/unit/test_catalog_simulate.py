@@ -147,7 +147,7 @@ def test_bodies_that_are_not_alerts(body):
 def cli(tmp_path, monkeypatch):
     import typer
 
-    from app.catalog.commands import register
+    from app.cli.catalog import register
     from app.config import get_settings
 
     mappings_path, remediations = write_catalog(tmp_path / "catalog")

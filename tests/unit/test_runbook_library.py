@@ -12,7 +12,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.actions.registry import default_registry
 from app.catalog.lint import lint
-from app.catalog.loader import Catalog, load_catalog, registry_specs
+from app.catalog.loader import Catalog, load_catalog
+from app.catalog.parser import registry_specs
 from app.catalog.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[2]

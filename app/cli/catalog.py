@@ -41,7 +41,7 @@ def _configured_paths() -> tuple[Path, Path]:
 
 def _action_specs() -> dict[str, Any]:
     from app.actions.registry import default_registry
-    from app.catalog.loader import registry_specs
+    from app.catalog.parser import registry_specs
 
     return registry_specs(default_registry())
 

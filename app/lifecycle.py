@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.actions.outbound import OutboundHttp
 from app.actions.registry import default_registry
 from app.catalog.service import CatalogHolder
 from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.engine.executor import Executor
 from app.engine.intake_hook import make_alert_hook
+from app.engine.links import make_link_maker
 from app.engine.runbooks import RunbookVersions
-from app.engine.runtime import EngineRuntime
+from app.engine.services import EngineRuntime
 from app.engine.worker import Worker, new_worker_id
 from app.errors import CatalogInvalid
 from app.history.retention import retention_loop
@@ -32,7 +32,7 @@ from app.intake.receiver import WebhookReceiver
 from app.intake.redelivery import open_lane
 from app.intake.writer import GroupCommitWriter
 from app.notify.sender import NotificationSender
-from app.web.links import make_link_maker
+from app.outbound import OutboundHttp
 
 log = logging.getLogger("runbookd")
 

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from app.actions._support import VersionStr
 from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
-from app.actions.model_registry import ModelRegistry, RegistryError
+from app.actions.embedded_registry import ModelRegistry, RegistryError
 
 ModelName = Annotated[str, Field(min_length=1, max_length=128,
                                  pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]

@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.schema import Runbook
 from app.db import utcnow
 from app.engine import states
-from app.engine.events import record_event
 from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
 from app.engine.transitions import lock_execution, transition_execution, transition_step
 from app.errors import Conflict
+from app.events import record_event
+from app.intake.models import Alert
 
 
 async def active_execution_for(
@@ -119,8 +120,6 @@ async def on_alert_resolved(
 ) -> list[int]:
     """When every alert of an execution has resolved, cancel it unless its runbook says
     `on_resolve: continue`. Returns the ids of the executions that were cancelled."""
-    from app.intake.models import Alert
-
     execution_ids = (await session.execute(
         select(ExecutionAlert.execution_id).where(ExecutionAlert.alert_id == alert_id)
     )).scalars().all()

@@ -30,12 +30,21 @@ from app.config import Settings
 from app.db import SessionDep, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import find_step_run
-from app.engine.events import record_event
-from app.engine.models import ApprovalLink, Execution, Notification, StepRun
-from app.errors import Conflict, Forbidden, Invalid, NotFound, RunbookdError
+from app.engine.models import ApprovalLink, Execution, StepRun
+from app.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    LinkGone,
+    NotFound,
+    SigningKeyMissing,
+)
+from app.events import record_event
 from app.identity import ROLES, Identity
 from app.identity.deps import require
-from app.querying import RowId
+from app.notify.models import Notification
+from app.paging import RowId
+from app.signing import derived_key
 
 log = logging.getLogger(__name__)
 
@@ -43,51 +52,6 @@ ID_BYTES = 16
 MAC_BYTES = 32
 MAX_TTL = dt.timedelta(hours=24)
 ROLE_PREFIX = "role:"
-_dev_keys: dict[str, bytes] = {}
-
-
-class LinkGone(RunbookdError):
-    """The link was valid once: it expired, was used, or was revoked (HTTP 410)."""
-
-    status_code = 410
-    code = "gone"
-
-    def __init__(self, message: str, *, execution_id: int):
-        super().__init__(message)
-        # The page points at the execution: other approvers can still decide there.
-        self.execution_id = execution_id
-
-
-class LinkStale(Conflict):
-    """The link's step was decided, expired or changed since the link was made (409)."""
-
-    def __init__(self, message: str, *, current_state: str, execution_id: int):
-        super().__init__(message, current_state=current_state)
-        self.execution_id = execution_id
-
-
-class SigningKeyMissing(RunbookdError):
-    """Outside dev, links and web sessions need RUNBOOKD_LINK_SECRET."""
-
-    status_code = 503
-    code = "not_configured"
-
-
-def derived_key(settings: Settings, purpose: str) -> bytes:
-    """A key for one purpose, derived from RUNBOOKD_LINK_SECRET (or a dev process key)."""
-    if settings.link_secret is not None:
-        secret = settings.link_secret.get_secret_value().encode()
-    elif settings.env == "dev":
-        if "root" not in _dev_keys:
-            _dev_keys["root"] = secrets.token_bytes(32)
-            log.warning("RUNBOOKD_LINK_SECRET is not set: approval links and web sessions are "
-                        "signed with a per-process key and stop working after a restart")
-        secret = _dev_keys["root"]
-    else:
-        raise SigningKeyMissing("RUNBOOKD_LINK_SECRET is not set: approval links and web "
-                                "sign-in are disabled")
-    # Separate keys per purpose, so a session MAC can never pass as a link MAC.
-    return hmac.new(secret, f"runbookd:{purpose}:v1".encode(), hashlib.sha256).digest()
 
 
 def _mac(key: bytes, link: ApprovalLink) -> bytes:

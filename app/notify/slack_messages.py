@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from app.actions.outbound import OutboundHttp
 from app.notify.transport import failure, post_json, short_text
+from app.outbound import OutboundHttp
 
 SERVICE = "Slack"
 MessageKind = Literal["approval_request", "started", "succeeded", "failed", "needs_attention",

@@ -22,7 +22,6 @@ from starlette.background import BackgroundTask
 
 from app.db import session_scope
 from app.engine.approvals import ApprovalOutcome, decide
-from app.engine.events import record_event
 from app.engine.transitions import lock_execution
 from app.errors import (
     BadRequest,
@@ -32,9 +31,10 @@ from app.errors import (
     PayloadTooLarge,
     Unauthenticated,
 )
+from app.events import record_event
 from app.identity import Identity
-from app.notify.slack import escape, parse_button_value
-from app.web.session import directory
+from app.identity.deps import identity_store
+from app.notify.slack_messages import escape, parse_button_value
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ async def _act(request: Request, payload: dict[str, Any], action: dict[str, Any]
     except ValueError:
         return _ephemeral("This button does not name a runbookd step.")
     name = request.app.state.settings.slack_users.get(user_id)
-    identity = directory(request.app).by_name(name) if name else None
+    identity = identity_store(request).by_name(name) if name else None
     if identity is None:
         await _audit(request, "slack.unknown_user",
                      f"Slack user {user_id[:32]} is not mapped to a runbookd identity",

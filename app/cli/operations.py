@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
     def cancel(execution_id: int, reason: str = "", token: Token = None) -> None:
         """Cancel an active execution."""
         from app.db import session_scope
-        from app.engine.service import cancel_execution
+        from app.engine.executions import cancel_execution
 
         async def work(settings: Settings, factory: Any) -> str:
             actor = _identity(settings, token).name if token else _cli_actor()
@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
     @app.command("demo-registry")
     def demo_registry(quiet: bool = False) -> None:
         """Create the demo model registry (demo-model v1 and v2, champion on v2); re-runnable."""
-        from app.actions.model_registry import create_demo_registry
+        from app.actions.embedded_registry import create_demo_registry
 
         path = get_settings().registry_dir
         create_demo_registry(path)
@@ -231,7 +231,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker() -> None:
         """Run only the executor worker and the notification sender (no HTTP)."""
-        from app.worker_process import run_worker
+        from app.cli.worker_process import run_worker
 
         asyncio.run(run_worker(get_settings()))
 

@@ -8,7 +8,7 @@ import logging
 import signal
 
 from app.config import Settings
-from app.runtime import running
+from app.lifecycle import running
 
 log = logging.getLogger("runbookd")
 

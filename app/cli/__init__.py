@@ -91,8 +91,8 @@ def token_create(
 
 
 def _register_subcommands() -> None:
-    from app.catalog.commands import register as register_catalog
-    from app.commands import register as register_operations
+    from app.cli.catalog import register as register_catalog
+    from app.cli.operations import register as register_operations
 
     register_catalog(app)
     register_operations(app)

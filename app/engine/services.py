@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.actions.outbound import OutboundHttp
 from app.actions.registry import ActionRegistry
 from app.catalog.loader import LoadedRunbook
 from app.config import Settings
@@ -15,6 +14,7 @@ from app.engine.executor import Executor
 from app.engine.runbooks import RunbookVersions
 from app.engine.worker import Worker
 from app.errors import NotFound
+from app.outbound import OutboundHttp
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""Bounded HTTP reads for the actions that check artifacts: a streamed digest, a small body.
+
+Shared by `artifact.verify` and the MLflow actions; every request goes through the
+allow-listed client in the action context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+from app.actions._support import outbound_failure
+from app.actions.base import ActionContext, ActionFailed
+from app.actions.checksums import CHUNK, MAX_MANIFEST_BYTES, Digest
+
+
+def display(url: str) -> str:
+    """A URL without its query string, for messages (a query may carry a token)."""
+    return str(httpx.URL(url).copy_with(query=None, fragment=None))
+
+
+async def stream_digest(ctx: ActionContext, url: str, *, doing: str,
+                        headers: dict[str, str] | None = None) -> Digest | None:
+    """sha256 and size of an HTTP resource, streamed; None when it answers 404."""
+    try:
+        async with ctx.http.stream("GET", url, headers=headers) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise ActionFailed(f"{doing}: GET {display(url)} answered "
+                                   f"{response.status_code}, expected 200")
+            digest = hashlib.sha256()
+            size = 0
+            async for chunk in response.aiter_bytes(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            return Digest(digest.hexdigest(), size)
+    except ActionFailed:
+        raise
+    except Exception as exc:
+        raise outbound_failure(exc, url=url, doing=doing) from exc
+
+
+async def fetch_small(ctx: ActionContext, url: str, *, doing: str,
+                      headers: dict[str, str] | None = None,
+                      limit: int = MAX_MANIFEST_BYTES) -> bytes | None:
+    """The body of a small HTTP resource (a manifest); None on 404; refuses more than `limit`."""
+    try:
+        async with ctx.http.stream("GET", url, headers=headers) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise ActionFailed(f"{doing}: GET {display(url)} answered "
+                                   f"{response.status_code}, expected 200")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise ActionFailed(f"{doing}: {display(url)} is larger than {limit} bytes")
+            return bytes(body)
+    except ActionFailed:
+        raise
+    except Exception as exc:
+        raise outbound_failure(exc, url=url, doing=doing) from exc
