@@ -21,10 +21,9 @@ import pytest
 from app.engine.models import Execution, ExecutionAlert
 from app.intake.models import Alert, Delivery
 from tests.conftest import WEBHOOK_TOKEN
-from tests.e2e.conftest import select_all
-from tests.integration.engine_helpers import fetch
 from tests.support.alertmanager import now_utc, run_alertmanager
 from tests.support.binaries import need_binary
+from tests.support.db import all_rows
 from tests.support.net import RunningServer
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +40,7 @@ async def wait_deliveries(db_url: str, count: int, *, timeout: float,
     """Poll runbookd's database until it holds `count` deliveries."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = await fetch(db_url, Delivery)
+        rows = await all_rows(db_url, Delivery)
         if len(rows) >= count:
             return rows
         if time.monotonic() > deadline:
@@ -84,8 +83,8 @@ async def test_alertmanager_firing_then_resolved_are_each_stored_once(
 
 
     assert all(d.source == "alertmanager" and d.receiver == "runbookd" for d in
-               await fetch(db_url, Delivery))
-    alerts = {a.labels["model"]: a for a in await fetch(db_url, Alert)}
+               await all_rows(db_url, Delivery))
+    alerts = {a.labels["model"]: a for a in await all_rows(db_url, Alert)}
     assert sorted(alerts) == ["model-a", "model-b"], "a redelivery created a second alert row"
     a, b = alerts["model-a"], alerts["model-b"]
     assert (a.status, b.status) == ("resolved", "firing")
@@ -96,7 +95,7 @@ async def test_alertmanager_firing_then_resolved_are_each_stored_once(
     assert b.last_delivery_id == second.id, "B's redelivery must not touch its row"
 
     # Exactly one execution per alert: the redeliveries started nothing.
-    links = await select_all(db_url, ExecutionAlert)
+    links = await all_rows(db_url, ExecutionAlert)
     assert sorted(link.alert_id for link in links) == sorted([a.id, b.id])
-    assert len(await fetch(db_url, Execution)) == 2
+    assert len(await all_rows(db_url, Execution)) == 2
     assert time.monotonic() - started < 30

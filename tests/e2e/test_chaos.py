@@ -25,7 +25,7 @@ import pytest
 from app.engine.models import Execution, ExecutionAlert, StepRun
 from app.intake.models import Alert
 from tests.conftest import WEBHOOK_TOKEN, auth
-from tests.e2e.conftest import select_all
+from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.procs import RunbookdProcess, runbookd_env
@@ -96,7 +96,7 @@ def chaos_proc(tmp_path: Path, db_url: str, tokens: dict[str, str], tokens_file:
 async def wait_settled(db_url: str, timeout: float) -> list[Execution]:
     deadline = time.monotonic() + timeout
     while True:
-        rows = await select_all(db_url, Execution)
+        rows = await all_rows(db_url, Execution)
         if all(r.status in SETTLED for r in rows):
             return rows
         assert time.monotonic() < deadline, (
@@ -140,7 +140,7 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
                                  "WriteError"}, load.answers
 
     # Acknowledged means stored, across 20 crashes.
-    alerts = await select_all(db_url, Alert)
+    alerts = await all_rows(db_url, Alert)
     stored = collections.Counter(a.fingerprint for a in alerts)
     assert not load.acknowledged - set(stored), (
         f"{len(load.acknowledged - set(stored))} acknowledged alerts were lost")
@@ -148,7 +148,7 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
 
     # One execution per alert, though acknowledged alerts kept being redelivered.
     assert load.redelivered > 0
-    links = await select_all(db_url, ExecutionAlert)
+    links = await all_rows(db_url, ExecutionAlert)
     per_alert = collections.Counter(link.alert_id for link in links)
     assert len(per_alert) == len(alerts) and max(per_alert.values()) == 1, (
         "an alert without exactly one execution")
@@ -159,7 +159,7 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
     lines = collections.Counter(marks.read_text().splitlines())
     repeated = [line for line, n in lines.items() if n > 1]
     assert not repeated, f"steps ran twice: {repeated[:5]}"
-    runs = await select_all(db_url, StepRun)
+    runs = await all_rows(db_url, StepRun)
     by_execution = collections.defaultdict(list)
     for run in runs:
         by_execution[run.execution_id].append(run)

@@ -29,7 +29,7 @@ from app.engine.models import Execution, ExecutionAlert
 from app.intake.models import Alert, Delivery
 from app.main import create_app
 from tests.conftest import WEBHOOK_TOKEN, auth
-from tests.e2e.conftest import select_all
+from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.net import RunningServer, TcpProxy, serve_app
 from tests.support.payloads import am_alert, am_body, go_json
@@ -92,10 +92,10 @@ async def post(http: httpx.AsyncClient, fingerprint: str) -> httpx.Response:
 async def assert_consistent(pg_url: str) -> dict[str, Alert]:
     """Nothing half-stored: every alert came with its delivery and its execution, and every
     delivery's counts match the rows it wrote. Returns the alerts by fingerprint."""
-    alerts = await select_all(pg_url, Alert)
-    deliveries = {d.id: d for d in await select_all(pg_url, Delivery)}
-    links = await select_all(pg_url, ExecutionAlert)
-    executions = {e.id for e in await select_all(pg_url, Execution)}
+    alerts = await all_rows(pg_url, Alert)
+    deliveries = {d.id: d for d in await all_rows(pg_url, Delivery)}
+    links = await all_rows(pg_url, ExecutionAlert)
+    executions = {e.id for e in await all_rows(pg_url, Execution)}
     by_delivery = collections.Counter(a.last_delivery_id for a in alerts)
     assert all(a.last_delivery_id in deliveries for a in alerts), "an alert without its delivery"
     for delivery in deliveries.values():
@@ -122,7 +122,7 @@ async def wait_until_ready(http: httpx.AsyncClient, timeout: float) -> float:
 async def wait_all_succeeded(pg_url: str, count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        rows = await select_all(pg_url, Execution)
+        rows = await all_rows(pg_url, Execution)
         tally = collections.Counter(r.status for r in rows)
         if len(rows) == count and tally["succeeded"] == count:
             return

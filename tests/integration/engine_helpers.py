@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 
 from app.config import Settings
-from app.db import make_engine, make_session_factory
 from app.engine.models import Approval, Execution, StepRun
 from app.events import Event
 from app.main import create_app
 from app.notify.models import Notification
 from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.db import all_rows
 from tests.support.engine_catalog import write_catalog
 from tests.support.net import RunningServer, serve_app
 from tests.support.payloads import am_alert, am_body, go_json
@@ -59,22 +58,24 @@ class Rig:
         return await self.post(f"/api/v1/executions/{execution_id}/steps/{step}/approve", who,
                                {"comment": comment})
 
+    async def rows(self, model: type, *where: Any, order_by: Any = None) -> list[Any]:
+        """Every row of `model` in this runbookd's database: see `all_rows`."""
+        return await all_rows(self.db_url, model, *where, order_by=order_by)
+
     async def executions(self) -> list[Execution]:
-        return await fetch(self.db_url, Execution)
+        return await self.rows(Execution)
 
     async def steps(self, execution_id: int | None = None) -> list[StepRun]:
-        rows = await fetch(self.db_url, StepRun)
-        return [r for r in rows if execution_id is None or r.execution_id == execution_id]
+        return await self.rows(StepRun, *_of(StepRun, execution_id))
 
     async def events(self, execution_id: int | None = None) -> list[Event]:
-        rows = await fetch(self.db_url, Event)
-        return [r for r in rows if execution_id is None or r.execution_id == execution_id]
+        return await self.rows(Event, *_of(Event, execution_id))
 
     async def approvals(self) -> list[Approval]:
-        return await fetch(self.db_url, Approval)
+        return await self.rows(Approval)
 
     async def notifications(self) -> list[Notification]:
-        return await fetch(self.db_url, Notification)
+        return await self.rows(Notification)
 
     async def wait_for(self, predicate: Callable[[list[Execution]], bool], *,
                        timeout: float = 15.0) -> list[Execution]:
@@ -95,13 +96,9 @@ class Rig:
         return next(e for e in rows if e.id == execution_id)
 
 
-async def fetch(db_url: str, model: type) -> list[Any]:
-    engine = make_engine(db_url)
-    try:
-        async with make_session_factory(engine)() as session:
-            return list((await session.execute(select(model).order_by(model.id))).scalars())
-    finally:
-        await engine.dispose()
+def _of(model: type, execution_id: int | None) -> tuple[Any, ...]:
+    """The filter to one execution's rows, or none."""
+    return () if execution_id is None else (model.execution_id == execution_id,)
 
 
 @contextlib.asynccontextmanager

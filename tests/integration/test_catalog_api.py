@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from app.catalog.models import RunbookVersion
 from app.catalog.service import CatalogHolder
@@ -25,6 +24,7 @@ from tests.support.catalog_fixtures import (
     runbook_text,
     write_catalog,
 )
+from tests.support.db import all_rows
 from tests.support.net import serve_app
 from tests.support.payloads import am_alert, am_body
 
@@ -42,15 +42,6 @@ async def api(make_settings, tokens, paths) -> AsyncIterator[httpx.AsyncClient]:
     async with serve_app(create_app(settings)) as running, \
             httpx.AsyncClient(base_url=running.url, timeout=30) as http:
         yield http
-
-
-async def db_rows(db_url: str, model: type, *order) -> list:
-    engine = make_engine(db_url)
-    try:
-        async with make_session_factory(engine)() as session:
-            return list((await session.execute(select(model).order_by(*order))).scalars())
-    finally:
-        await engine.dispose()
 
 
 async def gauge(http: httpx.AsyncClient, name: str) -> float:
@@ -96,7 +87,7 @@ async def test_reload_good_bad_and_fixed(api, tokens, paths, db_url):
 
     versions = (await api.get("/api/v1/runbooks/drift/versions", headers=viewer)).json()
     assert [(v["version"], v["current"]) for v in versions] == [(v2, True), (v1, False)]
-    stored = await db_rows(db_url, RunbookVersion, RunbookVersion.loaded_at)
+    stored = await all_rows(db_url, RunbookVersion, order_by=RunbookVersion.loaded_at)
     assert [(r.runbook_id, r.version) for r in stored] == [("drift", v1), ("drift", v2)]
     assert stored[1].content["steps"][0]["title"] == "Check the drift again"
 
@@ -104,7 +95,7 @@ async def test_reload_good_bad_and_fixed(api, tokens, paths, db_url):
     again = await api.post("/-/reload", headers=admin)
     assert again.json()["new_versions"] == []
 
-    events = [e for e in await db_rows(db_url, Event, Event.id) if e.kind == "config.reload"]
+    events = [e for e in await all_rows(db_url, Event) if e.kind == "config.reload"]
     assert [(e.entity, e.data["ok"]) for e in events] == [
         ("catalog", True), ("catalog", False), ("catalog", True), ("catalog", True)]
     assert events[0].actor == "system:startup" and events[1].actor == "root"
@@ -204,6 +195,6 @@ async def test_replicas_reloading_at_once_store_each_version_once(paths, db_url)
         assert len({c.runbooks["drift"].version for c in loaded}) == 1
     finally:
         await engine.dispose()
-    stored = await db_rows(db_url, RunbookVersion, RunbookVersion.version)
+    stored = await all_rows(db_url, RunbookVersion, order_by=RunbookVersion.version)
     assert [(r.runbook_id, r.version) for r in stored] == [
         ("drift", loaded[0].runbooks["drift"].version)]

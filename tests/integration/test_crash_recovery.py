@@ -10,7 +10,7 @@ import pytest
 
 from app.engine.models import Execution, StepRun
 from tests.conftest import WEBHOOK_TOKEN, auth
-from tests.integration.engine_helpers import fetch
+from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.procs import RunbookdProcess, runbookd_env
@@ -26,7 +26,7 @@ async def _wait_for_lines(path, count: int, timeout: float = 20) -> None:
 
 async def _wait_execution(db_url: str, status: str, timeout: float = 30) -> Execution:
     for _ in range(int(timeout * 10)):
-        rows = await fetch(db_url, Execution)
+        rows = await all_rows(db_url, Execution)
         if rows and rows[0].status == status:
             return rows[0]
         await asyncio.sleep(0.1)
@@ -69,7 +69,7 @@ async def test_kill_9_during_a_non_idempotent_step_needs_a_human(crash_rig, db_u
         await proc.start()
         execution = await _wait_execution(db_url, "needs_attention")
         await asyncio.sleep(1)  # give a wrong re-run the chance to happen
-        [run] = await fetch(db_url, StepRun)
+        [run] = await all_rows(db_url, StepRun)
         assert run.status == "interrupted"
         assert marks.read_text().count("\n") == 1, "the step ran again after the crash"
         assert "not idempotent" in execution.status_reason
@@ -93,7 +93,7 @@ async def test_kill_9_during_an_idempotent_step_retries_it(crash_rig, db_url):
         proc.kill9()
         await proc.start()
         await _wait_execution(db_url, "succeeded")
-        [run] = await fetch(db_url, StepRun)
+        [run] = await all_rows(db_url, StepRun)
         assert run.status == "succeeded"
         assert marks.read_text().count("\n") == 2
     finally:

@@ -13,8 +13,9 @@ from sqlalchemy import update
 from app.db import make_engine
 from app.engine.models import Execution
 from tests.conftest import auth
-from tests.integration.engine_helpers import fetch, rig
+from tests.integration.engine_helpers import rig
 from tests.support.binaries import need_binary
+from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.procs import RUNBOOKD
 
@@ -211,7 +212,7 @@ async def test_retention_keeps_active_and_whole_chains(tmp_path, make_settings, 
                            .values(finished_at=long_ago))
     removed = await prune_all(make_session_factory(engine), days=30)
     await engine.dispose()
-    rows = await fetch(db_url, Execution)
+    rows = await all_rows(db_url, Execution)
     events = await r.events()
     assert removed > 0
     assert [e.id for e in rows] == [2, 3]  # the active one stays, however old

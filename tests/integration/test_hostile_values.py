@@ -8,7 +8,7 @@ import json
 
 from app.intake.models import Alert
 from tests.conftest import WEBHOOK_TOKEN, auth
-from tests.integration.engine_helpers import fetch
+from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body
 
 
@@ -19,7 +19,7 @@ async def test_nul_in_an_alert_is_stored_as_a_replacement_character(client, db_u
         "/webhooks/alertmanager", content=json.dumps(am_body(alert, receiver="r\x00")),
         headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
     assert response.status_code == 200, response.text
-    [stored] = await fetch(db_url, Alert)
+    [stored] = await all_rows(db_url, Alert)
     assert stored.labels == {"alertname": "Bad\ufffdLabel", "model": "m\ufffd"}
     assert stored.annotations["summary"] == "a\ufffdb"
 

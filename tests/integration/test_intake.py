@@ -8,12 +8,11 @@ import json
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select
 
-from app.db import make_engine, make_session_factory
 from app.intake.models import Alert, Delivery
 from app.main import create_app
 from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.db import all_rows
 from tests.support.net import serve_app
 from tests.support.payloads import (
     am_alert,
@@ -32,15 +31,6 @@ async def post_am(client: httpx.AsyncClient, body: dict, **kw) -> httpx.Response
                              headers=kw.pop("headers", AM_HEADERS), **kw)
 
 
-async def rows(db_url: str, model: type) -> list:
-    engine = make_engine(db_url)
-    try:
-        async with make_session_factory(engine)() as session:
-            return list((await session.execute(select(model).order_by(model.id))).scalars())
-    finally:
-        await engine.dispose()
-
-
 async def test_firing_then_resolved_is_one_alert_with_a_status_change(client, db_url):
     first = await post_am(client, am_body(am_alert()))
     assert first.status_code == 200
@@ -50,7 +40,7 @@ async def test_firing_then_resolved_is_one_alert_with_a_status_change(client, db
     second = await post_am(client, am_body(resolved))
     assert second.json()["alerts"]["changed"] == 1
 
-    alerts = await rows(db_url, Alert)
+    alerts = await all_rows(db_url, Alert)
     assert len(alerts) == 1
     assert alerts[0].status == "resolved"
     assert alerts[0].ends_at.isoformat() == "2026-11-26T06:10:00+00:00"
@@ -62,8 +52,8 @@ async def test_redelivery_adds_nothing(client, db_url):
     body = am_body(am_alert("1111111111111111"), am_alert("2222222222222222"))
     for _ in range(3):
         assert (await post_am(client, body)).status_code == 200
-    alerts = await rows(db_url, Alert)
-    deliveries = await rows(db_url, Delivery)
+    alerts = await all_rows(db_url, Alert)
+    deliveries = await all_rows(db_url, Delivery)
     assert len(alerts) == 2
     assert [d.alerts_new for d in deliveries] == [2, 0, 0]
     assert [d.alerts_duplicate for d in deliveries] == [0, 2, 2]
@@ -73,7 +63,7 @@ async def test_stale_firing_after_resolved_does_not_reopen(client, db_url):
     await post_am(client, am_body(am_alert(status="resolved", ends_at="2026-11-26T06:10:00Z")))
     late = await post_am(client, am_body(am_alert()))
     assert late.json()["alerts"]["duplicate"] == 1
-    [alert] = await rows(db_url, Alert)
+    [alert] = await all_rows(db_url, Alert)
     assert alert.status == "resolved"
 
 
@@ -81,13 +71,13 @@ async def test_a_new_starts_at_is_a_new_occurrence(client, db_url):
     await post_am(client, am_body(am_alert(status="resolved", ends_at="2026-11-26T06:10:00Z")))
     refire = await post_am(client, am_body(am_alert(starts_at="2026-11-26T07:00:00Z")))
     assert refire.json()["alerts"]["new"] == 1
-    assert [a.status for a in await rows(db_url, Alert)] == ["resolved", "firing"]
+    assert [a.status for a in await all_rows(db_url, Alert)] == ["resolved", "firing"]
 
 
 async def test_truncated_group_is_recorded(client, db_url):
     response = await post_am(client, am_body(am_alert(), truncated=7))
     assert response.json()["truncated_alerts"] == 7
-    [delivery] = await rows(db_url, Delivery)
+    [delivery] = await all_rows(db_url, Delivery)
     assert delivery.truncated_alerts == 7
     assert delivery.group_key == '{}:{alertname="ModelDrift"}'
 
@@ -103,8 +93,8 @@ async def test_concurrent_deliveries_are_all_stored(client, db_url):
     bodies = [am_body(am_alert(f"{i:016x}")) for i in range(120)]
     answers = await asyncio.gather(*(post_am(client, b) for b in bodies))
     assert all(a.status_code == 200 for a in answers)
-    assert len(await rows(db_url, Alert)) == 120
-    assert sum(d.alerts_new for d in await rows(db_url, Delivery)) == 120
+    assert len(await all_rows(db_url, Alert)) == 120
+    assert sum(d.alerts_new for d in await all_rows(db_url, Delivery)) == 120
 
 
 async def test_ha_pair_sending_the_same_group_at_once_stores_it_once(client, db_url):
@@ -112,7 +102,7 @@ async def test_ha_pair_sending_the_same_group_at_once_stores_it_once(client, db_
     answers = await asyncio.gather(*(post_am(client, body) for _ in range(20)))
     assert all(a.status_code == 200 for a in answers)
     assert sum(a.json()["alerts"]["new"] for a in answers) == 1
-    assert len(await rows(db_url, Alert)) == 1
+    assert len(await all_rows(db_url, Alert)) == 1
 
 
 @pytest.mark.parametrize(("headers", "scheme"), [
@@ -130,7 +120,7 @@ async def test_bad_credentials_get_401_with_challenge_and_store_nothing(
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith(scheme)
     assert WEBHOOK_TOKEN not in response.text
-    assert await rows(db_url, Alert) == []
+    assert await all_rows(db_url, Alert) == []
 
 
 async def test_basic_auth(make_settings, tokens, db_url):
@@ -149,7 +139,7 @@ async def test_malformed_json_is_400(client, db_url):
                                  headers=AM_HEADERS)
     assert response.status_code == 400
     assert "malformed JSON" in response.json()["error"]["message"]
-    assert await rows(db_url, Delivery) == []
+    assert await all_rows(db_url, Delivery) == []
 
 
 async def test_schema_error_is_422_naming_the_field(client, db_url):
@@ -162,7 +152,7 @@ async def test_schema_error_is_422_naming_the_field(client, db_url):
     fields = {d["field"] for d in error["details"]}
     assert {"alerts.0.fingerprint", "alerts.0.startsAt"} <= fields
     assert "alerts.0.fingerprint" in error["message"]
-    assert await rows(db_url, Alert) == []
+    assert await all_rows(db_url, Alert) == []
 
 
 async def test_wrong_content_type_is_415(client):
@@ -222,11 +212,11 @@ async def test_pagerduty_signature_rotation_and_dedup(make_settings, tokens, db_
                            "wh-3")).status_code == 401
         assert (await send(body, "", "wh-4")).status_code == 401
 
-    [alert] = await rows(db_url, Alert)
+    [alert] = await all_rows(db_url, Alert)
     assert alert.source == "pagerduty"
     assert alert.fingerprint == "PGR0VU2"
     assert alert.status == "firing"
-    assert len(await rows(db_url, Delivery)) == 1
+    assert len(await all_rows(db_url, Delivery)) == 1
 
 
 async def test_pagerduty_lifecycle_orders_by_occurred_at(make_settings, tokens, db_url):
@@ -247,9 +237,9 @@ async def test_pagerduty_lifecycle_orders_by_occurred_at(make_settings, tokens, 
                 "Content-Type": "application/json",
                 "X-PagerDuty-Signature": pd_signature(raw, secret)})
             assert response.status_code == 200
-            statuses.append((await rows(db_url, Alert))[0].status)
+            statuses.append((await all_rows(db_url, Alert))[0].status)
     assert statuses == ["firing", "resolved", "resolved", "resolved", "firing"]
-    deliveries = await rows(db_url, Delivery)
+    deliveries = await all_rows(db_url, Delivery)
     assert [d.event_type for d in deliveries][3] == "incident.annotated"
     assert deliveries[3].alerts_total == 0
 
@@ -273,7 +263,7 @@ async def test_grafana_with_and_without_signature(make_settings, tokens, db_url)
         missing = await http.post("/webhooks/grafana", content=raw, headers=headers)
     assert ok.status_code == 200, ok.text
     assert (bad.status_code, missing.status_code) == (401, 401)
-    [alert] = await rows(db_url, Alert)
+    [alert] = await all_rows(db_url, Alert)
     assert (alert.source, alert.alertname) == ("grafana", "LatencyHigh")
 
 

@@ -54,11 +54,6 @@ def path_of(url):
     return "/approve/" + url.rsplit("/", 1)[1]
 
 
-async def link_rows(r):
-    async with session_scope(r.server.app.state.session_factory) as session:
-        return list((await session.execute(select(ApprovalLink))).scalars())
-
-
 async def test_role_link_get_changes_nothing_then_sign_in_and_approve(make_rig, tokens,
                                                                       tmp_path):
     out = tmp_path / "rollback.txt"
@@ -79,7 +74,7 @@ async def test_role_link_get_changes_nothing_then_sign_in_and_approve(make_rig, 
         assert "fraud-v3" in page.text and "Nobody has approved yet" in page.text
         assert page.headers["referrer-policy"] == "same-origin"
         assert len(await r.events()) == events_before
-        [link] = await link_rows(r)
+        [link] = await r.rows(ApprovalLink)
         assert link.used_at is None and await r.approvals() == []
 
         async with browser(r.server.url) as web:
@@ -101,7 +96,7 @@ async def test_role_link_get_changes_nothing_then_sign_in_and_approve(make_rig, 
             assert f'href="/executions/{ex.id}"' in again.text  # others decide there
             assert (await web.get(path)).status_code == 410
         [approval] = await r.approvals()
-        [link] = await link_rows(r)
+        [link] = await r.rows(ApprovalLink)
         kinds = [e.kind for e in await r.events(ex.id)]
     assert (approval.identity, approval.channel, approval.comment) == ("bob", "link", "via link")
     assert approval.step_hash == link.step_hash
@@ -133,7 +128,7 @@ async def test_role_link_rejects_viewer_and_requester_and_leaves_the_link_unused
             answer = await anonymous.post(path, data={"decision": "approve",
                                                       "csrf_token": csrf_of(page.text)})
             assert answer.status_code == 401 and "sign in" in answer.text
-        [link] = await link_rows(r)
+        [link] = await r.rows(ApprovalLink)
     assert link.used_at is None
     assert await r.approvals() == []
 
@@ -262,12 +257,10 @@ async def test_link_maker_for_the_sender(make_rig, make_settings):
         app = r.server.app
         maker = make_link_maker(app.state.settings, app.state.session_factory,
                                 app.state.engine.runbooks)
-        async with session_scope(app.state.session_factory) as session:
-            [row] = (await session.execute(select(Notification).where(
-                Notification.kind == "approval_request"))).scalars().all()
+        [row] = await r.rows(Notification, Notification.kind == "approval_request")
         first, second = await maker(row), await maker(row)
         assert first == second and first.startswith(f"{app.state.settings.public_url}/approve/")
-        [link] = await link_rows(r)
+        [link] = await r.rows(ApprovalLink)
         assert link.intended == "role:approver" and link.execution_id == ex.id
         page = await r.http.get(path_of(first))
         assert page.status_code == 200

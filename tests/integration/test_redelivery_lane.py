@@ -22,6 +22,7 @@ from app.intake.redelivery import Declined, RedeliveryLane, open_lane
 from app.intake.schemas import AlertmanagerWebhook
 from app.intake.service import ingest_batch
 from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body, go_json
 
 
@@ -51,11 +52,6 @@ async def store_full(engine: AsyncEngine, *envelopes: Envelope) -> None:
         await ingest_batch(session, list(envelopes))
 
 
-async def deliveries(engine: AsyncEngine) -> list[Delivery]:
-    async with make_session_factory(engine)() as session:
-        return list((await session.execute(select(Delivery).order_by(Delivery.id))).scalars())
-
-
 @pytest.mark.parametrize("chunk", [fastpath.CHUNK, 2])
 async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
         engine, lane, chunk, monkeypatch):
@@ -68,7 +64,7 @@ async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
 
     assert isinstance(results, list)
     assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(2, 0, 0, 2)] * 5
-    stored = await deliveries(engine)
+    stored = await all_rows(engine, Delivery)
     assert [d.id for d in stored[1:]] == [r.delivery_id for r in results]
     # Each id belongs to its own request's row, in order.
     assert [d.receiver for d in stored[1:]] == [f"r{i}" for i in range(5)]
@@ -92,11 +88,11 @@ async def test_a_stale_firing_after_the_resolve_is_a_duplicate(engine, lane):
 ])
 async def test_anything_that_changes_an_alert_is_declined_unwritten(engine, lane, incoming):
     await store_full(engine, envelope(am_alert("cc01")))
-    before = len(await deliveries(engine))
+    before = len(await all_rows(engine, Delivery))
     # One redelivery and one change in the same batch: the whole batch takes the full path.
     declined = await lane.store([envelope(am_alert("cc01")), envelope(*incoming)])
     assert isinstance(declined, Declined)
-    assert len(await deliveries(engine)) == before
+    assert len(await all_rows(engine, Delivery)) == before
     # What it read is handed to the full path, which need not read it again.
     assert declined.states is not None
     assert {fp for _, fp, _ in declined.states} == {"cc01"}
@@ -114,11 +110,11 @@ async def test_a_value_the_database_refuses_is_left_to_the_full_path(pg_url):
     lane = open_lane(engine)
     assert lane is not None
     await store_full(engine, envelope(am_alert("ee01")))
-    before = len(await deliveries(engine))
+    before = len(await all_rows(engine, Delivery))
     try:
         declined = await lane.store([envelope(am_alert("ee01"), receiver="r" * 300)])
         assert declined == Declined()  # the error comes after the read: the full path rereads
-        assert len(await deliveries(engine)) == before
+        assert len(await all_rows(engine, Delivery)) == before
     finally:
         await lane.close()
         await engine.dispose()
@@ -173,7 +169,7 @@ async def test_the_full_path_splits_statements_too(engine, monkeypatch):
     async with session_scope(make_session_factory(engine)) as session:
         results = await ingest_batch(session, batch)
     assert [r.new for r in results] == [2] * 5
-    stored = await deliveries(engine)
+    stored = await all_rows(engine, Delivery)
     assert [(d.id, d.receiver) for d in stored] == [
         (r.delivery_id, f"r{i}") for i, r in enumerate(results)]
     # And the same batch again is five redeliveries, read back across chunks.

@@ -11,7 +11,7 @@ import pytest
 
 from app.engine.models import Execution
 from tests.conftest import WEBHOOK_TOKEN, auth
-from tests.integration.engine_helpers import fetch
+from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.procs import RunbookdProcess, runbookd_env
@@ -58,7 +58,7 @@ async def _wait_all(db_url: str, status: str | None, count: int,
     """Wait until `count` executions are all `status` (None: all ended or need a human)."""
     settled = {status} if status else {"succeeded", "failed", "needs_attention", "cancelled"}
     for _ in range(int(timeout * 4)):
-        rows = await fetch(db_url, Execution)
+        rows = await all_rows(db_url, Execution)
         if len(rows) == count and all(r.status in settled for r in rows):
             return rows
         await asyncio.sleep(0.25)
@@ -83,7 +83,7 @@ async def test_a_killed_replicas_leases_are_taken_over(replicas, pg_url):
     await _post_alerts([procs[0].url], 200)
     pid = f":{procs[0].proc.pid}:"
     for _ in range(200):  # kill it while it holds leases
-        rows = await fetch(pg_url, Execution)
+        rows = await all_rows(pg_url, Execution)
         if any(r.lease_owner and pid in r.lease_owner for r in rows):
             break
         await asyncio.sleep(0.02)

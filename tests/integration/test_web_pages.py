@@ -7,13 +7,12 @@ import re
 
 import pytest
 import yaml
-from sqlalchemy import select
 
-from app.db import make_engine, make_session_factory
 from app.engine.models import Approval, ApprovalLink, Execution, Guard, StepRun
 from app.events import Event
 from app.identity import hash_token
 from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.web import browser, csrf_of, sign_in, web_rig
@@ -41,20 +40,11 @@ async def awaiting(r, alertname="web"):
     return ex
 
 
-async def rows_of(db_url, model):
-    engine = make_engine(db_url)
-    try:
-        async with make_session_factory(engine)() as session:
-            return list((await session.execute(select(model))).scalars())
-    finally:
-        await engine.dispose()
-
-
 async def snapshot(db_url):
     """Every row a GET could touch, as plain values."""
     out = {}
     for model in (Approval, ApprovalLink, Event, Execution, Guard, StepRun):
-        rows = await rows_of(db_url, model)
+        rows = await all_rows(db_url, model)
         out[model.__name__] = sorted(
             tuple(sorted((k, repr(v)) for k, v in vars(r).items() if not k.startswith("_")))
             for r in rows)
