@@ -135,19 +135,16 @@ def register(app: typer.Typer) -> None:
     def _decide(execution_id: int, step_id: str, decision: str, comment: str,
                 token: str | None) -> None:
         from app.db import session_scope
-        from app.engine.approvals import decide
+        from app.engine.approvals import DecisionRequest, decide
         from app.engine.runbooks import RunbookVersions
-        from app.engine.transitions import lock_execution
 
         async def work(settings: Settings, factory: Any) -> Any:
             identity = _identity(settings, token)
             async with session_scope(factory) as session:
-                execution = await lock_execution(session, execution_id)
-                runbook = await RunbookVersions(lambda: None).get(
-                    session, execution.runbook_id, execution.runbook_version)
-                return await decide(session, execution_id=execution_id, step_id=step_id,
-                                    identity=identity, decision=decision,  # type: ignore[arg-type]
-                                    comment=comment, channel="cli", runbook=runbook)
+                return await decide(session, DecisionRequest(
+                    execution_id=execution_id, step_id=step_id, identity=identity,
+                    decision=decision, channel="cli", comment=comment,  # type: ignore[arg-type]
+                ), runbooks=RunbookVersions(lambda: None))
 
         outcome = _run(work)
         typer.echo(json.dumps(outcome.as_dict()))

@@ -1,11 +1,13 @@
 """Approve or reject a risky step (invariant 3). Every channel (API, Slack, signed link, web,
 CLI) goes through `decide`, so the rules are the same everywhere: roles, quorum, separation of
-duties, the hash of the rendered step, and expiry."""
+duties, the hash of the rendered step, and expiry; `decision_blocker` is the one rule for who
+may decide, which the pages ask too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,16 +17,39 @@ from app.catalog.schema import ApprovalSpec, Runbook
 from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.executions import cancel_open_steps
-from app.engine.models import Approval, StepRun
-from app.engine.transitions import lock_execution, lock_step, transition_execution, transition_step
+from app.engine.models import Approval, Execution, StepRun
+from app.engine.transitions import (
+    lock_execution,
+    remember_locked,
+    transition_execution,
+    transition_step,
+)
 from app.errors import Conflict, Forbidden, NotFound
 from app.events import record_event
 from app.identity import Identity
 
 Decision = Literal["approve", "reject"]
+Channel = Literal["api", "web", "link", "slack", "cli"]
+# Why an identity may not decide on a step: it lacks a role or name the step accepts, or it
+# started the execution itself (separation of duties).
+Blocker = Literal["not_eligible", "initiator"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class DecisionRequest:
+    """One person's decision as a channel received it, and the step hash they were shown."""
+
+    execution_id: int
+    step_id: str
+    identity: Identity
+    decision: Decision
+    channel: Channel
+    comment: str = ""
+    source_addr: str | None = None
+    seen_hash: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApprovalOutcome:
     execution_id: int
     step_id: str
@@ -44,6 +69,19 @@ class ApprovalOutcome:
         }
 
 
+class Admission(Protocol):
+    """A channel's own check, run with the rows locked (a link checks whom it was sent to);
+    it raises to refuse."""
+
+    def __call__(self, execution: Execution, step: StepRun, spec: ApprovalSpec) -> None: ...
+
+
+class RunbookSource(Protocol):
+    """Where the exact runbook version of an execution comes from (RunbookVersions)."""
+
+    async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook: ...
+
+
 def may_approve(identity: Identity, spec: ApprovalSpec) -> bool:
     """Whether an identity counts toward this step's approvals."""
     if identity.name in spec.identities:
@@ -51,7 +89,33 @@ def may_approve(identity: Identity, spec: ApprovalSpec) -> bool:
     return any(identity.has_role(role) for role in spec.roles)
 
 
+def decision_blocker(identity: Identity, *, started_by: str | None,
+                     spec: ApprovalSpec) -> Blocker | None:
+    """Why `identity` may not decide on a step with this spec, or None when it may.
+
+    The one rule for who may decide: `decide` enforces it and the pages ask it."""
+    if not may_approve(identity, spec):
+        return "not_eligible"
+    if started_by is not None and started_by == identity.name:
+        return "initiator"
+    return None
+
+
+async def lock_step_run(session: AsyncSession, execution_id: int, step_id: str) -> StepRun:
+    """The step run of a runbook step, locked; NotFound when it has not been reached yet."""
+    step = (await session.execute(
+        select(StepRun).where(StepRun.execution_id == execution_id, StepRun.step_id == step_id,
+                              StepRun.kind == "step")
+        .with_for_update().execution_options(populate_existing=True)
+    )).scalar_one_or_none()
+    if step is None:
+        raise NotFound(f"execution {execution_id} has no step {step_id!r} waiting or run yet")
+    remember_locked(session, step)
+    return step
+
+
 async def find_step_run(session: AsyncSession, execution_id: int, step_id: str) -> StepRun:
+    """The step run of a runbook step, unlocked (for pages and links that only read)."""
     step = (await session.execute(
         select(StepRun).where(StepRun.execution_id == execution_id, StepRun.step_id == step_id,
                               StepRun.kind == "step")
@@ -73,15 +137,23 @@ async def valid_approvers(session: AsyncSession, step: StepRun) -> set[str]:
 
 
 async def decide(
-    session: AsyncSession, *, execution_id: int, step_id: str, identity: Identity,
-    decision: Decision, comment: str, channel: str, runbook: Runbook,
-    source_addr: str | None = None, expected_hash: str | None = None,
-    on_approved: Any = None,
+    session: AsyncSession, request: DecisionRequest, *, runbooks: RunbookSource,
+    admit: Admission | None = None, on_approved: Callable[[], None] | None = None,
 ) -> ApprovalOutcome:
-    """Record one decision; with quorum the step becomes approved and the execution runnable."""
+    """Record one decision; with quorum the step becomes approved and the execution runnable.
+
+    The one approval path: the API, the web form, links, Slack and the CLI all call it. It
+    locks the execution and the step once, checks every rule, and records the decision and
+    its event in the caller's transaction.
+    """
+    execution_id, step_id, identity = request.execution_id, request.step_id, request.identity
+    decision, comment, source_addr = request.decision, request.comment, request.source_addr
     execution = await lock_execution(session, execution_id)
-    step = await lock_step(session, (await find_step_run(session, execution_id, step_id)).id)
+    runbook = await runbooks.get(session, execution.runbook_id, execution.runbook_version)
+    step = await lock_step_run(session, execution_id, step_id)
     spec = runbook.step(step_id).approvals or ApprovalSpec()
+    if admit is not None:
+        admit(execution, step, spec)
     if execution.status != states.AWAITING_APPROVAL or step.status != states.STEP_AWAITING_APPROVAL:
         current = execution.status if execution.status in states.FINAL_EXECUTION else step.status
         raise Conflict(f"step {step_id} of execution {execution_id} is not awaiting approval "
@@ -92,32 +164,40 @@ async def decide(
         raise Conflict(f"the approval window of step {step_id} closed at "
                        f"{step.approval_expires_at.isoformat(timespec='seconds')}",
                        current_state=states.STEP_EXPIRED)
-    if expected_hash is not None and expected_hash != step.step_hash:
+    if request.seen_hash is not None and request.seen_hash != step.step_hash:
         raise Conflict(f"step {step_id} changed since this approval was requested; "
                        "review it again", current_state=step.status)
-    if not may_approve(identity, spec):
+    blocker = decision_blocker(identity, started_by=execution.started_by, spec=spec)
+    if blocker == "not_eligible":
         who = ", ".join(spec.roles + spec.identities)
         raise Forbidden(f"identity {identity.name!r} may not decide on step {step_id}: "
                         f"it needs one of {who}")
-    if execution.started_by is not None and execution.started_by == identity.name:
+    if blocker == "initiator":
         raise Forbidden(f"identity {identity.name!r} started execution {execution_id} and "
                         "cannot approve its risky steps (separation of duties)")
 
+    def outcome(*, approvals: int, step_status: str, execution_status: str,
+                counted: bool = True) -> ApprovalOutcome:
+        return ApprovalOutcome(execution_id=execution_id, step_id=step_id, decision=decision,
+                               approvals=approvals, required=spec.count,
+                               step_status=step_status, execution_status=execution_status,
+                               counted=counted)
+
     approvers = await valid_approvers(session, step)
     if decision == "approve" and identity.name in approvers:
-        return ApprovalOutcome(execution_id, step_id, decision, len(approvers), spec.count,
-                               step.status, execution.status, counted=False)
+        return outcome(approvals=len(approvers), step_status=step.status,
+                       execution_status=execution.status, counted=False)
 
     session.add(Approval(
         execution_id=execution_id, step_run_id=step.id, identity=identity.name,
-        decision=decision, comment=comment, step_hash=step.step_hash or "", channel=channel,
-        source_addr=source_addr, created_at=now,
+        decision=decision, comment=comment, step_hash=step.step_hash or "",
+        channel=request.channel, source_addr=source_addr, created_at=now,
     ))
     record_event(
         session, kind=f"approval.{decision}", entity="step", actor=identity.name,
         execution_id=execution_id, step_run_id=step.id, step_id=step_id,
         source_addr=source_addr, reason=comment,
-        data={"channel": channel, "step_hash": step.step_hash},
+        data={"channel": request.channel, "step_hash": step.step_hash},
     )
     waited = (now - step.awaiting_since).total_seconds() if step.awaiting_since else None
 
@@ -129,13 +209,13 @@ async def decide(
         await transition_execution(session, execution, states.REJECTED, actor=identity.name,
                                    reason=f"step {step_id} rejected by {identity.name}",
                                    source_addr=source_addr)
-        return ApprovalOutcome(execution_id, step_id, decision, len(approvers), spec.count,
-                               states.STEP_REJECTED, states.REJECTED, counted=True)
+        return outcome(approvals=len(approvers), step_status=states.STEP_REJECTED,
+                       execution_status=states.REJECTED)
 
     approvers.add(identity.name)
     if len(approvers) < spec.count:
-        return ApprovalOutcome(execution_id, step_id, decision, len(approvers), spec.count,
-                               step.status, execution.status, counted=True)
+        return outcome(approvals=len(approvers), step_status=step.status,
+                       execution_status=execution.status)
     await transition_step(session, step, states.STEP_APPROVED, actor=identity.name,
                           reason=f"approved by {', '.join(sorted(approvers))}",
                           next_escalation_at=None)
@@ -145,5 +225,5 @@ async def decide(
         after_commit(session, lambda: metrics.approval_wait.observe(waited))
     if on_approved is not None:
         after_commit(session, on_approved)
-    return ApprovalOutcome(execution_id, step_id, decision, len(approvers), spec.count,
-                           states.STEP_APPROVED, states.PENDING, counted=True)
+    return outcome(approvals=len(approvers), step_status=states.STEP_APPROVED,
+                   execution_status=states.PENDING)

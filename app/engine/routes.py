@@ -11,7 +11,7 @@ from app.catalog.params import ParamError, render_target, validate_manual_params
 from app.catalog.templating import RenderError
 from app.db import SessionDep, after_commit
 from app.engine import states
-from app.engine.approvals import decide
+from app.engine.approvals import DecisionRequest, decide
 from app.engine.executions import cancel_execution, resolve_attention, start_or_attach
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
 from app.engine.schemas import ExecutionOut
@@ -101,12 +101,10 @@ async def _decide(request: Request, session: SessionDep, identity: Identity, exe
                   step_id: str, body: Comment, decision: Literal["approve", "reject"],
                   ) -> DecisionOut:
     engine = _engine(request)
-    execution = await lock_execution(session, execution_id)
-    runbook = await engine.runbooks.get(session, execution.runbook_id, execution.runbook_version)
-    outcome = await decide(session, execution_id=execution_id, step_id=step_id,
-                           identity=identity, decision=decision, comment=body.comment,
-                           channel="api", runbook=runbook, source_addr=_addr(request),
-                           on_approved=engine.wake)
+    outcome = await decide(session, DecisionRequest(
+        execution_id=execution_id, step_id=step_id, identity=identity, decision=decision,
+        channel="api", comment=body.comment, source_addr=_addr(request),
+    ), runbooks=engine.runbooks, on_approved=engine.wake)
     return DecisionOut(**outcome.as_dict())
 
 

@@ -21,8 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.background import BackgroundTask
 
 from app.db import session_scope
-from app.engine.approvals import ApprovalOutcome, decide
-from app.engine.transitions import lock_execution
+from app.engine.approvals import ApprovalOutcome, Decision, DecisionRequest, decide
 from app.errors import (
     BadRequest,
     Conflict,
@@ -186,7 +185,7 @@ async def _act(request: Request, payload: dict[str, Any], action: dict[str, Any]
         return _ephemeral("Forbidden (403): your Slack user is not mapped to a runbookd "
                           "identity, so runbookd cannot take your decision. Ask an admin to "
                           "add you to RUNBOOKD_SLACK_USERS.")
-    decision = str(action["action_id"])
+    decision: Decision = "approve" if action["action_id"] == "approve" else "reject"
     try:
         outcome = await _decide(request, execution_id, step_id, identity, decision,
                                 f"via Slack (user {user_id[:32]})")
@@ -202,16 +201,13 @@ async def _act(request: Request, payload: dict[str, Any], action: dict[str, Any]
 
 
 async def _decide(request: Request, execution_id: int, step_id: str, identity: Identity,
-                  decision: str, comment: str) -> ApprovalOutcome:
+                  decision: Decision, comment: str) -> ApprovalOutcome:
     engine = request.app.state.engine
     async with session_scope(request.app.state.session_factory) as session:
-        execution = await lock_execution(session, execution_id)
-        runbook = await engine.runbooks.get(session, execution.runbook_id,
-                                            execution.runbook_version)
-        return await decide(session, execution_id=execution_id, step_id=step_id,
-                            identity=identity, decision=decision,  # type: ignore[arg-type]
-                            comment=comment, channel="slack", runbook=runbook,
-                            source_addr=_addr(request), on_approved=engine.wake)
+        return await decide(session, DecisionRequest(
+            execution_id=execution_id, step_id=step_id, identity=identity, decision=decision,
+            channel="slack", comment=comment, source_addr=_addr(request),
+        ), runbooks=engine.runbooks, on_approved=engine.wake)
 
 
 def _ephemeral(text: str) -> dict[str, Any]:

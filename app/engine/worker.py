@@ -27,7 +27,7 @@ from app.engine import states
 from app.engine.escalation import process_due_approvals
 from app.engine.executor import Executor
 from app.engine.models import Execution
-from app.errors import Unavailable, is_database_unavailable
+from app.errors import LeaseLost, Unavailable, is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,10 @@ class Worker:
             await self.executor.drive(execution_id)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:
+            # Another replica took the execution over: expected, not an executor error.
+            log.warning("execution %s: lease lost (%s); stopping its driver", execution_id,
+                        exc.message)
         except Exception as exc:
             if is_database_unavailable(exc) or isinstance(exc, Unavailable):
                 log.warning("execution %s: database unavailable; will retry", execution_id)

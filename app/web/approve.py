@@ -20,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.schema import ApprovalSpec
 from app.db import SessionDep
 from app.engine import links, states
-from app.engine.approvals import decide
-from app.engine.models import ApprovalLink, StepRun
-from app.engine.transitions import lock_execution
+from app.engine.approvals import DecisionRequest, decide
+from app.engine.models import ApprovalLink, Execution, StepRun
 from app.errors import Forbidden, LinkStale, NotFound, RunbookdError, Unauthenticated
 from app.history.queries import execution_detail
 from app.identity import Identity
@@ -119,26 +118,30 @@ async def approve_by_link(
     engine = request.app.state.engine
     async with transaction(request) as session:
         link = await links.open_link(session, request.app.state.settings, token, lock=True)
-        execution = await lock_execution(session, link.execution_id)
-        runbook = await engine.runbooks.get(session, execution.runbook_id,
-                                            execution.runbook_version)
         step = await session.get(StepRun, link.step_run_id)
         if step is None:
             raise NotFound("the step of this link no longer exists")
-        spec = runbook.step(step.step_id).approvals or ApprovalSpec()
-        rights = _rights(request, link, execution.started_by, spec)
-        if rights.refuse is not None or rights.acting is None:
-            raise (rights.refuse or Unauthenticated)(rights.why_not)
-        acting = rights.acting
-        outcome = await decide(session, execution_id=execution.id, step_id=step.step_id,
-                               identity=acting, decision=decision, comment=comment,
-                               channel="link", runbook=runbook,
-                               source_addr=client_addr(request),
-                               expected_hash=link.step_hash, on_approved=engine.wake)
+        acting = _acting(request, link)
+        if acting is None:
+            # Nobody to act as: what that means needs neither the execution nor the spec.
+            why = _rights(request, link, None, ApprovalSpec())
+            raise (why.refuse or Unauthenticated)(why.why_not)
+
+        def admit(execution: Execution, _: StepRun, spec: ApprovalSpec) -> None:
+            # The link's own rule, on top of decide's: whom it was sent to.
+            rights = _rights(request, link, execution.started_by, spec)
+            if rights.refuse is not None or rights.acting is None:
+                raise (rights.refuse or Unauthenticated)(rights.why_not)
+
+        outcome = await decide(session, DecisionRequest(
+            execution_id=link.execution_id, step_id=step.step_id,
+            identity=acting, decision=decision, channel="link", comment=comment,
+            source_addr=client_addr(request), seen_hash=link.step_hash,
+        ), runbooks=engine.runbooks, admit=admit, on_approved=engine.wake)
         links.consume(session, link, actor=acting.name, source_addr=client_addr(request),
                       step_id=step.step_id)
     if current_identity(request) is not None:
-        return redirect(f"/executions/{execution.id}#step-{step.step_id}")
+        return redirect(f"/executions/{outcome.execution_id}#step-{step.step_id}")
     return render(request, "approve_result.html", {
         "title": "Decision recorded", "outcome": outcome, "acting": acting,
         "step_title": step.title})

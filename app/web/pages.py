@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.schema import ApprovalSpec, Runbook
 from app.db import session_scope
 from app.durations import format_duration
-from app.engine.approvals import may_approve
+from app.engine import approvals
 from app.errors import (
     Conflict,
     Forbidden,
@@ -176,15 +176,17 @@ def standing_approvers(step: StepOut) -> list[str]:
 
 
 def decision_blocker(me: Identity | None, started_by: str | None, spec: ApprovalSpec) -> str:
-    """Why `me` may not decide on a step with this spec ("" when it may).
+    """Why `me` may not decide on a step with this spec, as the page says it ("" when it may).
 
-    Only for showing or hiding buttons: `decide()` enforces the rules on every POST.
+    The rule is the engine's (`approvals.decision_blocker`); `decide()` enforces it on every
+    POST, and this only shows or hides buttons.
     """
     if me is None:
         return "sign in to decide"
-    if not may_approve(me, spec):
+    blocker = approvals.decision_blocker(me, started_by=started_by, spec=spec)
+    if blocker == "not_eligible":
         return f"needs one of: {', '.join(spec.roles + spec.identities)}"
-    if started_by == me.name:
+    if blocker == "initiator":
         return "you started this execution, so someone else must approve (separation of duties)"
     return ""
 

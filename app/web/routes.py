@@ -20,10 +20,9 @@ from app.catalog.schema import ApprovalSpec, Runbook
 from app.catalog.service import list_versions
 from app.db import SessionDep, after_commit
 from app.engine import links, states
-from app.engine.approvals import decide
+from app.engine.approvals import DecisionRequest, decide
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
 from app.engine.models import Execution, Guard
-from app.engine.transitions import lock_execution
 from app.errors import NotFound
 from app.events import Event, record_event
 from app.history.queries import ExecutionFilter, execution_detail, list_executions
@@ -179,13 +178,11 @@ async def decide_on_page(execution_id: RowId, step_id: str, request: Request,
     verify_csrf(request, csrf_token)
     engine = request.app.state.engine
     async with transaction(request) as session:
-        execution = await lock_execution(session, execution_id)
-        runbook = await engine.runbooks.get(session, execution.runbook_id,
-                                            execution.runbook_version)
-        await decide(session, execution_id=execution_id, step_id=step_id, identity=me,
-                     decision=decision, comment=comment, channel="web", runbook=runbook,
-                     source_addr=client_addr(request), expected_hash=step_hash,
-                     on_approved=engine.wake)
+        await decide(session, DecisionRequest(
+            execution_id=execution_id, step_id=step_id, identity=me, decision=decision,
+            channel="web", comment=comment, source_addr=client_addr(request),
+            seen_hash=step_hash,
+        ), runbooks=engine.runbooks, on_approved=engine.wake)
     return redirect(f"/executions/{execution_id}#step-{step_id}")
 
 
