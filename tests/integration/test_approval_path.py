@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from tests.integration.engine_helpers import rig
 from tests.support.engine_catalog import risky, runbook
+from tests.support.engine_helpers import rig
 
 LOCK = re.compile(r"\bFOR UPDATE\b(?!\s+SKIP LOCKED)")
 

@@ -9,7 +9,7 @@ import httpx
 
 from app.actions.embedded_registry import ModelRegistry, create_demo_registry
 from app.main import create_app
-from tests.integration.engine_helpers import Rig
+from tests.support.engine_helpers import Rig
 from tests.support.net import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.integration.engine_helpers import rig
 from tests.support.engine_catalog import risky, runbook, step
+from tests.support.engine_helpers import rig
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from sqlalchemy import update
 from app.db import make_engine
 from app.engine.models import Execution
 from tests.conftest import auth
-from tests.integration.engine_helpers import rig
 from tests.support.binaries import need_binary
 from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
+from tests.support.engine_helpers import rig
 from tests.support.procs import RUNBOOKD
 
 POSTMORTEM = """# Postmortem: {{ params.model }} ({{ runbook.title }})

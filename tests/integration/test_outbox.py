@@ -14,8 +14,8 @@ from sqlalchemy import update
 
 from app.db import make_engine
 from app.notify.models import Notification
-from tests.integration.engine_helpers import rig
 from tests.support.engine_catalog import risky, runbook
+from tests.support.engine_helpers import rig
 
 ESCALATION = [{"after": "1h", "notify": ["webhook:ops", "pagerduty:ml"]}]
 

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from app.web.routes import install
-from tests.integration.engine_helpers import Rig
 from tests.support.engine_catalog import write_catalog
+from tests.support.engine_helpers import Rig
 from tests.support.net import serve_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
