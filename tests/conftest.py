@@ -21,12 +21,12 @@ from app.config import Settings
 from app.identity import create_token
 from app.main import create_app
 from app.migrate import upgrade
+from tests.support.auth import WEBHOOK_TOKEN
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.net import RunningServer, serve_app
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
-WEBHOOK_TOKEN = "webhook-token-for-tests-0123456789"
 
 
 def _asyncpg_url(url: str) -> str:
@@ -168,10 +168,6 @@ async def server(
 async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         yield http
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import pytest
 
 from app.engine.models import Execution, ExecutionAlert
 from app.intake.models import Alert, Delivery
-from tests.conftest import WEBHOOK_TOKEN
 from tests.support.alertmanager import now_utc, run_alertmanager
+from tests.support.auth import WEBHOOK_TOKEN
 from tests.support.binaries import need_binary
 from tests.support.db import all_rows
 from tests.support.net import RunningServer

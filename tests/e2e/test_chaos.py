@@ -24,7 +24,7 @@ import pytest
 
 from app.engine.models import Execution, ExecutionAlert, StepRun
 from app.intake.models import Alert
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json

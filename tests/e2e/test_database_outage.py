@@ -28,7 +28,7 @@ from app.config import Settings
 from app.engine.models import Execution, ExecutionAlert
 from app.intake.models import Alert, Delivery
 from app.main import create_app
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.net import RunningServer, TcpProxy, serve_app

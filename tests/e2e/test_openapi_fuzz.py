@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.binaries import need_module
 from tests.support.net import RunningServer
 

@@ -38,9 +38,10 @@ import pytest
 from app.actions.mlflow import MlflowSetAlias
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import DATABASES, WEBHOOK_TOKEN, auth
+from tests.conftest import DATABASES
 from tests.support.action_ctx import make_ctx, run_action
 from tests.support.alertmanager import run_alertmanager
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.binaries import need_binary, need_module
 from tests.support.net import free_port, serve_app
 from tests.support.peers import (

@@ -16,7 +16,7 @@ from app.db import make_engine, make_session_factory, session_scope
 from app.engine.guards import set_guard
 from app.events import Event
 from app.main import create_app
-from tests.conftest import auth
+from tests.support.auth import auth
 from tests.support.catalog_fixtures import (
     ACTIONS,
     DRIFT_LABELS,

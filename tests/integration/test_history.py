@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from app.db import make_engine
 from app.engine.models import Execution
-from tests.conftest import auth
+from tests.support.auth import auth
 from tests.support.binaries import need_binary
 from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from app.intake.models import Alert
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body
 

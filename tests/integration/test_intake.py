@@ -11,7 +11,7 @@ import yaml
 
 from app.intake.models import Alert, Delivery
 from app.main import create_app
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.net import serve_app
 from tests.support.payloads import (

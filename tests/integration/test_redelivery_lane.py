@@ -21,7 +21,7 @@ from app.intake.normalize import Envelope, from_alertmanager
 from app.intake.redelivery import Declined, RedeliveryLane, open_lane
 from app.intake.schemas import AlertmanagerWebhook
 from app.intake.service import ingest_batch
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body, go_json
 

@@ -9,7 +9,7 @@ import signal
 
 import httpx
 
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.procs import RunbookdProcess, runbookd_env
 

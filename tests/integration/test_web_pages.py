@@ -11,7 +11,7 @@ import yaml
 from app.engine.models import Approval, ApprovalLink, Execution, Guard, StepRun
 from app.events import Event
 from app.identity import hash_token
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.payloads import am_alert, am_body, go_json

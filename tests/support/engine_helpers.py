@@ -17,7 +17,7 @@ from app.engine.models import Approval, Execution, StepRun
 from app.events import Event
 from app.main import create_app
 from app.notify.models import Notification
-from tests.conftest import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import write_catalog
 from tests.support.net import RunningServer, serve_app
@@ -40,7 +40,7 @@ class Rig:
                          labels={"alertname": alertname, "model": model})
         response = await self.http.post(
             "/webhooks/alertmanager", content=go_json(am_body(alert)),
-            headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
+            headers=WEBHOOK_HEADERS)
         assert response.status_code == 200, response.text
         return response.json()
 
