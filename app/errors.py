@@ -16,7 +16,8 @@
     └── SigningKeyMissing     503  RUNBOOKD_LINK_SECRET is not set outside dev
 
 Services raise these; routes never build HTTP errors themselves. Lower-level failures are
-translated at the boundary with `raise ... from exc`.
+translated at the boundary with `raise ... from exc`. `error_body` is the JSON answer of the
+API, and `error_view` is what an HTML page shows of the same error.
 """
 
 from __future__ import annotations
@@ -179,6 +180,24 @@ def error_body(exc: RunbookdError) -> dict[str, Any]:
     if isinstance(exc, Conflict) and exc.current_state is not None:
         body["current_state"] = exc.current_state
     return {"error": body}
+
+
+# What a page calls each status, for a person rather than a program.
+_PAGE_TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
+                409: "No longer possible", 410: "Link no longer valid", 422: "Invalid request",
+                503: "Unavailable"}
+
+
+def error_view(exc: RunbookdError) -> dict[str, Any]:
+    """What an HTML error page shows: a title, the message, and where to go on from."""
+    return {
+        "title": _PAGE_TITLES.get(exc.status_code, "Error"), "message": exc.message,
+        "status": exc.status_code,
+        "current_state": exc.current_state if isinstance(exc, Conflict) else None,
+        "details": exc.details,
+        # Link errors point at the execution: other approvers can still decide there.
+        "execution_id": getattr(exc, "execution_id", None),
+    }
 
 
 def describe_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -13,11 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
-from app.catalog.schema import ApprovalSpec, Runbook
+from app.catalog.schema import ApprovalSpec
 from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.executions import cancel_open_steps
 from app.engine.models import Approval, Execution, StepRun
+from app.engine.runbooks import RunbookSource
 from app.engine.transitions import (
     lock_execution,
     remember_locked,
@@ -74,12 +75,6 @@ class Admission(Protocol):
     it raises to refuse."""
 
     def __call__(self, execution: Execution, step: StepRun, spec: ApprovalSpec) -> None: ...
-
-
-class RunbookSource(Protocol):
-    """Where the exact runbook version of an execution comes from (RunbookVersions)."""
-
-    async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook: ...
 
 
 def may_approve(identity: Identity, spec: ApprovalSpec) -> bool:

@@ -13,6 +13,7 @@ from app.catalog.schema import Runbook
 from app.db import utcnow
 from app.engine import states
 from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
+from app.engine.runbooks import RunbookSource
 from app.engine.transitions import lock_execution, transition_execution, transition_step
 from app.errors import Conflict
 from app.events import record_event
@@ -116,7 +117,8 @@ async def cancel_execution(
 
 
 async def on_alert_resolved(
-    session: AsyncSession, *, alert_id: int, runbook_of: Any, actor: str = "system:resolve",
+    session: AsyncSession, *, alert_id: int, runbook_of: RunbookSource,
+    actor: str = "system:resolve",
 ) -> list[int]:
     """When every alert of an execution has resolved, cancel it unless its runbook says
     `on_resolve: continue`. Returns the ids of the executions that were cancelled."""
@@ -136,8 +138,8 @@ async def on_alert_resolved(
         if still_firing:
             continue
         execution.alerts_resolved_at = utcnow()
-        runbook: Runbook = await runbook_of(session, execution.runbook_id,
-                                            execution.runbook_version)
+        runbook = await runbook_of.get(session, execution.runbook_id,
+                                       execution.runbook_version)
         if runbook.on_resolve == "continue":
             record_event(session, kind="alert.resolved", entity="execution", actor=actor,
                          execution_id=execution_id,

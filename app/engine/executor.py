@@ -50,7 +50,7 @@ class CheckFirst:
     step_run_id: int | None  # None: before the first step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunStep:
     step_run_id: int
     kind: str
@@ -166,7 +166,7 @@ class Executor(Outcomes):
             return await self._next_rollback(session, execution, runs)
         if execution.cursor == states.CURSOR_END:
             await self._finish_execution(session, execution, runbook, succeeded=True)
-            return Stop("succeeded")
+            return Stop(states.SUCCEEDED)
         step = runbook.step(execution.cursor) if execution.cursor else runbook.steps[0]
         execution.cursor = step.id
         run = runs.get(("step", step.id))
@@ -207,8 +207,10 @@ class Executor(Outcomes):
             if run.status == states.STEP_APPROVED:
                 approvers = await valid_approvers(session, run)
                 if digest == run.step_hash and len(approvers) >= spec.count:
-                    return RunStep(run.id, "step", step.action, params, self._timeout(step),
-                                   step.retries, run.idempotent, verify, started=False)
+                    return RunStep(step_run_id=run.id, kind="step", action=step.action,
+                                   params=params, timeout=self._timeout(step),
+                                   retries=step.retries, idempotent=run.idempotent,
+                                   verify=verify, started=False)
                 voided = await void_approvals(
                     session, run.id, reason="the rendered step changed before it ran")
                 await self._request_approval(session, execution, runbook, step, run, params,
@@ -220,8 +222,9 @@ class Executor(Outcomes):
         await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
                               params=params, step_hash=digest, started_at=utcnow(),
                               attempts=run.attempts + 1)
-        return RunStep(run.id, "step", step.action, params, self._timeout(step), step.retries,
-                       run.idempotent, verify, started=True)
+        return RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
+                       timeout=self._timeout(step), retries=step.retries,
+                       idempotent=run.idempotent, verify=verify, started=True)
 
     async def _next_rollback(
         self, session: AsyncSession, execution: Execution, runs: dict[tuple[str, str], StepRun],
@@ -246,8 +249,9 @@ class Executor(Outcomes):
         await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
                               params=params, step_hash=step_hash(run.action, params),
                               started_at=utcnow(), attempts=run.attempts + 1)
-        return RunStep(run.id, "rollback", run.action, params,
-                       self.settings.default_step_timeout_seconds, 0, False, None, started=True)
+        return RunStep(step_run_id=run.id, kind="rollback", action=run.action, params=params,
+                       timeout=self.settings.default_step_timeout_seconds, retries=0,
+                       idempotent=False, verify=None, started=True)
 
     async def _recover(self, session: AsyncSession, execution: Execution, run: StepRun) -> Plan:
         """A step left `running` by a worker that crashed or lost its lease."""

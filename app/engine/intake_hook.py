@@ -9,11 +9,11 @@ alerts that no runbook handles costs the worker nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.catalog.loader import Catalog
 from app.catalog.params import ParamError, alert_scope, render_target, resolve_params
 from app.catalog.templating import RenderError
 from app.db import after_commit
@@ -21,15 +21,15 @@ from app.engine.executions import on_alert_resolved, start_or_attach
 from app.engine.runbooks import RunbookVersions
 from app.intake.models import Alert
 from app.intake.normalize import RESOLVED
-from app.intake.service import AlertChange
+from app.intake.service import AlertChange, AlertHook
 
 ACTOR = "system:intake"
 
 
 def make_alert_hook(
-    current_catalog: Callable[[], Any], runbooks: RunbookVersions, *,
+    current_catalog: Callable[[], Catalog | None], runbooks: RunbookVersions, *,
     wake: Callable[[], None] = lambda: None,
-) -> Callable[[AsyncSession, list[AlertChange]], Any]:
+) -> AlertHook:
     """Bind the hook to the live catalog (it follows reloads), the runbook versions, and
     the worker's wake-up."""
 
@@ -42,7 +42,7 @@ def make_alert_hook(
             if alert.status == RESOLVED:
                 if change.kind == "changed":
                     await on_alert_resolved(session, alert_id=change.alert_id,
-                                            runbook_of=runbooks.get)
+                                            runbook_of=runbooks)
                     engine_work = True
                 continue
             if change.kind == "changed" and alert.status != "firing":
@@ -60,7 +60,8 @@ def make_alert_hook(
     return hook
 
 
-async def _start(session: AsyncSession, catalog: Any, change: AlertChange) -> tuple[str, bool]:
+async def _start(session: AsyncSession, catalog: Catalog | None,
+                 change: AlertChange) -> tuple[str, bool]:
     """Start or join an execution for each matching runbook: (the alert's note, whether any
     execution was started or joined)."""
     alert = change.alert

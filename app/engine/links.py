@@ -18,7 +18,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,7 @@ from app.db import SessionDep, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import find_step_run
 from app.engine.models import ApprovalLink, Execution, StepRun
+from app.engine.runbooks import RunbookSource
 from app.errors import (
     Conflict,
     Forbidden,
@@ -215,7 +216,7 @@ async def links_of(session: AsyncSession, execution_id: int) -> list[ApprovalLin
 
 
 def make_link_maker(settings: Settings, factory: async_sessionmaker[AsyncSession],
-                    runbooks: Any) -> Callable[[Notification], Awaitable[str | None]]:
+                    runbooks: RunbookSource) -> Callable[[Notification], Awaitable[str | None]]:
     """The sender's `link_maker`: a role-targeted link for an approval request, or None."""
 
     async def link_maker(row: Notification) -> str | None:

@@ -21,10 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigId, Json, UTCDateTime
+from app.engine import states
 
-# Kept in step with states.ACTIVE_EXECUTION; the partial unique index below enforces the
-# per-target lock in the database, so it holds across replicas.
-_ACTIVE_SQL = "status IN ('pending', 'running', 'awaiting_approval', 'paused', 'needs_attention')"
+# The partial unique index below enforces the per-target lock in the database, so it holds
+# across replicas. Its states are the active ones, in the order the migration wrote them.
+_ACTIVE_SQL = "status IN ({})".format(", ".join(
+    f"'{state}'" for state in states.EXECUTION_STATES if state in states.ACTIVE_EXECUTION))
 
 
 class Execution(Base):

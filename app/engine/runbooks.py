@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.catalog.loader import Catalog
 from app.catalog.models import RunbookVersion
 from app.catalog.schema import Runbook
 from app.errors import NotFound
 
 
-class _Loaded(Protocol):
-    runbook: Runbook
-    version: str
+class RunbookSource(Protocol):
+    """Where the exact runbook version of an execution comes from (RunbookVersions)."""
 
-
-class _CatalogView(Protocol):
-    runbooks: Any  # dict[str, LoadedRunbook]
+    async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook: ...
 
 
 class RunbookVersions:
     """Runbook id and version to the parsed runbook: the live catalog first, then the
     stored versions (an execution keeps the version it started with across reloads)."""
 
-    def __init__(self, current: Any) -> None:
-        self._current = current  # a callable returning the live Catalog
+    def __init__(self, current: Callable[[], Catalog | None]) -> None:
+        self._current = current  # the live catalog; None in the CLI, which has none loaded
         self._parsed: dict[tuple[str, str], Runbook] = {}
 
     async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook:
-        catalog: _CatalogView | None = self._current()
-        loaded: _Loaded | None = catalog.runbooks.get(runbook_id) if catalog else None
+        catalog = self._current()
+        loaded = catalog.runbooks.get(runbook_id) if catalog else None
         if loaded is not None and loaded.version == version:
             return loaded.runbook
         key = (runbook_id, version)

@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from app.actions.base import ActionContext, ActionFailed, ActionResult
 from app.actions.registry import ActionRegistry, UnknownAction
+from app.engine import states
 from app.errors import describe_validation_errors
 from app.outbound import HostNotAllowed
 
@@ -35,7 +36,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == states.STEP_SUCCEEDED
 
 
 def step_hash(action: str, params: dict[str, Any]) -> str:

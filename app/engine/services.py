@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.actions.registry import ActionRegistry
 from app.catalog.loader import LoadedRunbook
+from app.catalog.service import CatalogHolder
 from app.config import Settings
 from app.engine.executor import Executor
 from app.engine.runbooks import RunbookVersions
@@ -22,7 +22,7 @@ class EngineRuntime:
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
     registry: ActionRegistry
-    catalog: Any  # CatalogHolder: `.catalog` is the live Catalog
+    catalog: CatalogHolder  # `.catalog` is the live Catalog
     runbooks: RunbookVersions
     http: OutboundHttp
     executor: Executor

@@ -21,6 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.background import BackgroundTask
 
 from app.db import session_scope
+from app.engine import states
 from app.engine.approvals import ApprovalOutcome, Decision, DecisionRequest, decide
 from app.errors import (
     BadRequest,
@@ -221,13 +222,13 @@ def _replacement(payload: dict[str, Any], outcome: ApprovalOutcome,
     who = escape(identity.name)
     if outcome.decision == "reject":
         status = f":x: Rejected by *{who}*: execution #{outcome.execution_id} stops."
-    elif outcome.step_status == "approved":
+    elif outcome.step_status == states.STEP_APPROVED:
         status = (f":white_check_mark: Approved by *{who}* ({outcome.approvals} of "
                   f"{outcome.required}): step `{escape(outcome.step_id)}` runs now.")
     else:
         status = (f":+1: *{who}* approved ({outcome.approvals} of {outcome.required}); "
                   "waiting for more approvals.")
-    final = outcome.step_status != "awaiting_approval"
+    final = outcome.step_status != states.STEP_AWAITING_APPROVAL
     original = payload.get("message") or {}
     blocks = []
     for block in original.get("blocks") or []:

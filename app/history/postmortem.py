@@ -16,6 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.durations import format_duration, parse_duration
+from app.engine import states
 from app.history.queries import execution_detail
 from app.history.schemas import ExecutionDetail
 
@@ -46,7 +47,7 @@ def _durations(detail: ExecutionDetail) -> dict[str, float | None]:
     steps = [s for s in detail.steps if s.kind == "step"]
     started = [s.started_at for s in steps if s.started_at]
     finished = [s.finished_at for s in steps if s.finished_at]
-    restored = [t for t in (detail.finished_at if detail.status == "succeeded" else None,
+    restored = [t for t in (detail.finished_at if detail.status == states.SUCCEEDED else None,
                             detail.alerts_resolved_at) if t]
     total = ((detail.finished_at - detail.created_at).total_seconds()
              if detail.finished_at else None)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import RunbookVersion
 from app.durations import parse_duration
+from app.engine import states
 from app.engine.models import Approval, Execution, StepRun
 
 
@@ -134,7 +135,7 @@ async def compute_stats(session: AsyncSession, *, since: dt.datetime, until: dt.
             if diag_obj is not None:
                 acc.diagnose_met.append(diagnose <= diag_obj)
         acc.approve.extend(approve_waits.get(e.id, []))
-        restored = [t for t in (e.finished_at if e.status == "succeeded" else None,
+        restored = [t for t in (e.finished_at if e.status == states.SUCCEEDED else None,
                                 e.alerts_resolved_at) if t is not None]
         if restored and e.alert_fired_at is not None:
             restore = _seconds(e.alert_fired_at, min(restored))

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.db import session_scope, utcnow
 from app.notify import outbox, pagerduty, slack_messages, webhook
 from app.notify.errors import DeliveryError
-from app.notify.models import Notification
+from app.notify.models import FAILED, PENDING, SENT, Notification
 from app.notify.retry import deliver_with_retries
 from app.outbound import OutboundHttp
 
@@ -80,7 +80,7 @@ class NotificationSender:
         now = utcnow()
         async with session_scope(self.factory) as session:
             rows = (await session.execute(
-                select(Notification).where(Notification.status == "pending",
+                select(Notification).where(Notification.status == PENDING,
                                            Notification.next_attempt_at <= now)
                 .order_by(Notification.id).limit(self.batch).with_for_update(skip_locked=True)
             )).scalars().all()
@@ -95,13 +95,13 @@ class NotificationSender:
                 if current is None:
                     continue
                 if error is None:
-                    current.status, current.sent_at, current.last_error = "sent", utcnow(), None
+                    outbox.move(current, SENT, sent_at=utcnow(), last_error=None)
                 elif error.retryable and row.attempts < MAX_ATTEMPTS:
-                    current.last_error = error.message
-                    current.next_attempt_at = utcnow() + dt.timedelta(
-                        seconds=min(2 ** row.attempts, 300))
+                    outbox.move(current, PENDING, last_error=error.message,
+                                next_attempt_at=utcnow() + dt.timedelta(
+                                    seconds=min(2 ** row.attempts, 300)))
                 else:
-                    current.status, current.last_error = "failed", error.message
+                    outbox.move(current, FAILED, last_error=error.message)
                     metrics.notifications_failed.inc()
                     log.warning("notification %s to %s failed: %s", row_id, row.channel,
                                 error.message)
@@ -174,7 +174,7 @@ class NotificationSender:
         async with session_scope(self.factory) as session:
             pending = (await session.execute(
                 select(func.count()).select_from(Notification)
-                .where(Notification.status == "pending"))).scalar_one()
+                .where(Notification.status == PENDING))).scalar_one()
         metrics.notifications_pending.set(pending)
 
 

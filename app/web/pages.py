@@ -25,13 +25,13 @@ from app.db import session_scope
 from app.durations import format_duration
 from app.engine import approvals
 from app.errors import (
-    Conflict,
     Forbidden,
     Invalid,
     NotFound,
     RunbookdError,
     Unauthenticated,
     describe_validation_errors,
+    error_view,
 )
 from app.history.schemas import StepOut
 from app.identity import ROLES, Identity, Role
@@ -106,22 +106,12 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
 
-_TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
-           409: "No longer possible", 410: "Link no longer valid", 422: "Invalid request",
-           503: "Unavailable"}
-
-
 def error_page(request: Request, exc: RunbookdError) -> Response:
     """A clear page with the error's status; a GET without sign-in goes to the sign-in."""
     if isinstance(exc, Unauthenticated) and request.method == "GET":
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return redirect(f"/login?next={quote(target, safe='')}")
-    current = exc.current_state if isinstance(exc, Conflict) else None
-    return render(request, "error.html", {
-        "title": _TITLES.get(exc.status_code, "Error"), "message": exc.message,
-        "status": exc.status_code, "current_state": current, "details": exc.details,
-        "execution_id": getattr(exc, "execution_id", None),
-    }, status=exc.status_code)
+    return render(request, "error.html", error_view(exc), status=exc.status_code)
 
 
 class HtmlRoute(APIRoute):

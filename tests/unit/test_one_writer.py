@@ -1,13 +1,16 @@
-"""Invariant 5, checked in the source: only `transitions.py` writes execution or step state."""
+"""Invariant 5, checked in the source: only `transitions.py` writes execution or step state,
+and only `notify/outbox.py` writes a notification's delivery state."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 APP = Path(__file__).resolve().parents[2] / "app"
-# The outbox's own delivery status is not execution state.
-ALLOWED = {APP / "engine" / "transitions.py", APP / "notify" / "sender.py"}
+# The two writers: execution and step state, and the outbox's own delivery state.
+ALLOWED = {APP / "engine" / "transitions.py", APP / "notify" / "outbox.py"}
 
 
 def _status_writes(tree: ast.AST) -> list[int]:
@@ -51,3 +54,19 @@ def test_the_checker_catches_a_stray_write():
     stray = ast.parse("execution.status = 'succeeded'\nq.values(status='failed')\n"
                       "counts[e.status] += 1\na.b, run.status = 1, 'x'\n")
     assert sorted(_status_writes(stray)) == [1, 2, 4]
+
+
+def test_the_outbox_moves_only_as_its_table_allows():
+    from app.notify.models import OUTBOX_STATES, OUTBOX_TRANSITIONS, Notification
+    from app.notify.outbox import OutboxStateError, move
+
+    for from_state in OUTBOX_STATES:
+        for to_state in OUTBOX_STATES:
+            row = Notification(id=1, status=from_state)
+            if to_state in OUTBOX_TRANSITIONS[from_state]:
+                move(row, to_state, last_error="x")
+                assert (row.status, row.last_error) == (to_state, "x")
+            else:
+                with pytest.raises(OutboxStateError):
+                    move(row, to_state)
+                assert row.status == from_state
