@@ -4,10 +4,11 @@ from app.catalog.models import RunbookVersion
 from app.db import Base
 from app.engine.models import Approval, ApprovalLink, Execution, ExecutionAlert, Guard, StepRun
 from app.events import Event
+from app.identity.models import SignInSession
 from app.intake.models import Alert, AlertLabel, Delivery
 from app.notify.models import Notification
 
 __all__ = [
     "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "Delivery", "Event", "Execution",
-    "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "StepRun",
+    "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "SignInSession", "StepRun",
 ]

@@ -103,8 +103,11 @@ class StepRun(Base):
     status: Mapped[str] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     params: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
-    # sha256 of the action and its rendered parameters; approvals are bound to it.
+    # sha256 of the action, its rendered parameters and its plan; approvals are bound to it.
     step_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The concrete change a risky step will make, resolved by the action's read-only plan()
+    # before it waits: {"summary": one human line, "resolved": the values it will use}.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     output: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -122,7 +125,13 @@ class Approval(Base):
     """One decision by one identity on one rendered step (bound by its hash)."""
 
     __tablename__ = "approvals"
-    __table_args__ = (UniqueConstraint("step_run_id", "identity", "step_hash"),)
+    # One standing decision per identity and step hash; a later decision voids the earlier
+    # one (both stay recorded), so the uniqueness covers only decisions not voided.
+    __table_args__ = (
+        Index("uq_approvals_standing", "step_run_id", "identity", "step_hash", unique=True,
+              sqlite_where=text("voided_at IS NULL"),
+              postgresql_where=text("voided_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     execution_id: Mapped[int] = mapped_column(
@@ -165,6 +174,8 @@ class ApprovalLink(Base):
                                                                ondelete="CASCADE"))
     step_hash: Mapped[str] = mapped_column(String(64))
     intended: Mapped[str] = mapped_column(String(128))  # an identity, or role:<role>
+    # Who made the link: an identity, or system:<who> for the links in notifications.
+    created_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
