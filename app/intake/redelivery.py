@@ -4,11 +4,11 @@ of the writer's own.
 Alertmanager resends each group at every group_interval and repeat_interval, so in an alert
 storm most deliveries change nothing: each one writes only its delivery row. That is one
 statement, atomic by itself, so it needs neither a transaction nor a session. The lane runs
-it on a connection it keeps for itself:
+the full path's own statements (statements.py) on a connection it keeps for itself:
 
-- SQLite: a thread of its own with a plain sqlite3 connection, one hop per batch. Through
-  aiosqlite each statement is a hop to its thread, and each hop waits for the GIL, which the
-  busy event loop holds for up to the switch interval.
+- SQLite: a thread of its own with a plain sqlite3 connection, one hop per batch for both
+  statements. Each hop to a thread waits for the GIL, which the busy event loop holds for up
+  to the switch interval, and the full path takes one per statement and more for its session.
 - PostgreSQL: an asyncpg connection and two round trips, without the session's set-up.
 
 Anything else (a new or changed alert, a PagerDuty delivery id to look up, a value the
@@ -29,15 +29,16 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import PG_CONNECT_ARGS, SQLITE_BUSY_SECONDS, sqlite_pragmas
 from app.errors import Unavailable, is_database_unavailable
-from app.intake import fastpath
+from app.intake import statements
 from app.intake.normalize import Envelope
-from app.intake.service import AlertKey, IngestResult, StoredState, decide, states_by_key
+from app.intake.service import IngestResult, decide
+from app.intake.statements import DeliveryRow, States
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Declined:
     """The batch needs the full path. `states`: the stored states of all its alerts, when
     the lane got as far as reading them."""
 
-    states: dict[AlertKey, StoredState] | None = None
+    states: States | None = None
 
 
 class RedeliveryLane(abc.ABC):
@@ -92,18 +93,17 @@ def _eligible(envelopes: Sequence[Envelope]) -> bool:
     return all(env.delivery_key is None and env.alerts for env in envelopes)
 
 
-def _all_duplicates(envelopes: Sequence[Envelope],
-                    states: dict[AlertKey, StoredState]) -> bool:
+def _all_duplicates(envelopes: Sequence[Envelope], states: States) -> bool:
     return all(decide(states.get(alert.key), alert) == "duplicate"
                for env in envelopes for alert in env.alerts)
 
 
 def _by_source(envelopes: Sequence[Envelope]) -> dict[str, list[str]]:
-    return fastpath.fingerprints_by_source(a for env in envelopes for a in env.alerts)
+    return statements.fingerprints_by_source(a for env in envelopes for a in env.alerts)
 
 
-def _duplicate_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
-    return [fastpath.delivery_row(env, new=0, changed=0, duplicate=len(env.alerts))
+def _duplicate_rows(envelopes: Sequence[Envelope]) -> list[DeliveryRow]:
+    return [statements.delivery_row(env, new=0, changed=0, duplicate=len(env.alerts))
             for env in envelopes]
 
 
@@ -119,19 +119,15 @@ class _SqliteLane(RedeliveryLane):
 
     def _store_sync(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
         conn = self._conn or self._connect()
-        states = states_by_key(
-            row for source, fingerprints in _by_source(envelopes).items()
-            for chunk in fastpath.chunks(fingerprints)
-            for row in fastpath.sqlite_state_rows(conn.execute(
-                fastpath.sqlite_states_sql(len(chunk)), [source, *chunk])))
+        states = statements.sqlite_read_states(conn, _by_source(envelopes))
         if not _all_duplicates(envelopes, states):
-            return Declined(states)
+            return Declined(states=states)
         deliveries = _duplicate_rows(envelopes)
-        if len(deliveries) <= fastpath.CHUNK:
-            return _insert_deliveries(conn, deliveries)  # one statement commits on its own
+        if len(deliveries) <= statements.CHUNK:  # one statement commits on its own
+            return statements.sqlite_insert_deliveries(conn, deliveries)
         with conn:  # more than one statement: one transaction, as for any batch
             conn.execute("BEGIN IMMEDIATE")
-            return _insert_deliveries(conn, deliveries)
+            return statements.sqlite_insert_deliveries(conn, deliveries)
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: the lane's only write is one statement, atomic by itself.
@@ -154,33 +150,31 @@ class _SqliteLane(RedeliveryLane):
         self._thread.shutdown(wait=True)
 
 
-def _insert_deliveries(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[int]:
-    ids: list[int] = []
-    for chunk in fastpath.chunks(rows):
-        cursor = conn.execute(fastpath.sqlite_insert_deliveries_sql(len(chunk)),
-                              fastpath.sqlite_delivery_values(chunk))
-        ids += fastpath.sqlite_inserted_ids(cursor.lastrowid, len(chunk))
-    return ids
+class _PgLaneConnection(statements.PgConnection, Protocol):
+    """What the lane needs of its asyncpg connection, besides running the statements."""
+
+    def is_closed(self) -> bool: ...
+
+    async def close(self, *, timeout: float | None = None) -> None: ...
+
+    def terminate(self) -> None: ...
 
 
 class _PostgresLane(RedeliveryLane):
     def __init__(self, connect_kwargs: dict[str, Any]) -> None:
         self._kwargs = connect_kwargs
-        self._conn: Any = None
+        self._conn: _PgLaneConnection | None = None
 
     async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
         import asyncpg
 
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(**self._kwargs)
-        rows = [tuple(r) for source, fingerprints in _by_source(envelopes).items()
-                for r in await self._conn.fetch(fastpath.PG_STATES_SQL, source, fingerprints)]
-        states = states_by_key(rows)  # type: ignore[arg-type]
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = self._conn = await asyncpg.connect(**self._kwargs)
+        states = await statements.pg_read_states(conn, _by_source(envelopes))
         if not _all_duplicates(envelopes, states):
-            return Declined(states)
-        result = await self._conn.fetch(fastpath.PG_INSERT_DELIVERIES_SQL,
-                                        *fastpath.pg_delivery_arrays(_duplicate_rows(envelopes)))
-        return sorted(r[0] for r in result)
+            return Declined(states=states)
+        return await statements.pg_insert_deliveries(conn, _duplicate_rows(envelopes))
 
     async def _reset(self) -> None:
         if self._conn is not None:

@@ -8,7 +8,7 @@ few bulk statements write the result, whatever the size of the batch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,19 +16,12 @@ from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_returning_ids
-from app.intake import fastpath
+from app.intake import statements
 from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel, Delivery
 from app.intake.normalize import RESOLVED, Envelope, NormalizedAlert
+from app.intake.statements import AlertKey, States, StoredState
 
 Decision = Literal["new", "changed", "duplicate"]
-AlertKey = tuple[str, str, dt.datetime]
-
-
-@dataclass(slots=True)
-class StoredState:
-    id: int | None
-    status: str
-    status_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +76,7 @@ async def record_no_match(session: AsyncSession, changes: list[AlertChange]) -> 
 
 async def ingest_batch(
     session: AsyncSession, envelopes: Sequence[Envelope], *, hook: AlertHook = record_no_match,
-    known_states: dict[AlertKey, StoredState] | None = None,
+    known_states: States | None = None,
 ) -> list[IngestResult]:
     """Store every envelope of a batch; the caller commits. Results follow the input order.
 
@@ -151,18 +144,10 @@ async def _known_delivery_keys(
     return {(s, k) for s, k in rows}
 
 
-async def _stored_states(
-    session: AsyncSession, alerts: list[NormalizedAlert],
-) -> dict[AlertKey, StoredState]:
+async def _stored_states(session: AsyncSession, alerts: list[NormalizedAlert]) -> States:
     if not alerts:
         return {}
-    return states_by_key(
-        await fastpath.stored_states(session, fastpath.fingerprints_by_source(alerts)))
-
-
-def states_by_key(rows: Iterable[fastpath.StateRow]) -> dict[AlertKey, StoredState]:
-    return {(src, fp, starts): StoredState(id=i, status=st, status_at=at)
-            for i, src, fp, starts, st, at in rows}
+    return await statements.read_states(session, statements.fingerprints_by_source(alerts))
 
 
 async def _insert_deliveries(
@@ -172,18 +157,18 @@ async def _insert_deliveries(
     if not envelopes:
         return {}
     rows = [
-        fastpath.delivery_row(env, new=decisions[i].count("new"),
-                              changed=decisions[i].count("changed"),
-                              duplicate=decisions[i].count("duplicate"))
+        statements.delivery_row(env, new=decisions[i].count("new"),
+                                changed=decisions[i].count("changed"),
+                                duplicate=decisions[i].count("duplicate"))
         for i, env in zip(indexes, envelopes, strict=True)
     ]
-    ids = await fastpath.insert_deliveries(session, rows, only_write=only_write)
+    ids = await statements.insert_deliveries(session, rows, only_write=only_write)
     return dict(zip(indexes, ids, strict=True))
 
 
 async def _write_alerts(
     session: AsyncSession, envelopes: Sequence[Envelope], decisions: dict[int, list[Decision]],
-    delivery_ids: dict[int, int], states: dict[AlertKey, StoredState],
+    delivery_ids: dict[int, int], states: States,
 ) -> list[AlertChange]:
     # The last word on each alert within the batch is what gets written.
     final: dict[AlertKey, tuple[NormalizedAlert, int, dt.datetime]] = {}

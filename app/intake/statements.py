@@ -1,11 +1,19 @@
-"""The two statements of every ingest batch, on the database driver itself.
+"""The two statements of every ingest batch, per dialect, on the database driver itself:
+reading the stored states of its alerts, and inserting its delivery rows.
 
 Every webhook request reads the stored state of its alerts and writes one delivery row. Run
 through SQLAlchemy, the statement set-up of these two cost more CPU than the whole HTTP side
 of the request (benchmarks/RESULTS.md: ingest went from 0.29x to 0.5x of a bare endpoint on
-PostgreSQL when they moved here, with the pool's pre-ping gone). They run on the session's
-own connection and inside its transaction, or on the redelivery lane's connection
-(redelivery.py); everything else in the intake stays on SQLAlchemy.
+PostgreSQL when they moved to the driver, with the pool's pre-ping gone). Each dialect has
+one implementation of each statement, which takes the connection to run on:
+
+- the full path (service.py) runs them on the session's own connection and inside its
+  transaction: `read_states` and `insert_deliveries` below;
+- the redelivery lane (redelivery.py) runs them on a connection of its own.
+
+SQLite's are synchronous functions of a sqlite3 connection, run on the thread that owns it:
+aiosqlite's for the full path, the lane's own for the lane. PostgreSQL's take an asyncpg
+connection. Everything else in the intake stays on SQLAlchemy.
 
 SQLite keeps timestamps as the text `UTCDateTime` writes ('YYYY-MM-DD HH:MM:SS.ffffff', UTC);
 this module reads and writes exactly that form.
@@ -14,12 +22,49 @@ this module reads and writes exactly that form.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.intake.normalize import Envelope, NormalizedAlert
+
+AlertKey = tuple[str, str, dt.datetime]  # source, fingerprint, starts_at: one alert row
+
+
+@dataclass(slots=True, kw_only=True)
+class StoredState:
+    """What is stored of an alert; `id` is None for one that a batch is about to insert."""
+
+    id: int | None
+    status: str
+    status_at: dt.datetime
+
+
+States = dict[AlertKey, StoredState]
+DeliveryRow = dict[str, Any]  # the columns of DELIVERY_COLUMNS
+
+
+class PgConnection(Protocol):
+    """What the PostgreSQL statements need of an asyncpg connection."""
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class SqliteThread(Protocol):
+    """aiosqlite's connection: a sqlite3 connection, and the one thread that may use it."""
+
+    @property
+    def _conn(self) -> sqlite3.Connection: ...
+
+    async def _execute(self, fn: Callable[..., T], *args: Any) -> T: ...
+
 
 STATE_COLUMNS = "id, source, fingerprint, starts_at, status, status_at"
 DELIVERY_COLUMNS = (
@@ -46,14 +91,32 @@ PG_INSERT_DELIVERIES_SQL = (
     f"INSERT INTO deliveries ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest({_PG_ARRAYS}) "
     f"WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n RETURNING id")
 
-StateRow = tuple[int, str, str, dt.datetime, str, dt.datetime]
-T = TypeVar("T")
-
 
 def chunks(items: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start:start + CHUNK]
 
+
+def fingerprints_by_source(alerts: Iterable[NormalizedAlert]) -> dict[str, list[str]]:
+    """The distinct fingerprints of these alerts, per source, sorted."""
+    by_source: dict[str, set[str]] = {}
+    for alert in alerts:
+        by_source.setdefault(alert.source, set()).add(alert.fingerprint)
+    return {source: sorted(prints) for source, prints in by_source.items()}
+
+
+def delivery_row(env: Envelope, *, new: int, changed: int, duplicate: int) -> DeliveryRow:
+    return {
+        "source": env.source, "received_at": env.received_at,
+        "delivery_key": env.delivery_key, "group_key": env.group_key,
+        "receiver": env.receiver, "event_type": env.event_type,
+        "remote_addr": env.remote_addr, "alerts_total": len(env.alerts),
+        "alerts_new": new, "alerts_changed": changed, "alerts_duplicate": duplicate,
+        "truncated_alerts": env.truncated_alerts,
+    }
+
+
+# --- SQLite: on the thread that owns the connection ---------------------------------------
 
 def sqlite_text(value: dt.datetime) -> str:
     """A UTC timestamp as SQLite stores it."""
@@ -70,12 +133,16 @@ def sqlite_states_sql(count: int) -> str:
             f"WHERE source = ? AND fingerprint IN ({','.join('?' * count)})")
 
 
-def fingerprints_by_source(alerts: Iterable[NormalizedAlert]) -> dict[str, list[str]]:
-    """The distinct fingerprints of these alerts, per source, sorted."""
-    by_source: dict[str, set[str]] = {}
-    for alert in alerts:
-        by_source.setdefault(alert.source, set()).add(alert.fingerprint)
-    return {source: sorted(prints) for source, prints in by_source.items()}
+def sqlite_read_states(conn: sqlite3.Connection, by_source: dict[str, list[str]]) -> States:
+    """The stored states of the alerts with these fingerprints, per source."""
+    states: States = {}
+    for source, fingerprints in by_source.items():
+        for chunk in chunks(fingerprints):
+            for i, src, fp, starts, st, at in conn.execute(sqlite_states_sql(len(chunk)),
+                                                           [source, *chunk]):
+                states[src, fp, sqlite_time(starts)] = StoredState(
+                    id=i, status=st, status_at=sqlite_time(at))
+    return states
 
 
 def sqlite_insert_deliveries_sql(count: int) -> str:
@@ -94,27 +161,48 @@ def sqlite_inserted_ids(last_rowid: int, count: int) -> list[int]:
     return list(range(last_rowid - count + 1, last_rowid + 1))
 
 
-def sqlite_delivery_values(rows: list[dict[str, Any]]) -> list[Any]:
+def sqlite_delivery_values(rows: list[DeliveryRow]) -> list[Any]:
     """The bound values of `sqlite_insert_deliveries_sql`, row after row."""
     return [sqlite_text(row[c]) if c == "received_at" else row[c]
             for row in rows for c in DELIVERY_COLUMNS]
 
 
-def pg_delivery_arrays(rows: list[dict[str, Any]]) -> list[list[Any]]:
+def sqlite_insert_deliveries(conn: sqlite3.Connection, rows: list[DeliveryRow]) -> list[int]:
+    """Insert delivery rows, one statement per CHUNK; their ids in the order of `rows`.
+
+    More than CHUNK rows take more than one statement: the caller holds a transaction.
+    """
+    ids: list[int] = []
+    for chunk in chunks(rows):
+        cursor = conn.execute(sqlite_insert_deliveries_sql(len(chunk)),
+                              sqlite_delivery_values(chunk))
+        ids += sqlite_inserted_ids(cursor.lastrowid, len(chunk))  # type: ignore[arg-type]
+    return ids
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+async def pg_read_states(conn: PgConnection, by_source: dict[str, list[str]]) -> States:
+    """The stored states of the alerts with these fingerprints, per source."""
+    states: States = {}
+    for source, fingerprints in by_source.items():
+        for i, src, fp, starts, st, at in await conn.fetch(PG_STATES_SQL, source, fingerprints):
+            states[src, fp, starts] = StoredState(id=i, status=st, status_at=at)
+    return states
+
+
+def pg_delivery_arrays(rows: list[DeliveryRow]) -> list[list[Any]]:
     """The bound arrays of PG_INSERT_DELIVERIES_SQL, one per column."""
     return [[row[c] for row in rows] for c in DELIVERY_COLUMNS]
 
 
-def delivery_row(env: Envelope, *, new: int, changed: int, duplicate: int) -> dict[str, Any]:
-    return {
-        "source": env.source, "received_at": env.received_at,
-        "delivery_key": env.delivery_key, "group_key": env.group_key,
-        "receiver": env.receiver, "event_type": env.event_type,
-        "remote_addr": env.remote_addr, "alerts_total": len(env.alerts),
-        "alerts_new": new, "alerts_changed": changed, "alerts_duplicate": duplicate,
-        "truncated_alerts": env.truncated_alerts,
-    }
+async def pg_insert_deliveries(conn: PgConnection, rows: list[DeliveryRow]) -> list[int]:
+    """Insert delivery rows in one statement; their ids in the order of `rows`."""
+    result = await conn.fetch(PG_INSERT_DELIVERIES_SQL, *pg_delivery_arrays(rows))
+    return sorted(r[0] for r in result)
 
+
+# --- On a session's connection (the full path) --------------------------------------------
 
 async def _driver(session: AsyncSession, *, transaction: bool = True) -> tuple[str, Any]:
     """The dialect and the driver connection, inside the session's transaction unless
@@ -130,31 +218,25 @@ async def _driver(session: AsyncSession, *, transaction: bool = True) -> tuple[s
     return connection.dialect.name, driver
 
 
-async def stored_states(session: AsyncSession,
-                        by_source: dict[str, list[str]]) -> list[StateRow]:
-    """(id, source, fingerprint, starts_at, status, status_at) of alerts with these prints."""
+async def _on_thread(driver: SqliteThread, fn: Callable[[sqlite3.Connection, T], R],
+                     arg: T) -> R:
+    # One hop to aiosqlite's thread for the whole statement set, as its own execute_fetchall
+    # takes for one. aiosqlite has no public call for this; SQLAlchemy's aiosqlite adapter
+    # uses the same two members.
+    return await driver._execute(fn, driver._conn, arg)
+
+
+async def read_states(session: AsyncSession, by_source: dict[str, list[str]]) -> States:
+    """The stored states of the alerts with these fingerprints, on the session's connection."""
     dialect, driver = await _driver(session, transaction=False)
-    out: list[StateRow] = []
-    for source, fingerprints in by_source.items():
-        if dialect == "postgresql":
-            out += [tuple(r) for r in await driver.fetch(PG_STATES_SQL, source, fingerprints)]  # type: ignore[misc]
-            continue
-        for chunk in chunks(fingerprints):
-            # execute_fetchall: one hop to aiosqlite's thread instead of three.
-            rows = await driver.execute_fetchall(sqlite_states_sql(len(chunk)),
-                                                 [source, *chunk])
-            out += sqlite_state_rows(rows)
-    return out
+    if dialect == "postgresql":
+        return await pg_read_states(driver, by_source)
+    return await _on_thread(driver, sqlite_read_states, by_source)
 
 
-def sqlite_state_rows(rows: Iterable[Any]) -> list[StateRow]:
-    return [(i, src, fp, sqlite_time(starts), st, sqlite_time(at))
-            for i, src, fp, starts, st, at in rows]
-
-
-async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]], *,
+async def insert_deliveries(session: AsyncSession, rows: list[DeliveryRow], *,
                             only_write: bool) -> list[int]:
-    """Insert delivery rows; their ids in the order of `rows`.
+    """Insert delivery rows on the session's connection; their ids in the order of `rows`.
 
     When these rows are the batch's only write (every alert a duplicate: the usual case, as
     Alertmanager resends groups), the one statement is atomic by itself and needs no
@@ -162,11 +244,5 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]], *
     """
     dialect, driver = await _driver(session, transaction=not only_write)
     if dialect == "postgresql":
-        result = await driver.fetch(PG_INSERT_DELIVERIES_SQL, *pg_delivery_arrays(rows))
-        return sorted(r[0] for r in result)
-    ids: list[int] = []
-    for chunk in chunks(rows):
-        cursor = await driver.execute(sqlite_insert_deliveries_sql(len(chunk)),
-                                      sqlite_delivery_values(chunk))
-        ids += sqlite_inserted_ids(cursor.lastrowid, len(chunk))
-    return ids
+        return await pg_insert_deliveries(driver, rows)
+    return await _on_thread(driver, sqlite_insert_deliveries, rows)

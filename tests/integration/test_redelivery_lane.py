@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.errors import Unavailable
-from app.intake import fastpath
+from app.intake import statements
 from app.intake.models import Delivery
 from app.intake.normalize import Envelope, from_alertmanager
 from app.intake.redelivery import Declined, RedeliveryLane, open_lane
@@ -52,11 +52,11 @@ async def store_full(engine: AsyncEngine, *envelopes: Envelope) -> None:
         await ingest_batch(session, list(envelopes))
 
 
-@pytest.mark.parametrize("chunk", [fastpath.CHUNK, 2])
+@pytest.mark.parametrize("chunk", [statements.CHUNK, 2])
 async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
         engine, lane, chunk, monkeypatch):
     # With chunk=2 the SQLite statements split (bound values are limited) in one transaction.
-    monkeypatch.setattr(fastpath, "CHUNK", chunk)
+    monkeypatch.setattr(statements, "CHUNK", chunk)
     await store_full(engine, envelope(am_alert("aa01"), am_alert("aa02")))
     batch = [envelope(am_alert("aa01"), am_alert("aa02"), receiver=f"r{i}") for i in range(5)]
 
@@ -163,7 +163,7 @@ async def test_redeliveries_over_http_take_the_lane(client: httpx.AsyncClient, e
 
 
 async def test_the_full_path_splits_statements_too(engine, monkeypatch):
-    monkeypatch.setattr(fastpath, "CHUNK", 2)
+    monkeypatch.setattr(statements, "CHUNK", 2)
     batch = [envelope(am_alert(f"hh{i}a"), am_alert(f"hh{i}b"), receiver=f"r{i}")
              for i in range(5)]
     async with session_scope(make_session_factory(engine)) as session:
@@ -193,7 +193,7 @@ async def test_reading_stored_states_uses_an_index(db_url):
                 " now(), 'firing', now(), '{}', '{}', now(), now()"
                 " FROM generate_series(1, 5000) AS i")
             await conn.execute("ANALYZE alerts")
-            plan = await conn.fetch("EXPLAIN " + fastpath.PG_STATES_SQL,
+            plan = await conn.fetch("EXPLAIN " + statements.PG_STATES_SQL,
                                     "alertmanager", ["a1", "b2"])
         finally:
             await conn.close()
@@ -206,7 +206,7 @@ async def test_reading_stored_states_uses_an_index(db_url):
 
         conn = sqlite3.connect(db_url.split(":///", 1)[1])
         try:
-            plan = conn.execute("EXPLAIN QUERY PLAN " + fastpath.sqlite_states_sql(2),
+            plan = conn.execute("EXPLAIN QUERY PLAN " + statements.sqlite_states_sql(2),
                                 ["alertmanager", "a1", "b2"]).fetchall()
         finally:
             conn.close()
