@@ -42,8 +42,10 @@ from app.catalog.schema import CheckSpec, MappingsFile, Runbook, Step
 from app.catalog.templating import is_template, references, template_errors
 from app.durations import format_duration
 
-STEP_SCOPE = frozenset({"params", "alert", "steps", "execution"})
-TARGET_SCOPE = frozenset({"params", "alert"})
+# Invariant 6: an action's templates (and the target, which actions see as execution.target)
+# have no `alert`; alert data reaches them only through typed, validated params.
+STEP_SCOPE = frozenset({"params", "steps", "execution"})
+TARGET_SCOPE = frozenset({"params"})
 # What the postmortem draft is rendered with (see remediations/model-drift.yaml).
 POSTMORTEM_SCOPE = frozenset({"runbook", "execution", "params", "alerts", "steps", "timeline",
                               "objectives", "durations"})
@@ -299,14 +301,20 @@ def _templates(doc: YamlDoc, loc: Loc, value: Any, *, params: set[str] | None,
             continue
         names, attrs = _references(text)
         for name in sorted(names - scope - _GLOBALS):
+            if name == "alert" and scope is not POSTMORTEM_SCOPE:
+                issues.append(doc.issue(where, f"{dotted(where)}: reads `alert`, which is not in "
+                                        f"an action's template context: an action never uses "
+                                        f"alert labels or annotations directly; declare a typed "
+                                        f"parameter (from: labels.x, with a pattern or an "
+                                        f"allowed list) and use params.x"))
+                continue
             issues.append(doc.issue(where, f"{dotted(where)}: unknown name {name!r}; a template "
                                     f"sees only {', '.join(sorted(scope))}"))
-        issues += _attr_issues(doc, where, names, attrs, params=params, steps=steps,
-                               scope=scope)
+        issues += _attr_issues(doc, where, attrs, params=params, steps=steps, scope=scope)
     return issues
 
 
-def _attr_issues(doc: YamlDoc, where: Loc, names: set[str], attrs: set[tuple[str, str]], *,
+def _attr_issues(doc: YamlDoc, where: Loc, attrs: set[tuple[str, str]], *,
                  params: set[str] | None, steps: set[str] | None,
                  scope: frozenset[str]) -> list[Issue]:
     issues = []
@@ -318,12 +326,6 @@ def _attr_issues(doc: YamlDoc, where: Loc, names: set[str], attrs: set[tuple[str
                 and attr not in steps:
             issues.append(doc.issue(where, f"{at}: steps.{attr} is not an earlier step, so its "
                                     f"output does not exist yet"))
-    alert_attrs = {a for b, a in attrs if b == "alert"}
-    raw_alert = alert_attrs & {"labels", "annotations"} or ("alert" in names and not alert_attrs)
-    if scope is not POSTMORTEM_SCOPE and raw_alert:
-        # Invariant 6: alert data reaches actions only through typed, validated params.
-        issues.append(doc.issue(where, f"{at}: uses alert labels or annotations directly; "
-                                f"declare a typed parameter (from: labels.x) and use params.x"))
     return issues
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.catalog.loader import Catalog, LoadedRunbook
 from app.catalog.matcher import CompiledMapping
-from app.catalog.params import ParamError, alert_scope, render_target, resolve_params
+from app.catalog.params import ParamError, render_target, resolve_params
 from app.catalog.parser import ActionSpecs
 from app.catalog.schema import CheckSpec, Runbook, Step
 from app.catalog.templating import RenderError, make_context, render_string
@@ -167,15 +167,14 @@ def simulate(
                      labels={clip(k, 100): clip(v) for k, v in labels.items()},
                      annotations={clip(k, 100): clip(v) for k, v in annotations.items()})
     matches = catalog.match(labels)
-    scope = alert_scope(labels=labels, annotations=annotations, status=status, source=source)
-    plans = [_plan(mapping, loaded, labels, annotations, scope, guards, status, actions)
+    plans = [_plan(mapping, loaded, labels, annotations, guards, status, actions)
              for mapping, loaded in matches]
     return SimulationResult(alert=shown, matched=bool(plans), runbooks=plans)
 
 
 def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, str],
-          annotations: Mapping[str, str], scope: dict[str, Any], guards: Guards,
-          status: str, actions: ActionSpecs | None) -> SimRunbook:
+          annotations: Mapping[str, str], guards: Guards, status: str,
+          actions: ActionSpecs | None) -> SimRunbook:
     rb = loaded.runbook
     held = guards.holds(rb.id)
     out = SimRunbook(mapping=mapping.name, runbook=rb.id, title=rb.title, version=loaded.version,
@@ -187,15 +186,14 @@ def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, 
         params = resolve_params(rb, labels=labels, annotations=annotations,
                                 overrides=mapping.params)
         out.params = params
-        out.target = render_target(rb, params, scope)
+        out.target = render_target(rb, params)
     except ParamError as exc:
         out.param_errors = [SimParamError(name=p.name, reason=p.reason) for p in exc.problems]
         out.reason = f"no execution: {exc}"
     except (RenderError, ValueError) as exc:
         out.reason = f"no execution: the target does not render: {exc}"
         params = None
-    context = None if params is None or out.target is None else _context(rb, params, scope,
-                                                                         out.target)
+    context = None if params is None or out.target is None else _context(rb, params, out.target)
     if not out.reason:
         if status != "firing":
             out.reason = f"no execution: the alert is {status}"
@@ -208,12 +206,12 @@ def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, 
     return out
 
 
-def _context(rb: Runbook, params: dict[str, Any], scope: dict[str, Any],
-             target: str) -> dict[str, Any]:
+def _context(rb: Runbook, params: dict[str, Any], target: str) -> dict[str, Any]:
+    """What the engine's step_context will hold: params, steps, execution; never the alert."""
     steps = {s.id: Pending(f"step {s.id}") for s in rb.steps}
     execution = {"id": Pending("execution id"), "runbook": rb.id, "target": target,
                  "dry_run": False}
-    return make_context(params=params, alert=scope, steps=steps, execution=execution)
+    return make_context(params=params, steps=steps, execution=execution)
 
 
 def _step(i: int, step: Step, rb: Runbook, context: dict[str, Any] | None, held: str | None,

@@ -1,8 +1,9 @@
 """Sandboxed rendering of runbook templates. Pure.
 
-Only the runbook's own strings are template source. Alert values enter as data in the
-context (`params`, `alert`, `steps`, `execution`) and are never compiled, so `{{ 7*7 }}` in a
-label stays the five characters it is. The sandbox blocks attribute tricks, and
+Only the runbook's own strings are template source. Values enter as data in the context
+(`params`, `steps`, `execution`) and are never compiled, so `{{ 7*7 }}` in a label stays the
+five characters it is. There is no `alert` in that context (invariant 6): alert data reaches
+an action only through typed, validated params. The sandbox blocks attribute tricks, and
 StrictUndefined turns a typo into an error instead of an empty string.
 """
 
@@ -66,7 +67,7 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
 
 
 def freeze(value: Any) -> Any:
-    """A read-only view of a JSON-like value, so templates cannot mutate the alert."""
+    """A read-only view of a JSON-like value, so templates cannot mutate their inputs."""
     if isinstance(value, dict):
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list):
@@ -75,13 +76,12 @@ def freeze(value: Any) -> Any:
 
 
 def make_context(
-    *, params: Mapping[str, Any], alert: Mapping[str, Any] | None = None,
-    steps: Mapping[str, Any] | None = None, execution: Mapping[str, Any] | None = None,
+    *, params: Mapping[str, Any], steps: Mapping[str, Any] | None = None,
+    execution: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole scope a template can see."""
+    """The whole scope an action's template (and the target) can see; no `alert`, by design."""
     return {
         "params": freeze(dict(params)),
-        "alert": freeze(dict(alert or {})),
         "steps": freeze(dict(steps or {})),
         "execution": freeze(dict(execution or {})),
     }

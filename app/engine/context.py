@@ -10,33 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import EscalationTier, Runbook, Step
 from app.catalog.templating import make_context
-from app.engine.models import Execution, ExecutionAlert, StepRun
-from app.intake.models import Alert
+from app.engine.models import Execution, StepRun
 
 FIFTEEN_MINUTES = dt.timedelta(minutes=15)
 
 
-async def trigger_alert(session: AsyncSession, execution_id: int) -> Alert | None:
-    """The alert that started an execution (None for one started by hand)."""
-    return (await session.execute(
-        select(Alert).join(ExecutionAlert, ExecutionAlert.alert_id == Alert.id)
-        .where(ExecutionAlert.execution_id == execution_id)
-        .order_by(ExecutionAlert.attached_at, Alert.id).limit(1)
-    )).scalar_one_or_none()
-
-
-def alert_view(alert: Alert | None) -> dict[str, Any]:
-    if alert is None:
-        return {}
-    return {
-        "source": alert.source, "fingerprint": alert.fingerprint, "status": alert.status,
-        "labels": alert.labels, "annotations": alert.annotations,
-        "starts_at": alert.starts_at.isoformat(), "generator_url": alert.generator_url,
-    }
-
-
 async def step_context(session: AsyncSession, execution: Execution) -> dict[str, Any]:
-    """Params, the trigger alert, earlier steps' outputs and the execution, for templates."""
+    """Params, earlier steps' outputs and the execution, for an action's templates.
+
+    No alert: its labels reach an action only through the typed params (invariant 6).
+    """
     runs = (await session.execute(
         select(StepRun).where(StepRun.execution_id == execution.id, StepRun.kind == "step")
     )).scalars().all()
@@ -46,7 +29,6 @@ async def step_context(session: AsyncSession, execution: Execution) -> dict[str,
     }
     return make_context(
         params=execution.params,
-        alert=alert_view(await trigger_alert(session, execution.id)),
         steps=steps,
         execution={"id": execution.id, "runbook": execution.runbook_id,
                    "target": execution.target, "dry_run": execution.dry_run},
