@@ -1,5 +1,6 @@
 """Shared fixtures: a migrated database per test on SQLite (always) and PostgreSQL (when
-TEST_DATABASE_URL is set), identities with tokens, and a real runbookd on 127.0.0.1."""
+TEST_DATABASE_URL is set), identities with tokens, and a real runbookd on 127.0.0.1 (plain,
+or as a rig serving a test catalog)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from app.main import create_app
 from app.migrate import upgrade
 from tests.support.auth import WEBHOOK_TOKEN
 from tests.support.engine_catalog import runbook, step, write_catalog
+from tests.support.engine_helpers import Rig, rig
 from tests.support.net import RunningServer, serve_app
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -168,6 +171,29 @@ async def server(
 async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def rig_settings() -> dict[str, Any]:
+    """Settings every `make_rig` of a module starts from; a module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def make_rig(
+    tmp_path: Path, make_settings: Callable[..., Settings], tokens: dict[str, str], db_url: str,
+    rig_settings: dict[str, Any],
+) -> Callable[..., AbstractAsyncContextManager[Rig]]:
+    """`async with make_rig(runbooks, **settings) as r`: a real runbookd serving `runbooks`,
+    with `rig_settings` and then `settings` over the test's settings (see engine_helpers.rig).
+    Call it again, after the first has ended, for a restart on the same database."""
+
+    def build(runbooks: list[dict[str, Any]] | None = None,
+              **overrides: Any) -> AbstractAsyncContextManager[Rig]:
+        return rig(tmp_path, make_settings, tokens, db_url, runbooks,
+                   **{**rig_settings, **overrides})
+
+    return build
 
 
 @pytest.fixture

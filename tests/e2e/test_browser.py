@@ -13,7 +13,6 @@ import pytest
 
 from tests.support.binaries import need_binary, need_module
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import web_rig
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +36,6 @@ async def chromium() -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
-
-
-@pytest.fixture
-def make_rig(tmp_path, make_settings, tokens, db_url):
-    def build(runbooks, **overrides):
-        return web_rig(tmp_path, make_settings, tokens, db_url, runbooks, **overrides)
-    return build
 
 
 def book() -> dict[str, Any]:

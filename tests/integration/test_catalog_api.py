@@ -15,7 +15,6 @@ from app.catalog.service import CatalogHolder
 from app.db import make_engine, make_session_factory, session_scope
 from app.engine.guards import set_guard
 from app.events import Event
-from app.main import create_app
 from tests.support.auth import auth
 from tests.support.catalog_fixtures import (
     ACTIONS,
@@ -25,7 +24,6 @@ from tests.support.catalog_fixtures import (
     write_catalog,
 )
 from tests.support.db import all_rows
-from tests.support.net import serve_app
 from tests.support.payloads import am_alert, am_body
 
 
@@ -35,13 +33,11 @@ def paths(tmp_path):
 
 
 @pytest.fixture
-async def api(make_settings, tokens, paths) -> AsyncIterator[httpx.AsyncClient]:
+async def api(make_rig, paths) -> AsyncIterator[httpx.AsyncClient]:
     mappings, remediations = paths
-    settings = make_settings(mappings=mappings, remediations_dir=remediations,
-                             worker_enabled=False)
-    async with serve_app(create_app(settings)) as running, \
-            httpx.AsyncClient(base_url=running.url, timeout=30) as http:
-        yield http
+    async with make_rig(mappings=mappings, remediations_dir=remediations,
+                        worker_enabled=False) as r:
+        yield r.http
 
 
 async def gauge(http: httpx.AsyncClient, name: str) -> float:

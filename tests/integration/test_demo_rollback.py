@@ -5,25 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from app.actions.embedded_registry import ModelRegistry, create_demo_registry
-from app.main import create_app
-from tests.support.engine_helpers import Rig
-from tests.support.net import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_quick_rollback_moves_the_demo_champion_back(make_settings, tokens, db_url,
-                                                           tmp_path):
+async def test_quick_rollback_moves_the_demo_champion_back(make_rig, tmp_path):
     registry = tmp_path / "registry"
     create_demo_registry(registry)
-    settings = make_settings(mappings=ROOT / "alert_mappings.yaml",
-                             remediations_dir=ROOT / "remediations", registry_dir=registry)
-    async with serve_app(create_app(settings)) as server, httpx.AsyncClient(
-            base_url=server.url, timeout=30) as http:
-        r = Rig(server=server, http=http, tokens=tokens, db_url=db_url)
+    async with make_rig(mappings=ROOT / "alert_mappings.yaml",
+                        remediations_dir=ROOT / "remediations", registry_dir=registry) as r:
         await r.fire("ModelRollbackRequested", model="demo-model")
         [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
         assert ModelRegistry(registry).get_alias("demo-model", "champion").version == "2"

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.engine_helpers import rig
-
-
-@pytest.fixture
-def make_rig(tmp_path, make_settings, tokens, db_url):
-    def build(runbooks, **overrides):
-        return rig(tmp_path, make_settings, tokens, db_url, runbooks, **overrides)
-    return build
 
 
 async def test_alert_runs_safe_steps_to_success(make_rig, tmp_path):
@@ -265,12 +255,12 @@ async def test_circuit_breaker_pauses_a_failing_runbook(make_rig):
     assert any(n.kind == "breaker" for n in notifications)
 
 
-async def test_rate_limit_holds_across_a_restart(tmp_path, make_settings, tokens, db_url):
+async def test_rate_limit_holds_across_a_restart(make_rig):
     book = runbook("rate", [step("a")], limits={"rate": [{"count": 1, "per": "6h"}]})
-    async with rig(tmp_path, make_settings, tokens, db_url, [book]) as r:
+    async with make_rig([book]) as r:
         await r.fire("rate", fingerprint="1111111111111111")
         await r.wait_for(lambda rows: rows and rows[0].status == "succeeded")
-    async with rig(tmp_path, make_settings, tokens, db_url, [book]) as r:  # a new process
+    async with make_rig([book]) as r:  # a new process
         await r.fire("rate", fingerprint="2222222222222222",
                      starts_at="2026-11-26T07:00:00Z")
         rows = await r.wait_for(lambda rows: len(rows) == 2 and rows[1].status != "pending")
@@ -344,13 +334,11 @@ async def _set_output(db_url, execution_id, step_id, output):
     await engine.dispose()
 
 
-async def test_interrupted_step_needs_attention_then_retry(tmp_path, make_settings, tokens,
-                                                           db_url):
+async def test_interrupted_step_needs_attention_then_retry(make_rig, tmp_path):
     marks = tmp_path / "marks.txt"
     book = runbook("att", [step("long", "sleep", idempotent=False,
                                 **{"with": {"seconds": 30, "append_to": str(marks)}})])
-    async with rig(tmp_path, make_settings, tokens, db_url, [book],
-                   shutdown_grace_seconds=0) as r:
+    async with make_rig([book], shutdown_grace_seconds=0) as r:
         await r.fire("att")
         await r.wait_for(lambda rows: rows and rows[0].status == "running")
         for _ in range(100):
@@ -358,8 +346,7 @@ async def test_interrupted_step_needs_attention_then_retry(tmp_path, make_settin
                 break
             await asyncio.sleep(0.05)
     # Shut down with no grace: the running step is cut, like a crash.
-    async with rig(tmp_path, make_settings, tokens, db_url, [book],
-                   shutdown_grace_seconds=0) as r:
+    async with make_rig([book], shutdown_grace_seconds=0) as r:
         [ex] = await r.wait_for(lambda rows: rows[0].status == "needs_attention")
         abort_wrong = await r.post(f"/api/v1/executions/{ex.id}/retry", "victor")
         assert abort_wrong.status_code == 403

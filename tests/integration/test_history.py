@@ -16,7 +16,6 @@ from tests.support.auth import auth
 from tests.support.binaries import need_binary
 from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.engine_helpers import rig
 from tests.support.procs import RUNBOOKD
 
 POSTMORTEM = """# Postmortem: {{ params.model }} ({{ runbook.title }})
@@ -52,9 +51,8 @@ async def _scenario(r):
     return ex.id
 
 
-async def test_list_filters_detail_and_postmortem(tmp_path, make_settings, tokens, db_url,
-                                                  books):
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+async def test_list_filters_detail_and_postmortem(make_rig, tokens, books):
+    async with make_rig(books) as r:
         drift_id = await _scenario(r)
         viewer = auth(tokens["victor"])
 
@@ -99,9 +97,8 @@ async def test_list_filters_detail_and_postmortem(tmp_path, make_settings, token
         assert missing.status_code == 404
 
 
-async def test_cursor_pages_stay_stable_while_rows_arrive(tmp_path, make_settings, tokens,
-                                                         db_url, books):
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+async def test_cursor_pages_stay_stable_while_rows_arrive(make_rig, tokens, books):
+    async with make_rig(books) as r:
         for i in range(7):
             await r.post("/api/v1/executions", "rita",
                          {"runbook": "plain", "params": {"model": f"m{i}"}})
@@ -124,9 +121,8 @@ async def test_cursor_pages_stay_stable_while_rows_arrive(tmp_path, make_setting
     assert damaged.status_code == 422
 
 
-async def test_audit_log_covers_every_kind_and_exports_jsonl(tmp_path, make_settings, tokens,
-                                                              db_url, books):
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+async def test_audit_log_covers_every_kind_and_exports_jsonl(make_rig, tokens, books):
+    async with make_rig(books) as r:
         await _scenario(r)
         await r.post("/api/v1/guards/runbooks/plain/pause", "rita", {"comment": "maintenance"})
         headers = auth(tokens["victor"])
@@ -152,8 +148,8 @@ async def test_audit_log_covers_every_kind_and_exports_jsonl(tmp_path, make_sett
             assert not {"put", "patch", "delete"} & set(methods), path
 
 
-async def test_stats(tmp_path, make_settings, tokens, db_url, books):
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+async def test_stats(make_rig, tokens, books):
+    async with make_rig(books) as r:
         await _scenario(r)
         stats = (await r.http.get("/api/v1/stats", headers=auth(tokens["victor"]))).json()
         bad = await r.http.get("/api/v1/stats", params={
@@ -170,10 +166,9 @@ async def test_stats(tmp_path, make_settings, tokens, db_url, books):
     assert bad.status_code == 422
 
 
-async def test_metrics_pass_promtool_and_carry_no_alert_values(tmp_path, make_settings, tokens,
-                                                               db_url, books):
+async def test_metrics_pass_promtool_and_carry_no_alert_values(make_rig, books):
     promtool = need_binary("promtool")
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+    async with make_rig(books) as r:
         await _scenario(r)
         text = (await r.http.get("/metrics")).text
     proc = await asyncio.create_subprocess_exec(
@@ -191,12 +186,11 @@ async def test_metrics_pass_promtool_and_carry_no_alert_values(tmp_path, make_se
     assert "fraud-v3" not in text and "m2" not in text.replace("m2_", "")
 
 
-async def test_retention_keeps_active_and_whole_chains(tmp_path, make_settings, tokens, db_url,
-                                                       books):
+async def test_retention_keeps_active_and_whole_chains(make_rig, db_url, books):
     from app.db import make_session_factory
     from app.history.retention import prune_all
 
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+    async with make_rig(books) as r:
         await r.fire("broken", model="old")
         await r.wait_for(lambda rows: rows and rows[0].status == "failed")
         await r.fire("drift", model="active-old")
@@ -220,9 +214,8 @@ async def test_retention_keeps_active_and_whole_chains(tmp_path, make_settings, 
     assert any(e.kind == "execution.created" and e.execution_id == 2 for e in events)
 
 
-async def test_cli_history_show_and_postmortem(tmp_path, make_settings, tokens, db_url,
-                                               books):
-    async with rig(tmp_path, make_settings, tokens, db_url, books) as r:
+async def test_cli_history_show_and_postmortem(make_rig, db_url, books):
+    async with make_rig(books) as r:
         drift_id = await _scenario(r)
 
     async def cli(*args: str) -> str:

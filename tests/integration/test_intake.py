@@ -10,10 +10,8 @@ import pytest
 import yaml
 
 from app.intake.models import Alert, Delivery
-from app.main import create_app
 from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
-from tests.support.net import serve_app
 from tests.support.payloads import (
     am_alert,
     am_body,
@@ -123,12 +121,11 @@ async def test_bad_credentials_get_401_with_challenge_and_store_nothing(
     assert await all_rows(db_url, Alert) == []
 
 
-async def test_basic_auth(make_settings, tokens, db_url):
-    app = create_app(make_settings(webhook_tokens=[], webhook_basic_auth=["am:s3cret-pass"]))
-    async with serve_app(app) as srv, httpx.AsyncClient(base_url=srv.url) as http:
-        ok = await post_am(http, am_body(), headers={"Content-Type": "application/json"},
+async def test_basic_auth(make_rig):
+    async with make_rig(webhook_tokens=[], webhook_basic_auth=["am:s3cret-pass"]) as r:
+        ok = await post_am(r.http, am_body(), headers={"Content-Type": "application/json"},
                            auth=("am", "s3cret-pass"))
-        bad = await post_am(http, am_body(), headers={"Content-Type": "application/json"},
+        bad = await post_am(r.http, am_body(), headers={"Content-Type": "application/json"},
                             auth=("am", "wrong"))
     assert ok.status_code == 200
     assert bad.status_code == 401
@@ -162,20 +159,18 @@ async def test_wrong_content_type_is_415(client):
     assert "application/json" in response.json()["error"]["message"]
 
 
-async def test_declared_oversized_body_is_413(make_settings, tokens):
-    app = create_app(make_settings(max_body_bytes=4096))
-    async with serve_app(app) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+async def test_declared_oversized_body_is_413(make_rig):
+    async with make_rig(max_body_bytes=4096) as r:
         big = am_body(am_alert(annotations={"blob": "x" * 10_000}))
-        response = await post_am(http, big)
+        response = await post_am(r.http, big)
     assert response.status_code == 413
     assert "RUNBOOKD_MAX_BODY_BYTES" in response.json()["error"]["message"]
 
 
-async def test_chunked_oversized_body_is_413_without_reading_it_all(make_settings, tokens):
+async def test_chunked_oversized_body_is_413_without_reading_it_all(make_rig):
     """A chunked body with no Content-Length: the answer comes while the body is unfinished."""
-    app = create_app(make_settings(max_body_bytes=4096))
-    async with serve_app(app) as srv:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    async with make_rig(max_body_bytes=4096) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.server.port)
         writer.write(
             b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
@@ -189,12 +184,11 @@ async def test_chunked_oversized_body_is_413_without_reading_it_all(make_setting
     assert b" 413 " in status_line
 
 
-async def test_pagerduty_signature_rotation_and_dedup(make_settings, tokens, db_url):
-    app = create_app(make_settings(pagerduty_secrets=["old-secret-123456", "new-secret-654321"]))
+async def test_pagerduty_signature_rotation_and_dedup(make_rig, db_url):
     body = json.dumps(pd_event(event_id="01ABC")).encode()
-    async with serve_app(app) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+    async with make_rig(pagerduty_secrets=["old-secret-123456", "new-secret-654321"]) as r:
         async def send(raw: bytes, signature: str, webhook_id: str = "wh-1"):
-            return await http.post("/webhooks/pagerduty", content=raw, headers={
+            return await r.http.post("/webhooks/pagerduty", content=raw, headers={
                 "Content-Type": "application/json", "X-PagerDuty-Signature": signature,
                 "X-Webhook-Id": webhook_id})
 
@@ -219,9 +213,8 @@ async def test_pagerduty_signature_rotation_and_dedup(make_settings, tokens, db_
     assert len(await all_rows(db_url, Delivery)) == 1
 
 
-async def test_pagerduty_lifecycle_orders_by_occurred_at(make_settings, tokens, db_url):
+async def test_pagerduty_lifecycle_orders_by_occurred_at(make_rig, db_url):
     secret = "pd-secret-abcdef12"
-    app = create_app(make_settings(pagerduty_secrets=[secret]))
     events = [
         pd_event("incident.triggered", occurred_at="2026-11-26T06:00:00Z"),
         pd_event("incident.resolved", occurred_at="2026-11-26T06:20:00Z"),
@@ -230,10 +223,10 @@ async def test_pagerduty_lifecycle_orders_by_occurred_at(make_settings, tokens, 
         pd_event("incident.reopened", occurred_at="2026-11-26T06:30:00Z"),
     ]
     statuses = []
-    async with serve_app(app) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+    async with make_rig(pagerduty_secrets=[secret]) as r:
         for event in events:
             raw = json.dumps(event).encode()
-            response = await http.post("/webhooks/pagerduty", content=raw, headers={
+            response = await r.http.post("/webhooks/pagerduty", content=raw, headers={
                 "Content-Type": "application/json",
                 "X-PagerDuty-Signature": pd_signature(raw, secret)})
             assert response.status_code == 200
@@ -244,23 +237,22 @@ async def test_pagerduty_lifecycle_orders_by_occurred_at(make_settings, tokens, 
     assert deliveries[3].alerts_total == 0
 
 
-async def test_grafana_with_and_without_signature(make_settings, tokens, db_url):
+async def test_grafana_with_and_without_signature(make_rig, db_url):
     import hashlib
     import hmac
 
     secret = "grafana-secret-42x"
-    app = create_app(make_settings(grafana_secret=secret,
-                                   grafana_timestamp_header="X-Grafana-Alerting-Timestamp"))
     raw = json.dumps(grafana_body()).encode()
     ts = "1764136800"
     good = hmac.new(secret.encode(), ts.encode() + b":" + raw, hashlib.sha256).hexdigest()
-    async with serve_app(app) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+    async with make_rig(grafana_secret=secret,
+                        grafana_timestamp_header="X-Grafana-Alerting-Timestamp") as r:
         headers = {"Content-Type": "application/json", "X-Grafana-Alerting-Timestamp": ts}
-        ok = await http.post("/webhooks/grafana", content=raw,
-                             headers={**headers, "X-Grafana-Alerting-Signature": good})
-        bad = await http.post("/webhooks/grafana", content=raw,
-                              headers={**headers, "X-Grafana-Alerting-Signature": "00" * 32})
-        missing = await http.post("/webhooks/grafana", content=raw, headers=headers)
+        ok = await r.http.post("/webhooks/grafana", content=raw,
+                               headers={**headers, "X-Grafana-Alerting-Signature": good})
+        bad = await r.http.post("/webhooks/grafana", content=raw,
+                                headers={**headers, "X-Grafana-Alerting-Signature": "00" * 32})
+        missing = await r.http.post("/webhooks/grafana", content=raw, headers=headers)
     assert ok.status_code == 200, ok.text
     assert (bad.status_code, missing.status_code) == (401, 401)
     [alert] = await all_rows(db_url, Alert)

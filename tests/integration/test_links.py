@@ -18,17 +18,10 @@ from app.errors import SigningKeyMissing
 from app.notify.models import Notification
 from app.signing import derived_key
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import browser, csrf_of, sign_in, web_rig
+from tests.support.web import browser, csrf_of, sign_in
 
 BOT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
 APPROVE_BUTTON = re.compile(r'<button[^>]*name="decision" value="approve"')
-
-
-@pytest.fixture
-def make_rig(tmp_path, make_settings, tokens, db_url):
-    def build(runbooks, **overrides):
-        return web_rig(tmp_path, make_settings, tokens, db_url, runbooks, **overrides)
-    return build
 
 
 def book(rid="lk", count=1, out=None):

@@ -15,7 +15,6 @@ from sqlalchemy import update
 from app.db import make_engine
 from app.notify.models import Notification
 from tests.support.engine_catalog import risky, runbook
-from tests.support.engine_helpers import rig
 
 ESCALATION = [{"after": "1h", "notify": ["webhook:ops", "pagerduty:ml"]}]
 
@@ -30,13 +29,12 @@ async def _until(predicate, timeout: float = 15.0):
 
 
 async def test_outbox_delivers_retries_and_redelivers_after_a_crash(
-        tmp_path, make_settings, tokens, db_url, webhook, pagerduty):
+        make_rig, db_url, webhook, pagerduty):
     book = runbook("ob", [risky("change")], escalation=ESCALATION)
     webhook.fail(500, 503)  # two transient failures before it accepts
-    async with rig(tmp_path, make_settings, tokens, db_url, [book],
-                   notify_webhook_url=f"{webhook.url}/hooks/ops",
-                   pagerduty_events_url=f"{pagerduty.url}/v2/enqueue",
-                   pagerduty_routing_key="R" * 32, http_allowlist=["127.0.0.1"]) as r:
+    async with make_rig([book], notify_webhook_url=f"{webhook.url}/hooks/ops",
+                        pagerduty_events_url=f"{pagerduty.url}/v2/enqueue",
+                        pagerduty_routing_key="R" * 32, http_allowlist=["127.0.0.1"]) as r:
         await r.fire("ob")
         [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
 
@@ -68,13 +66,12 @@ async def test_outbox_delivers_retries_and_redelivers_after_a_crash(
 
 
 async def test_a_permanent_failure_is_marked_failed_and_counted(
-        tmp_path, make_settings, tokens, db_url, webhook):
+        make_rig, webhook):
     book = runbook("ob2", [risky("change")], escalation=[{"after": "1h",
                                                           "notify": ["webhook:ops"]}])
     webhook.fail(400)
-    async with rig(tmp_path, make_settings, tokens, db_url, [book],
-                   notify_webhook_url=f"{webhook.url}/hooks/ops",
-                   http_allowlist=["127.0.0.1"]) as r:
+    async with make_rig([book], notify_webhook_url=f"{webhook.url}/hooks/ops",
+                        http_allowlist=["127.0.0.1"]) as r:
         await r.fire("ob2")
 
         async def failed():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import yaml
 
 from app.engine.models import Approval, ApprovalLink, Execution, Guard, StepRun
@@ -15,16 +14,9 @@ from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.payloads import am_alert, am_body, go_json
-from tests.support.web import browser, csrf_of, sign_in, web_rig
+from tests.support.web import browser, csrf_of, sign_in
 
 APPROVE_BUTTON = re.compile(r'<button[^>]*name="decision" value="approve"')
-
-
-@pytest.fixture
-def make_rig(tmp_path, make_settings, tokens, db_url):
-    def build(runbooks, **overrides):
-        return web_rig(tmp_path, make_settings, tokens, db_url, runbooks, **overrides)
-    return build
 
 
 def book(rid="web", count=1):

@@ -1,4 +1,6 @@
-"""Helpers for engine tests: a runbookd with a test catalog, alerts, and waiting on state."""
+"""The rig every HTTP-level test of the engine, the pages, Slack and the links uses: a real
+runbookd on 127.0.0.1 serving a test catalog, an HTTP client, alerts to fire, and reads of its
+tables while waiting on state. Tests get it through the `make_rig` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -104,11 +106,15 @@ def _of(model: type, execution_id: int | None) -> tuple[Any, ...]:
 @contextlib.asynccontextmanager
 async def rig(
     tmp_path: Path, make_settings: Callable[..., Settings], tokens: dict[str, str],
-    db_url: str, runbooks: list[dict[str, Any]], **overrides: Any,
+    db_url: str, runbooks: list[dict[str, Any]] | None = None, **overrides: Any,
 ) -> AsyncIterator[Rig]:
-    """A real runbookd serving `runbooks` (one mapping each: alertname == runbook id)."""
-    mappings, remediations = write_catalog(tmp_path / "catalog", runbooks)
-    settings = make_settings(mappings=mappings, remediations_dir=remediations, **overrides)
+    """A real runbookd serving `runbooks` (one mapping each: alertname == runbook id), with
+    `make_settings(**overrides)`. Without runbooks it serves the catalog the settings name
+    (the overrides' `mappings` and `remediations_dir`, or the default test catalog)."""
+    if runbooks is not None:
+        mappings, remediations = write_catalog(tmp_path / "catalog", runbooks)
+        overrides = {"mappings": mappings, "remediations_dir": remediations, **overrides}
+    settings = make_settings(**overrides)
     async with serve_app(create_app(settings)) as server, httpx.AsyncClient(
             base_url=server.url, timeout=30) as http:
         yield Rig(server=server, http=http, tokens=tokens, db_url=db_url)

@@ -1,46 +1,16 @@
-"""Helpers for the web tests: a runbookd with the web pages mounted, and a browser-like
-httpx client that signs in through the form and reads CSRF tokens from pages."""
+"""Helpers for the web tests: a browser-like httpx client that signs in through the form and
+reads CSRF tokens from pages. The runbookd they talk to is the `make_rig` fixture's."""
 
 from __future__ import annotations
 
 import contextlib
 import html
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI
-
-from app.config import Settings
-from app.main import create_app
-from app.web.routes import install
-from tests.support.engine_catalog import write_catalog
-from tests.support.engine_helpers import Rig
-from tests.support.net import serve_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def web_app(settings: Settings) -> FastAPI:
-    """create_app plus the web routes, unless create_app mounts them already."""
-    app = create_app(settings)
-    if not any(getattr(r, "path", None) == "/approve/{token}" for r in app.routes):
-        install(app)
-    return app
-
-
-@contextlib.asynccontextmanager
-async def web_rig(tmp_path: Path, make_settings: Callable[..., Settings], tokens: dict[str, str],
-                  db_url: str, runbooks: list[dict[str, Any]], **overrides: Any,
-                  ) -> AsyncIterator[Rig]:
-    """Like engine_helpers.rig, with the pages, the Slack endpoint and the links API."""
-    mappings, remediations = write_catalog(tmp_path / "catalog", runbooks)
-    settings = make_settings(mappings=mappings, remediations_dir=remediations, **overrides)
-    async with serve_app(web_app(settings)) as server, httpx.AsyncClient(
-            base_url=server.url, timeout=30) as http:
-        yield Rig(server=server, http=http, tokens=tokens, db_url=db_url)
 
 
 def csrf_of(page: str) -> str:
