@@ -17,20 +17,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:  # imported lazily: `runbookd lint` must start fast
+from app.actions.registry import default_registry
+from app.catalog.lint import lint
+from app.catalog.parser import registry_specs
+from app.cli.common import on_fresh_engine
+from app.config import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
     from app.catalog.simulate import SimCheck, SimRunbook, SimulationReport
+    from app.engine.guards import GuardState
 
-
-def register(app: typer.Typer) -> None:
-    """Add `lint` and `simulate` to the `runbookd` command line."""
-    app.command("lint")(lint_command)
-    app.command("simulate")(simulate_command)
+app = typer.Typer()
 
 
 def _configured_paths() -> tuple[Path, Path]:
     try:
-        from app.config import get_settings
-
         settings = get_settings()
         return settings.mappings, settings.remediations_dir
     except Exception:
@@ -40,20 +43,16 @@ def _configured_paths() -> tuple[Path, Path]:
 
 
 def _action_specs() -> dict[str, Any]:
-    from app.actions.registry import default_registry
-    from app.catalog.parser import registry_specs
-
     return registry_specs(default_registry())
 
 
+@app.command("lint")
 def lint_command(
     paths: Annotated[list[Path] | None, typer.Argument(
         help="Runbook files, directories and mappings files (default: the configured "
              "mappings file and remediations directory).")] = None,
 ) -> None:
     """Check runbooks and mappings; print file:line:col: severity: message. Exit 1 on errors."""
-    from app.catalog.lint import lint
-
     targets = list(paths) if paths else list(_configured_paths())
     issues = lint(*targets, actions=_action_specs())
     for issue in issues:
@@ -65,6 +64,7 @@ def lint_command(
     raise typer.Exit(1 if errors else 0)
 
 
+@app.command("simulate")
 def simulate_command(
     alert_json: Annotated[Path | None, typer.Argument(
         help="An Alertmanager, Grafana or PagerDuty V3 body, as JSON ('-' reads stdin).")]
@@ -79,6 +79,7 @@ def simulate_command(
     = True,
 ) -> None:
     """Show what the catalog would do with an alert: matches, params and every step."""
+    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: lint needs none of them.
     from app.catalog.loader import load_catalog
     from app.catalog.simulate import SimAlert, alerts_from_body, simulate_alerts
     from app.engine.guards import GuardState
@@ -126,31 +127,30 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def _guards() -> tuple[Any, str | None]:
+def _guards() -> tuple[GuardState, str | None]:
     """The guard switches from the configured database; none (with a note) if unreachable."""
+    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it needs no SQLAlchemy.
     from sqlalchemy.engine import make_url
 
-    from app.config import get_settings
-    from app.db import make_engine, make_session_factory
-    from app.engine.guards import GuardState, current_guard_state
+    from app.engine.guards import GuardState
 
     try:
         url = get_settings().database_url
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
             return GuardState(), f"guards not read: no database at {parsed.database}"
-
-        async def read() -> Any:
-            engine = make_engine(url)
-            try:
-                async with make_session_factory(engine)() as session:
-                    return await asyncio.wait_for(current_guard_state(session), timeout=5)
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(read()), None
+        return asyncio.run(on_fresh_engine(url, _read_guard_state)), None
     except Exception as exc:
         return GuardState(), f"guards not read: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+async def _read_guard_state(factory: async_sessionmaker[AsyncSession]) -> GuardState:
+    """The switches, read in one session; a database that hangs gets 5 seconds."""
+    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it needs no SQLAlchemy.
+    from app.engine.guards import current_guard_state
+
+    async with factory() as session:
+        return await asyncio.wait_for(current_guard_state(session), timeout=5)
 
 
 def format_report(report: SimulationReport) -> str:

@@ -199,12 +199,8 @@ def test_a_file_given_alone_is_classified_by_its_content(tmp_path):
 
 
 def cli_app():
-    import typer
+    from app.cli.catalog import app
 
-    from app.cli.catalog import register
-
-    app = typer.Typer()
-    register(app)
     return app
 
 

@@ -145,9 +145,7 @@ def test_bodies_that_are_not_alerts(body):
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    import typer
-
-    from app.cli.catalog import register
+    from app.cli.catalog import app
     from app.config import get_settings
 
     mappings_path, remediations = write_catalog(tmp_path / "catalog")
@@ -155,8 +153,6 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNBOOKD_REMEDIATIONS_DIR", str(remediations))
     monkeypatch.setenv("RUNBOOKD_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/none.db")
     get_settings.cache_clear()
-    app = typer.Typer()
-    register(app)
     yield app
     get_settings.cache_clear()
 

@@ -1,0 +1,36 @@
+"""`runbookd token create`: identities in the tokens file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+from app.identity import ROLES, create_token
+
+app = typer.Typer()
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Identity name, e.g. alice.")],
+    role: Annotated[list[str], typer.Option("--role", help="viewer|responder|approver|admin")],
+    file: Annotated[Path | None, typer.Option(help="Tokens file (RUNBOOKD_API_TOKENS_FILE).")]
+    = None,
+) -> None:
+    """Add an identity to the tokens file and print its token, once."""
+    path = file or get_settings().api_tokens_file
+    if path is None:
+        raise typer.BadParameter("set RUNBOOKD_API_TOKENS_FILE or pass --file")
+    bad = [r for r in role if r not in ROLES]
+    if bad:
+        raise typer.BadParameter(f"unknown role(s) {bad}; choose from {', '.join(ROLES)}")
+    try:
+        token = create_token(path, name, role)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(token)
