@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -12,6 +12,27 @@ from app.db import Base, BigId, Json, UTCDateTime
 
 # The prefix of a label value kept in alert_labels; longer values are filtered on the JSON.
 LABEL_VALUE_INDEXED = 255
+
+# An alert's status (alerts.status), as its source says it. Every status string in the intake
+# comes from here. Literal[] takes values, not names, so the types below spell them again.
+FIRING: Final = "firing"
+ACKNOWLEDGED: Final = "acknowledged"  # PagerDuty only
+RESOLVED: Final = "resolved"
+ALERT_STATUSES = (FIRING, ACKNOWLEDGED, RESOLVED)
+AlertStatus = Literal["firing", "acknowledged", "resolved"]
+SentStatus = Literal["firing", "resolved"]  # what Alertmanager and Grafana send
+
+# What a delivery makes of each of its alerts (deliveries.alerts_new, _changed, _duplicate).
+NEW: Final = "new"
+CHANGED: Final = "changed"
+DUPLICATE: Final = "duplicate"
+Decision = Literal["new", "changed", "duplicate"]
+ChangeKind = Literal["new", "changed"]  # the decisions that write the alert
+
+# What became of a webhook request: stored, or a delivery id seen before (nothing written).
+STORED: Final = "stored"
+DUPLICATE_DELIVERY: Final = "duplicate_delivery"
+DeliveryStatus = Literal["stored", "duplicate_delivery"]
 
 
 class Alert(Base):

@@ -8,12 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.intake.models import ACKNOWLEDGED, FIRING, RESOLVED
 from app.intake.schemas import AlertmanagerWebhook, GrafanaWebhook, PagerDutyWebhook
-
-FIRING = "firing"
-ACKNOWLEDGED = "acknowledged"
-RESOLVED = "resolved"
-ALERT_STATUSES = (FIRING, ACKNOWLEDGED, RESOLVED)
 
 # PagerDuty event types that change an incident's status; the others are stored only.
 PAGERDUTY_STATUS = {

@@ -24,13 +24,8 @@ from app.errors import (
     describe_validation_errors,
 )
 from app.intake.auth import WebhookAuth
-from app.intake.normalize import (
-    ALERT_STATUSES,
-    Envelope,
-    from_alertmanager,
-    from_pagerduty,
-    storable,
-)
+from app.intake.models import ALERT_STATUSES, DUPLICATE_DELIVERY, STORED
+from app.intake.normalize import Envelope, from_alertmanager, from_pagerduty, storable
 from app.intake.schemas import (
     AlertmanagerWebhook,
     GrafanaWebhook,
@@ -77,7 +72,7 @@ class WebhookReceiver:
         for alert in envelope.alerts:
             self._alerts[source, alert.status].inc()
         summary = IngestSummary(
-            status="duplicate_delivery" if result.duplicate_delivery else "stored",
+            status=DUPLICATE_DELIVERY if result.duplicate_delivery else STORED,
             delivery_id=result.delivery_id,
             alerts=IngestCounts(received=result.received, new=result.new,
                                 changed=result.changed, duplicate=result.duplicate),

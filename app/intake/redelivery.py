@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import PG_CONNECT_ARGS, SQLITE_BUSY_SECONDS, sqlite_pragmas
 from app.errors import Unavailable, is_database_unavailable
 from app.intake import statements
+from app.intake.models import DUPLICATE
 from app.intake.normalize import Envelope
 from app.intake.service import IngestResult, decide
 from app.intake.statements import DeliveryRow, States
@@ -94,7 +95,7 @@ def _eligible(envelopes: Sequence[Envelope]) -> bool:
 
 
 def _all_duplicates(envelopes: Sequence[Envelope], states: States) -> bool:
-    return all(decide(states.get(alert.key), alert) == "duplicate"
+    return all(decide(states.get(alert.key), alert) == DUPLICATE
                for env in envelopes for alert in env.alerts)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from app.db import SessionDep
 from app.identity import Identity
 from app.identity.deps import require
+from app.intake.models import AlertStatus
 from app.intake.queries import AlertPage, list_alerts
 from app.intake.schemas import (
     AlertmanagerWebhook,
@@ -86,7 +87,7 @@ def install_webhooks(app: FastAPI) -> None:
 async def get_alerts(
     session: SessionDep,
     _: Annotated[Identity, Depends(require("viewer"))],
-    status: Literal["firing", "acknowledged", "resolved"] | None = None,
+    status: AlertStatus | None = None,
     source: Literal["alertmanager", "grafana", "pagerduty"] | None = None,
     label: Annotated[list[str], Query(description="name=value, repeatable")] = [],  # noqa: B006
     since: dt.datetime | None = None,

@@ -7,9 +7,11 @@ releases, and refusing them would make a sender retry a body that can never succ
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.intake.models import DeliveryStatus, SentStatus
 
 Fingerprint = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -19,7 +21,7 @@ class _Open(BaseModel):
 
 
 class AlertmanagerAlert(_Open):
-    status: Literal["firing", "resolved"]
+    status: SentStatus
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: dt.datetime
@@ -34,7 +36,7 @@ class AlertmanagerWebhook(_Open):
     version: str
     groupKey: str
     truncatedAlerts: int = Field(default=0, ge=0, le=2**31 - 1)
-    status: Literal["firing", "resolved"]
+    status: SentStatus
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)
     commonLabels: dict[str, str] = Field(default_factory=dict)
@@ -88,7 +90,7 @@ class IngestCounts(BaseModel):
 class IngestSummary(BaseModel):
     """The 200 answer to a webhook: what was stored."""
 
-    status: Literal["stored", "duplicate_delivery"]
+    status: DeliveryStatus
     delivery_id: int | None
     alerts: IngestCounts
     truncated_alerts: int = 0

@@ -10,18 +10,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_returning_ids
 from app.intake import statements
-from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel, Delivery
-from app.intake.normalize import RESOLVED, Envelope, NormalizedAlert
+from app.intake.models import (
+    CHANGED,
+    DUPLICATE,
+    LABEL_VALUE_INDEXED,
+    NEW,
+    RESOLVED,
+    Alert,
+    AlertLabel,
+    ChangeKind,
+    Decision,
+    Delivery,
+)
+from app.intake.normalize import Envelope, NormalizedAlert
 from app.intake.statements import AlertKey, States, StoredState
-
-Decision = Literal["new", "changed", "duplicate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +37,7 @@ class AlertChange:
     """An alert that is new, or whose status changed, handed to the mapper hook."""
 
     alert_id: int
-    kind: Literal["new", "changed"]
+    kind: ChangeKind
     alert: NormalizedAlert
     delivery_id: int
 
@@ -56,18 +64,18 @@ def decide(stored: StoredState | None, incoming: NormalizedAlert) -> Decision:
     does not reopen the alert.
     """
     if stored is None:
-        return "new"
+        return NEW
     if incoming.status == stored.status:
-        return "duplicate"
+        return DUPLICATE
     newer = incoming.status_at > stored.status_at or (
         incoming.status_at == stored.status_at and incoming.status == RESOLVED
     )
-    return "changed" if newer else "duplicate"
+    return CHANGED if newer else DUPLICATE
 
 
 async def record_no_match(session: AsyncSession, changes: list[AlertChange]) -> None:
     """The default mapper hook: note that no runbook handles these alerts."""
-    new_ids = [c.alert_id for c in changes if c.kind == "new"]
+    new_ids = [c.alert_id for c in changes if c.kind == NEW]
     if new_ids:
         await session.execute(
             update(Alert).where(Alert.id.in_(new_ids)).values(match_note="no runbook matched")
@@ -101,14 +109,14 @@ async def ingest_batch(
         for alert in envelopes[i].alerts:
             choice = decide(states.get(alert.key), alert)
             per_alert.append(choice)
-            if choice != "duplicate":
+            if choice != DUPLICATE:
                 states[alert.key] = StoredState(
                     id=getattr(states.get(alert.key), "id", None), status=alert.status,
                     status_at=alert.status_at,
                 )
         decisions[i] = per_alert
 
-    only_write = all(d == "duplicate" for per_alert in decisions.values() for d in per_alert)
+    only_write = all(d == DUPLICATE for per_alert in decisions.values() for d in per_alert)
     delivery_ids = await _insert_deliveries(
         session, [envelopes[i] for i in fresh], decisions, fresh, only_write=only_write
     )
@@ -124,8 +132,8 @@ async def ingest_batch(
             continue
         d = decisions[i]
         results.append(IngestResult(
-            delivery_ids[i], len(env.alerts), d.count("new"), d.count("changed"),
-            d.count("duplicate"), env.truncated_alerts,
+            delivery_ids[i], len(env.alerts), d.count(NEW), d.count(CHANGED),
+            d.count(DUPLICATE), env.truncated_alerts,
         ))
     return results
 
@@ -157,9 +165,9 @@ async def _insert_deliveries(
     if not envelopes:
         return {}
     rows = [
-        statements.delivery_row(env, new=decisions[i].count("new"),
-                                changed=decisions[i].count("changed"),
-                                duplicate=decisions[i].count("duplicate"))
+        statements.delivery_row(env, new=decisions[i].count(NEW),
+                                changed=decisions[i].count(CHANGED),
+                                duplicate=decisions[i].count(DUPLICATE))
         for i, env in zip(indexes, envelopes, strict=True)
     ]
     ids = await statements.insert_deliveries(session, rows, only_write=only_write)
@@ -174,7 +182,7 @@ async def _write_alerts(
     final: dict[AlertKey, tuple[NormalizedAlert, int, dt.datetime]] = {}
     for i, per_alert in decisions.items():
         for alert, choice in zip(envelopes[i].alerts, per_alert, strict=True):
-            if choice != "duplicate":
+            if choice != DUPLICATE:
                 final[alert.key] = (alert, delivery_ids[i], envelopes[i].received_at)
 
     new_items = [item for item in final.values() if states[item[0].key].id is None]
@@ -188,7 +196,7 @@ async def _write_alerts(
                   for name, value in a.labels.items()]
         if labels:
             await session.execute(insert(AlertLabel.__table__), labels)
-        changes += [AlertChange(alert_id, "new", a, d)
+        changes += [AlertChange(alert_id, NEW, a, d)
                     for alert_id, (a, d, _) in zip(ids, new_items, strict=True)]
     if changed_items:
         await session.execute(update(Alert), [
@@ -196,7 +204,7 @@ async def _write_alerts(
              "ends_at": a.ends_at, "updated_at": at, "last_delivery_id": d}
             for a, d, at in changed_items
         ])
-        changes += [AlertChange(states[a.key].id or 0, "changed", a, d)
+        changes += [AlertChange(states[a.key].id or 0, CHANGED, a, d)
                     for a, d, _ in changed_items]
     return changes
 
