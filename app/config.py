@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     http_allowlist: CommaList = Field(default_factory=list)
     command_allowlist: CommaList = Field(default_factory=list)
     registry_dir: Path = Path("var/registry")
+    # The only directories artifact.verify reads local files under; empty: registry_dir.
+    artifact_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     prometheus_url: str = "http://127.0.0.1:9090"
     mlflow_url: str = "http://127.0.0.1:5000"
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "webhook_tokens", "webhook_basic_auth", "pagerduty_secrets", "http_allowlist",
-        "command_allowlist", mode="before",
+        "command_allowlist", "artifact_roots", mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -146,6 +148,11 @@ class Settings(BaseSettings):
                                        or self.pagerduty_secrets or self.grafana_secret):
             raise ValueError("no webhook credentials: set RUNBOOKD_WEBHOOK_TOKENS (or "
                              "_WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, _GRAFANA_SECRET)")
+
+    @property
+    def artifact_root_paths(self) -> list[Path]:
+        """Where local artifacts may be read: RUNBOOKD_ARTIFACT_ROOTS, else the registry."""
+        return list(self.artifact_roots) or [self.registry_dir]
 
     @property
     def is_sqlite(self) -> bool:

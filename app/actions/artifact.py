@@ -2,6 +2,8 @@
 
 The artifact is a local path, a `file://` URL or an `http(s)` URL (fetched through the
 allow-listed client). Every file is streamed through sha256 in chunks, never loaded whole.
+Local files (the artifact, its manifest, each file the manifest lists) are read only under
+RUNBOOKD_ARTIFACT_ROOTS, symlinks resolved; a path with a `..` component is refused.
 
 `manifest` says where the expected digests come from:
 - `true`: `manifest.json` beside the artifact: inside it when the artifact is a directory (an
@@ -15,6 +17,7 @@ allow-listed client). Every file is streamed through sha256 in chunks, never loa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
@@ -42,6 +45,7 @@ from app.actions.embedded_registry import ModelRegistry, RegistryError
 
 # Enough to say what is wrong without flooding the step output.
 MAX_REPORTED = 20
+ROOTS_SETTING = "RUNBOOKD_ARTIFACT_ROOTS"
 
 
 class VerifyParams(ActionParams):
@@ -64,14 +68,43 @@ def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def local_path(uri: str) -> Path:
-    """A local path or a `file://` URL as a Path."""
+def local_path(uri: str, roots: Sequence[Path]) -> Path:
+    """A local path or a `file://` URL as a Path, refused unless it lies under one of `roots`."""
     if uri.startswith("file:"):
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost"):
             raise ActionFailed(f"file URL {uri!r} names a remote host; only local files work")
-        return Path(url2pathname(parts.path))
-    return Path(uri)
+        return confine(Path(url2pathname(parts.path)), roots)
+    return confine(Path(uri), roots)
+
+
+def confine(path: Path, roots: Sequence[Path]) -> Path:
+    """`path` itself if, symlinks resolved, it lies under one of `roots`; else ActionFailed.
+
+    A `..` component is refused outright, even one that would resolve inside a root: a path
+    that climbs is a path nobody should have to reason about.
+    """
+    if ".." in path.parts:
+        raise ActionFailed(f"local path {str(path)[:200]!r} has a '..' component; write the "
+                           f"path without it (local files are read only under "
+                           f"{ROOTS_SETTING})")
+    try:
+        resolved = path.resolve()
+        bases = [root.resolve() for root in roots]
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise ActionFailed(f"local path {str(path)[:200]!r} cannot be resolved: {exc}") from None
+    if any(resolved.is_relative_to(base) for base in bases):
+        return path
+    shown = ", ".join(str(root) for root in roots)
+    raise ActionFailed(f"local path {str(path)[:200]!r} is outside the artifact roots "
+                       f"({shown}); to allow it, add a directory that holds it to "
+                       f"{ROOTS_SETTING} (comma-separated)")
+
+
+def _confine_entries(root: Path, names: Sequence[str], roots: Sequence[Path]) -> None:
+    # Manifest entries are safe relative names, but a symlink among them could still lead out.
+    for name in names:
+        confine(root / name, roots)
 
 
 def _read_local_manifest(path: Path) -> bytes:
@@ -125,7 +158,7 @@ class ArtifactVerify:
             if digest is None:
                 raise ActionFailed(f"{doing}: GET {display(uri)} answered 404: no such artifact")
             return digest
-        path = local_path(uri)
+        path = local_path(uri, ctx.settings.artifact_root_paths)
         if path.is_dir():
             raise ActionFailed(f"{path} is a directory: verify it with `manifest`")
         if not path.is_file():
@@ -142,7 +175,7 @@ class ArtifactVerify:
             base, single = (uri, None) if uri.endswith("/") else (
                 uri.rsplit("/", 1)[0] + "/", unquote(uri.rsplit("/", 1)[1]))
         else:
-            path = local_path(uri)
+            path = local_path(uri, ctx.settings.artifact_root_paths)
             if not path.exists():
                 raise ActionFailed(f"artifact {path} does not exist")
             base, single = (str(path), None) if path.is_dir() else (str(path.parent), path.name)
@@ -161,6 +194,8 @@ class ArtifactVerify:
                     problems.append(problem)
             return problems, len(manifest), []
         root = Path(base)
+        await asyncio.to_thread(_confine_entries, root, list(manifest),
+                                ctx.settings.artifact_root_paths)
         problems = await in_thread(verify_dir, root, manifest)
         # Files the manifest does not list are reported, not failed (the manifest file too).
         own = {params.manifest} if isinstance(params.manifest, str) else set()
@@ -182,7 +217,8 @@ class ArtifactVerify:
             if raw is None:
                 raise ActionFailed(f"{doing}: manifest {display(location)} answered 404")
         else:
-            raw = await asyncio.to_thread(_read_local_manifest, local_path(location))
+            path = local_path(location, ctx.settings.artifact_root_paths)
+            raw = await asyncio.to_thread(_read_local_manifest, path)
         try:
             return parse_manifest(raw, source=location)
         except ManifestError as exc:

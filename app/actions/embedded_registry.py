@@ -93,7 +93,8 @@ class Rollback:
 
 def check_name(kind: str, value: str) -> str:
     """Validate a model or version name (a path segment)."""
-    if not NAME.match(value) or value in RESERVED:
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not NAME.fullmatch(value) or value in RESERVED:
         raise RegistryError(f"{kind} {value!r} is not a valid name "
                             "(letters, digits, '.', '_', '-'; not 'aliases')")
     return value
@@ -101,7 +102,7 @@ def check_name(kind: str, value: str) -> str:
 
 def check_alias(value: str) -> str:
     """Validate an alias name."""
-    if not ALIAS.match(value):
+    if not ALIAS.fullmatch(value):
         raise RegistryError(f"alias {value!r} is not a valid alias (lower-case letters, "
                             "digits, '_', '-')")
     return value
@@ -161,6 +162,17 @@ class ModelRegistry:
     def version_dir(self, model: str, version: str) -> Path:
         """The folder of one version (both names validated first)."""
         return self.model_dir(model) / check_name("version", str(version))
+
+    def _own(self, path: Path) -> Path:
+        """`path`, refused when it resolves (through a symlink) outside the registry."""
+        try:
+            inside = path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise RegistryError(f"{path} cannot be resolved: {exc}") from None
+        if not inside:
+            raise RegistryError(f"{path} resolves outside the registry at {self.root} (a "
+                                "symlink?); the registry reads only its own files")
+        return path
 
     def _alias_path(self, model: str, alias: str, suffix: str) -> Path:
         return self.model_dir(model) / "aliases" / f"{check_alias(alias)}{suffix}"
@@ -245,7 +257,7 @@ class ModelRegistry:
         """The manifest of one version; raises RegistryError when missing or invalid."""
         path = self.version_dir(model, version) / MANIFEST_NAME
         try:
-            if path.stat().st_size > MAX_MANIFEST_BYTES:
+            if self._own(path).stat().st_size > MAX_MANIFEST_BYTES:
                 raise RegistryError(f"manifest {path} is larger than {MAX_MANIFEST_BYTES} bytes")
             return parse_manifest(path.read_bytes(), source=str(path))
         except FileNotFoundError:
@@ -262,7 +274,10 @@ class ModelRegistry:
         if not folder.is_dir():
             raise RegistryError(f"model {model!r} has no version {version} "
                                 f"(versions: {', '.join(self.list_versions(model)) or 'none'})")
-        return verify_dir(folder, self.read_manifest(model, version), stop)
+        manifest = self.read_manifest(model, version)
+        for name in manifest:
+            self._own(folder / name)
+        return verify_dir(folder, manifest, stop)
 
     def resolve_previous(self, model: str, alias: str, stop: threading.Event | None = None,
                          ) -> Rollback:

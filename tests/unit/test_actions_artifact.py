@@ -24,6 +24,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def artifact_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read files under tmp_path: make it the artifact root (see
+    test_artifact_roots.py for the confinement itself)."""
+    monkeypatch.setenv("RUNBOOKD_ARTIFACT_ROOTS", str(tmp_path))
+
+
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     root = tmp_path / "model"
