@@ -7,6 +7,7 @@
     ├── NotFound              404
     ├── Conflict              409  the wrong state for the operation (names the current one)
     │   ├── LinkStale         409  an approval link whose step was decided or changed
+    │   ├── PlanChanged       409  a decision on a plan that is no longer the step's (shows it)
     │   └── LeaseLost              a worker's lease moved to another replica (never HTTP)
     ├── LinkGone              410  an approval link that expired, was used or was revoked
     ├── PayloadTooLarge       413
@@ -85,6 +86,18 @@ class LinkStale(Conflict):
     def __init__(self, message: str, *, current_state: str, execution_id: int):
         super().__init__(message, current_state=current_state)
         self.execution_id = execution_id
+
+
+class PlanChanged(Conflict):
+    """The decision was made on a plan the step no longer has; `details` holds the current
+    plan and its hash, so the approver can review what would run now."""
+
+    def __init__(self, message: str, *, current_state: str, plan: dict[str, Any] | None,
+                 plan_hash: str | None):
+        super().__init__(message, current_state=current_state,
+                         details={"plan": plan, "plan_hash": plan_hash})
+        self.plan = plan
+        self.plan_hash = plan_hash
 
 
 class LeaseLost(Conflict):

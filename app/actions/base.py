@@ -3,10 +3,17 @@
 An action never reads alert data directly. It receives parameters that the runbook rendered
 in the sandbox and that its `Params` model validated. In a drill (`ctx.dry_run`) it must not
 change anything, and its result says exactly what it would have done.
+
+An action with a side effect also has a read-only `plan()`: before a risky step waits for
+approval, it resolves symbolic inputs ("previous") into the concrete change and says it in one
+line, the way `terraform plan` does. The approval covers that plan, and the engine asks again
+just before the step runs: a plan that resolves differently voids the approvals. An action
+without `plan()` (a third-party one, say) is planned as its rendered call.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -50,6 +57,42 @@ class ActionResult:
 
     summary: str
     output: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionPlan:
+    """The concrete change a step will make: one line for people, the values for comparing.
+
+    `resolved` holds what the action will act on once symbols are resolved (versions, URLs,
+    argv); two plans are the same change when their `resolved` are equal.
+    """
+
+    summary: str
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "resolved": self.resolved}
+
+    @classmethod
+    def of(cls, stored: dict[str, Any]) -> ActionPlan:
+        return cls(summary=str(stored.get("summary", "")),
+                   resolved=dict(stored.get("resolved") or {}))
+
+
+def rendered_call(action_name: str, params: ActionParams | dict[str, Any]) -> ActionPlan:
+    """The plan of an action that has no `plan()`: its call, as rendered."""
+    values = (params.model_dump(mode="json", exclude_none=True, by_alias=True)
+              if isinstance(params, BaseModel) else dict(params))
+    shown = " ".join(f"{key}={json.dumps(value, ensure_ascii=False, default=str)}"
+                     for key, value in sorted(values.items()))
+    return ActionPlan(summary=f"{action_name} {shown}".strip(), resolved=values)
+
+
+@runtime_checkable
+class Plannable(Protocol):
+    """An action that can say, without changing anything, what it would change."""
+
+    async def plan(self, ctx: ActionContext, params: Any) -> ActionPlan: ...
 
 
 @runtime_checkable

@@ -13,7 +13,13 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, model_validator
 
 from app.actions._support import VersionStr
-from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
+from app.actions.base import (
+    ActionContext,
+    ActionFailed,
+    ActionParams,
+    ActionPlan,
+    ActionResult,
+)
 from app.actions.embedded_registry import ModelRegistry, RegistryError
 
 ModelName = Annotated[str, Field(min_length=1, max_length=128,
@@ -99,8 +105,26 @@ class RegistrySetAlias:
         "it); setting the current version is a no-op. Every change is appended to the history."
     )
 
-    async def run(self, ctx: ActionContext, params: SetAliasParams) -> ActionResult:
-        registry = _registry(ctx)
+    async def plan(self, ctx: ActionContext, params: SetAliasParams) -> ActionPlan:
+        """The move as it would happen now, with `previous` resolved and verified."""
+        before, target, output = await self._resolve(ctx, _registry(ctx), params)
+        described = f"{params.alias} of {params.model}"
+        if before == target:
+            summary = f"{described}: already version {target} (no change)"
+        else:
+            source = f"version {before}" if before else "(unset)"
+            summary = f"{described}: {source} → version {target}"
+            if params.version == "previous":
+                summary += " (the last version that held it; its manifest verifies)"
+        if output.get("skipped"):
+            summary += "; skipped " + ", ".join(
+                f"version {s['version']} ({s['reason']})" for s in output["skipped"])
+        return ActionPlan(summary=summary, resolved={
+            "model": params.model, "alias": params.alias, "from": before, "to": target})
+
+    async def _resolve(self, ctx: ActionContext, registry: ModelRegistry,
+                       params: SetAliasParams) -> tuple[str | None, str, dict[str, Any]]:
+        """(the version the alias holds now, the version it would move to, output facts)."""
         current = await _call(registry.get_alias, params.model, params.alias)
         before = current.version if current else None
         output: dict[str, Any] = {"model": params.model, "alias": params.alias, "from": before}
@@ -123,6 +147,11 @@ class RegistrySetAlias:
                 raise ActionFailed(f"model {params.model!r} has no version {target} "
                                    f"(versions: {', '.join(versions) or 'none'})")
         output["to"] = target
+        return before, target, output
+
+    async def run(self, ctx: ActionContext, params: SetAliasParams) -> ActionResult:
+        registry = _registry(ctx)
+        before, target, output = await self._resolve(ctx, registry, params)
         described = f"alias {params.alias} of {params.model}"
         if before == target:
             output["changed"] = False

@@ -25,7 +25,7 @@ from app.engine.transitions import (
     transition_execution,
     transition_step,
 )
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound, PlanChanged
 from app.events import record_event
 from app.identity import Identity
 
@@ -160,8 +160,10 @@ async def decide(
                        f"{step.approval_expires_at.isoformat(timespec='seconds')}",
                        current_state=states.STEP_EXPIRED)
     if request.seen_hash is not None and request.seen_hash != step.step_hash:
-        raise Conflict(f"step {step_id} changed since this approval was requested; "
-                       "review it again", current_state=step.status)
+        now_plan = (step.plan or {}).get("summary")
+        raise PlanChanged(f"step {step_id} changed since this approval was requested; review "
+                          "it again" + (f": the plan is now {now_plan}" if now_plan else ""),
+                          current_state=step.status, plan=step.plan, plan_hash=step.step_hash)
     blocker = decision_blocker(identity, started_by=execution.started_by, spec=spec)
     if blocker == "not_eligible":
         who = ", ".join(spec.roles + spec.identities)

@@ -9,14 +9,14 @@ starts, so after a crash nobody runs a non-idempotent step again without a human
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
-from app.actions.base import ActionContext
+from app.actions.base import ActionContext, ActionPlan
 from app.actions.registry import ActionRegistry
 from app.catalog.schema import ApprovalSpec, Runbook, Step
 from app.catalog.templating import RenderError, render_value
@@ -24,11 +24,12 @@ from app.config import Settings
 from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
-from app.engine.context import approval_channels, approval_deadlines, step_context
-from app.engine.executions import cancel_open_steps, void_approvals
+from app.engine.context import approval_channels, step_context
+from app.engine.executions import cancel_open_steps
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
 from app.engine.outcomes import Outcomes
+from app.engine.proposals import Proposals, ProposePlan
 from app.engine.ratelimit import check_rate
 from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash
@@ -61,12 +62,14 @@ class RunStep:
     idempotent: bool
     verify: tuple[str, dict[str, Any], float | None] | None
     started: bool  # already committed as running
+    # The plan its approvals cover (risky steps): resolved again before the step starts.
+    approved_plan: ActionPlan | None = None
 
 
-Plan = Stop | CheckFirst | RunStep
+Plan = Stop | CheckFirst | ProposePlan | RunStep
 
 
-class Executor(Outcomes):
+class Executor(Outcomes, Proposals):
     """Runs executions for one worker identity."""
 
     def __init__(
@@ -94,6 +97,13 @@ class Executor(Outcomes):
             if isinstance(plan, CheckFirst):
                 failure = await self._run_checks(execution_id, plan, dry_run)
                 await self._after_checks(execution_id, plan, failure)
+                continue
+            if isinstance(plan, ProposePlan):
+                await self._propose(execution_id, plan, dry_run)
+                continue
+            if plan.approved_plan is not None and not await self._confirm_plan(
+                    execution_id, plan.step_run_id, plan.action, plan.params,
+                    plan.approved_plan, plan.timeout, dry_run):
                 continue
             if not plan.started and not await self._begin(execution_id, plan, dry_run):
                 return
@@ -195,7 +205,6 @@ class Executor(Outcomes):
             if execution.status != states.RUNNING:
                 return Stop(execution.status)
             return await self._next(session, execution, runbook)
-        digest = step_hash(step.action, params)
         verify = _verify(step, context)
 
         if run.status == states.STEP_AWAITING_APPROVAL:
@@ -203,24 +212,23 @@ class Executor(Outcomes):
                              reason=f"step {step.id} awaits approval")
             return Stop("awaiting approval")
         if step.risk == "risky":
+            propose = ProposePlan(step_run_id=run.id, action=step.action, params=params,
+                                  timeout=self._timeout(step))
+            if run.status != states.STEP_APPROVED:
+                return propose
+            approved = ActionPlan.of(run.plan) if run.plan is not None else None
             spec = step.approvals or ApprovalSpec()
-            if run.status == states.STEP_APPROVED:
-                approvers = await valid_approvers(session, run)
-                if digest == run.step_hash and len(approvers) >= spec.count:
-                    return RunStep(step_run_id=run.id, kind="step", action=step.action,
-                                   params=params, timeout=self._timeout(step),
-                                   retries=step.retries, idempotent=run.idempotent,
-                                   verify=verify, started=False)
-                voided = await void_approvals(
-                    session, run.id, reason="the rendered step changed before it ran")
-                await self._request_approval(session, execution, runbook, step, run, params,
-                                             digest, revote=voided)
-                return Stop("approvals voided")
-            await self._request_approval(session, execution, runbook, step, run, params, digest)
-            return Stop("awaiting approval")
+            unchanged = step_hash(step.action, params, approved) == run.step_hash
+            if unchanged and len(await valid_approvers(session, run)) >= spec.count:
+                return RunStep(step_run_id=run.id, kind="step", action=step.action,
+                               params=params, timeout=self._timeout(step),
+                               retries=step.retries, idempotent=run.idempotent,
+                               verify=verify, started=False, approved_plan=approved)
+            return replace(propose, revote_reason="the rendered step changed before it ran")
 
         await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
-                              params=params, step_hash=digest, started_at=utcnow(),
+                              params=params, step_hash=step_hash(step.action, params),
+                              started_at=utcnow(),
                               attempts=run.attempts + 1)
         return RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
                        timeout=self._timeout(step), retries=step.retries,
@@ -271,29 +279,6 @@ class Executor(Outcomes):
         self._notify(session, execution, runbook, kind="needs_attention",
                      channels=approval_channels(runbook), text=reason)
         return Stop("needs attention")
-
-    async def _request_approval(
-        self, session: AsyncSession, execution: Execution, runbook: Runbook, step: Step,
-        run: StepRun, params: dict[str, Any], digest: str, revote: int = 0,
-    ) -> None:
-        now = utcnow()
-        default = dt.timedelta(seconds=self.settings.default_approval_timeout_seconds)
-        expires, next_due = approval_deadlines(runbook, step, now, default)
-        reason = ("the rendered step changed; earlier approvals are void" if revote
-                  else "risky step needs approval")
-        await transition_step(session, run, states.STEP_AWAITING_APPROVAL, actor=self.actor,
-                              reason=reason, params=params, step_hash=digest,
-                              awaiting_since=now, approval_expires_at=expires,
-                              next_escalation_at=next_due, escalation_level=0)
-        await self._move(session, execution, states.AWAITING_APPROVAL,
-                         reason=f"step {step.id} awaits approval")
-        spec = step.approvals or ApprovalSpec()
-        self._notify(session, execution, runbook, kind="approval_request",
-                     channels=approval_channels(runbook), step=run,
-                     text=f"{step.title}: approval needed ({spec.count} of "
-                          f"{', '.join(spec.roles + spec.identities)})",
-                     extra={"params": params, "step_hash": digest, "required": spec.count,
-                            "expires_at": expires.isoformat()})
 
     # -- doing ----------------------------------------------------------------------------
 

@@ -43,6 +43,12 @@ class Comment(_Body):
     comment: str = Field(default="", max_length=4000)
 
 
+class DecisionBody(Comment):
+    # The step hash (it covers the plan) the approver reviewed; a mismatch is a 409 that
+    # shows the current plan. Optional for scripts; the web form and the CLI always send it.
+    plan_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
 class GuardChange(_Body):
     engaged: bool
     reason: str = Field(default="", max_length=2000)
@@ -98,12 +104,13 @@ async def start_execution(body: StartExecution, request: Request, session: Sessi
 
 
 async def _decide(request: Request, session: SessionDep, identity: Identity, execution_id: int,
-                  step_id: str, body: Comment, decision: Literal["approve", "reject"],
+                  step_id: str, body: DecisionBody, decision: Literal["approve", "reject"],
                   ) -> DecisionOut:
     engine = _engine(request)
     outcome = await decide(session, DecisionRequest(
         execution_id=execution_id, step_id=step_id, identity=identity, decision=decision,
         channel="api", comment=body.comment, source_addr=_addr(request),
+        seen_hash=body.plan_hash,
     ), runbooks=engine.runbooks, on_approved=engine.wake)
     return DecisionOut(**outcome.as_dict())
 
@@ -111,18 +118,18 @@ async def _decide(request: Request, session: SessionDep, identity: Identity, exe
 @router.post("/executions/{execution_id}/steps/{step_id}/approve", response_model=DecisionOut,
              responses={403: {}, 404: {}, 409: {}})
 async def approve_step(execution_id: RowId, step_id: str, request: Request, session: SessionDep,
-                       identity: Viewer, body: Comment | None = None) -> DecisionOut:
-    """Approve a risky step; with quorum it runs at once."""
-    return await _decide(request, session, identity, execution_id, step_id, body or Comment(),
+                       identity: Viewer, body: DecisionBody | None = None) -> DecisionOut:
+    """Approve a risky step's plan; with quorum it runs at once."""
+    return await _decide(request, session, identity, execution_id, step_id, body or DecisionBody(),
                          "approve")
 
 
 @router.post("/executions/{execution_id}/steps/{step_id}/reject", response_model=DecisionOut,
              responses={403: {}, 404: {}, 409: {}})
 async def reject_step(execution_id: RowId, step_id: str, request: Request, session: SessionDep,
-                      identity: Viewer, body: Comment | None = None) -> DecisionOut:
+                      identity: Viewer, body: DecisionBody | None = None) -> DecisionOut:
     """Reject a risky step; the execution ends as rejected."""
-    return await _decide(request, session, identity, execution_id, step_id, body or Comment(),
+    return await _decide(request, session, identity, execution_id, step_id, body or DecisionBody(),
                          "reject")
 
 

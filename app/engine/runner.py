@@ -16,7 +16,14 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from app.actions.base import ActionContext, ActionFailed, ActionResult
+from app.actions.base import (
+    ActionContext,
+    ActionFailed,
+    ActionPlan,
+    ActionResult,
+    Plannable,
+    rendered_call,
+)
 from app.actions.registry import ActionRegistry, UnknownAction
 from app.engine import states
 from app.errors import describe_validation_errors
@@ -39,11 +46,51 @@ class Outcome:
         return self.status == states.STEP_SUCCEEDED
 
 
-def step_hash(action: str, params: dict[str, Any]) -> str:
-    """sha256 of the action and its rendered parameters: what an approval is bound to."""
-    canonical = json.dumps({"action": action, "params": params}, sort_keys=True,
-                           separators=(",", ":"), default=str)
+def step_hash(action: str, params: dict[str, Any], plan: ActionPlan | None = None) -> str:
+    """sha256 of the action, its rendered parameters and (for a risky step) its plan: what an
+    approval is bound to."""
+    bound: dict[str, Any] = {"action": action, "params": params}
+    if plan is not None:
+        bound["plan"] = plan.as_dict()
+    canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class PlanFailed(Exception):
+    """The action could not say what it would change: the step cannot be approved."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+async def plan_action(registry: ActionRegistry, ctx: ActionContext, action_name: str,
+                      params: dict[str, Any], *, timeout: float) -> ActionPlan:
+    """The read-only plan of a step's action; PlanFailed says why there is none."""
+    try:
+        action = registry.get(action_name)
+        validated = action.Params.model_validate(params)
+    except UnknownAction as exc:
+        raise PlanFailed(str(exc)) from None
+    except ValidationError as exc:
+        raise PlanFailed(_invalid(action_name, exc)) from None
+    if not isinstance(action, Plannable):
+        return rendered_call(action_name, validated)
+    try:
+        return await asyncio.wait_for(action.plan(ctx, validated), timeout)
+    except TimeoutError:
+        raise PlanFailed(f"planning {action_name} timed out after {timeout:g}s") from None
+    except (ActionFailed, HostNotAllowed) as exc:
+        raise PlanFailed(f"cannot plan {action_name}: {getattr(exc, 'message', exc)}") from None
+    except Exception as exc:  # an action's bug must fail the step, not the executor
+        raise PlanFailed(f"planning {action_name} raised {type(exc).__name__}: "
+                         f"{str(exc)[:300]}") from None
+
+
+def _invalid(action_name: str, exc: ValidationError) -> str:
+    details = describe_validation_errors(list(exc.errors(include_url=False)))  # type: ignore[arg-type]
+    return "invalid parameters for {}: {}".format(
+        action_name, "; ".join(f"{d['field']}: {d['message']}" for d in details))
 
 
 def bound_output(output: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -66,9 +113,7 @@ async def run_action(
     except UnknownAction as exc:
         return Outcome("failed", str(exc), error=str(exc))
     except ValidationError as exc:
-        details = describe_validation_errors(list(exc.errors(include_url=False)))  # type: ignore[arg-type]
-        message = "invalid parameters for {}: {}".format(
-            action_name, "; ".join(f"{d['field']}: {d['message']}" for d in details))
+        message = _invalid(action_name, exc)
         return Outcome("failed", message, error=message)
 
     # Only an idempotent action may run again after a failure: a retry of anything else

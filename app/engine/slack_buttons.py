@@ -29,6 +29,7 @@ from app.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    PlanChanged,
     Unauthenticated,
 )
 from app.events import record_event
@@ -173,9 +174,10 @@ async def _act(request: Request, payload: dict[str, Any], action: dict[str, Any]
                user_id: str) -> dict[str, Any]:
     """Decide, and return the message to send to `response_url`."""
     try:
-        execution_id, step_id = parse_button_value(str(action.get("value", "")))
+        execution_id, step_id, plan_hash = parse_button_value(str(action.get("value", "")))
     except ValueError:
-        return _ephemeral("This button does not name a runbookd step.")
+        return _ephemeral("This button does not name a runbookd step (or comes from a message "
+                          "older than approval plans): open the execution page to decide.")
     name = request.app.state.settings.slack_users.get(user_id)
     identity = identity_store(request).by_name(name) if name else None
     if identity is None:
@@ -189,7 +191,16 @@ async def _act(request: Request, payload: dict[str, Any], action: dict[str, Any]
     decision: Decision = "approve" if action["action_id"] == "approve" else "reject"
     try:
         outcome = await _decide(request, execution_id, step_id, identity, decision,
-                                f"via Slack (user {user_id[:32]})")
+                                f"via Slack (user {user_id[:32]})", plan_hash)
+    except PlanChanged as exc:
+        await _audit(request, "slack.refused", exc.message, actor=identity.name,
+                     execution_id=execution_id, step_id=step_id,
+                     data={"slack_user": user_id[:32], "decision": decision,
+                           "clicked_hash": plan_hash, "current_hash": exc.plan_hash})
+        now_plan = (exc.plan or {}).get("summary") or "see the execution page"
+        return _ephemeral(f"This request changed since this message was sent, so your "
+                          f"{decision} was not recorded. It would now do: {now_plan}. Review "
+                          "it on the execution page or in the newest message.")
     except (Forbidden, Conflict, NotFound) as exc:
         await _audit(request, "slack.refused", exc.message, actor=identity.name,
                      execution_id=execution_id, step_id=step_id,
@@ -202,12 +213,12 @@ async def _act(request: Request, payload: dict[str, Any], action: dict[str, Any]
 
 
 async def _decide(request: Request, execution_id: int, step_id: str, identity: Identity,
-                  decision: Decision, comment: str) -> ApprovalOutcome:
+                  decision: Decision, comment: str, plan_hash: str) -> ApprovalOutcome:
     engine = request.app.state.engine
     async with session_scope(request.app.state.session_factory) as session:
         return await decide(session, DecisionRequest(
             execution_id=execution_id, step_id=step_id, identity=identity, decision=decision,
-            channel="slack", comment=comment, source_addr=_addr(request),
+            channel="slack", comment=comment, source_addr=_addr(request), seen_hash=plan_hash,
         ), runbooks=engine.runbooks, on_approved=engine.wake)
 
 

@@ -67,9 +67,10 @@ STEP_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     STEP_AWAITING_APPROVAL: frozenset({
         STEP_APPROVED, STEP_REJECTED, STEP_EXPIRED, STEP_CANCELLED,
     }),
-    # Approved steps start, unless a changed hash voids the approvals first.
+    # Approved steps start, unless a changed hash or plan voids the approvals first, or no
+    # plan can be made any more (the step fails rather than run unplanned).
     STEP_APPROVED: frozenset({STEP_RUNNING, STEP_AWAITING_APPROVAL, STEP_CANCELLED,
-                              STEP_SKIPPED}),
+                              STEP_SKIPPED, STEP_FAILED}),
     STEP_RUNNING: frozenset({STEP_SUCCEEDED, STEP_FAILED, STEP_TIMED_OUT, STEP_INTERRUPTED}),
     # After a crash: an idempotent step is retried; otherwise a human retries or skips.
     STEP_INTERRUPTED: frozenset({STEP_PENDING, STEP_SKIPPED}),

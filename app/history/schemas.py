@@ -60,6 +60,8 @@ class StepOut(BaseModel):
     attempts: int
     params: dict[str, Any] | None
     step_hash: str | None
+    # The concrete change a risky step makes ({"summary", "resolved"}); its approvals cover it.
+    plan: dict[str, Any] | None = None
     summary: str | None
     output: dict[str, Any] | None
     error: str | None

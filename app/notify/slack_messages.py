@@ -44,17 +44,23 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def button_value(execution_id: int, step_id: str) -> str:
-    """What an Approve/Reject button carries."""
-    return f"{execution_id}:{step_id}"
+def button_value(execution_id: int, step_id: str, plan_hash: str) -> str:
+    """What an Approve/Reject button carries: the step and the hash of the plan it showed,
+    so that a click on an old message never approves a step that changed since."""
+    return f"{execution_id}:{step_id}:{plan_hash}"
 
 
-def parse_button_value(value: str) -> tuple[int, str]:
-    """`"42:rollback"` to (42, "rollback"); raises ValueError on anything else."""
-    execution, sep, step = value.partition(":")
-    if not sep or not execution.isdigit() or not step:
-        raise ValueError(f"not an approval button value: {value!r}")
-    return int(execution), step
+_HASH = frozenset("0123456789abcdef")
+
+
+def parse_button_value(value: str) -> tuple[int, str, str]:
+    """`"42:rollback:<sha256>"` to (42, "rollback", "<sha256>"); ValueError on anything else."""
+    execution, _, rest = value.partition(":")
+    step, _, plan_hash = rest.rpartition(":")
+    if (not execution.isdigit() or len(execution) > 18 or not step or len(plan_hash) != 64
+            or not set(plan_hash) <= _HASH):
+        raise ValueError(f"not an approval button value: {value[:100]!r}")
+    return int(execution), step, plan_hash
 
 
 def _button(text: str, action_id: str, *, value: str | None = None, url: str | None = None,
@@ -76,12 +82,18 @@ def build_message(
     status: str | None = None, step_id: str | None = None, step_title: str | None = None,
     target: Mapping[str, str] | None = None, details: str | None = None,
     approve_url: str | None = None, execution_url: str | None = None,
+    plan: str | None = None, plan_hash: str | None = None,
 ) -> dict[str, Any]:
-    """A Block Kit payload (`text` fallback plus section, context and actions blocks)."""
-    if kind == "approval_request" and (execution_id is None or not step_id):
-        raise ValueError("an approval request needs the execution id and the step id")
+    """A Block Kit payload (`text` fallback plus section, context and actions blocks).
+
+    An approval request shows the plan, the concrete change, before anything else."""
+    if kind == "approval_request" and (execution_id is None or not step_id or not plan_hash):
+        raise ValueError("an approval request needs the execution id, the step id and the "
+                         "hash of its plan")
     headline = _HEADLINE[kind]
     body = f"*{headline}*\n*{escape(title)}*"
+    if plan:
+        body += f"\n*Plan:* {escape(plan)}"
     if step_title or step_id:
         body += f"\nStep: {escape(step_title or '')}" + (f" (`{escape(step_id)}`)" if step_id
                                                           else "")
@@ -104,8 +116,8 @@ def build_message(
             for fact in facts[:CONTEXT_ELEMENTS_MAX]]})
     buttons = []
     if kind == "approval_request":
-        assert execution_id is not None and step_id is not None
-        value = button_value(execution_id, step_id)
+        assert execution_id is not None and step_id is not None and plan_hash is not None
+        value = button_value(execution_id, step_id, plan_hash)
         buttons += [_button("Approve", "approve", value=value, style="primary"),
                     _button("Reject", "reject", value=value, style="danger")]
         if approve_url:

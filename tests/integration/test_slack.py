@@ -47,9 +47,16 @@ async def awaiting(r, alertname="sl"):
     return ex
 
 
-async def click(r, fake, *, user, ex_id, action="approve", key="1", headers=None):
+async def plan_hash(r, ex_id, step_id="rollback"):
+    """The hash of the plan the step's approval request showed (its Slack buttons carry it)."""
+    return next(s.step_hash for s in await r.steps(ex_id) if s.step_id == step_id)
+
+
+async def click(r, fake, *, user, ex_id, action="approve", key="1", headers=None,
+                seen_hash=None):
     payload = block_actions(user=user, execution_id=ex_id, step_id="rollback", action=action,
-                            response_url=fake.response_url(key))
+                            response_url=fake.response_url(key),
+                            plan_hash=seen_hash or await plan_hash(r, ex_id))
     body = form_body(payload)
     return await r.http.post("/slack/interactions", content=body,
                              headers=headers or signed_headers(body))
@@ -147,7 +154,8 @@ async def test_forged_stale_malformed_and_replayed_requests_get_401(make_rig, fa
     async with make_rig([book()]) as r:
         ex = await awaiting(r)
         body = form_body(block_actions(user="UALICE", execution_id=ex.id, step_id="rollback",
-                                       response_url=fake_slack.response_url()))
+                                       response_url=fake_slack.response_url(),
+                                       plan_hash=await plan_hash(r, ex.id)))
         now = str(int(time.time()))
         stale = str(int(time.time()) - 301)
         cases = {
@@ -225,3 +233,22 @@ def test_verify_signature_table(timestamp, signature, why):
     good = str(int(now) - 299)
     verify_signature("secret-0123456789", b"x", good, sign(b"x", good, "secret-0123456789"),
                      now=now)
+
+
+async def test_an_outdated_click_is_told_the_new_plan_and_approves_nothing(make_rig,
+                                                                           fake_slack):
+    """Hole 4: a button carries the hash of the plan its message showed; a click on an old
+    message gets an ephemeral "this request changed" with the plan as it is now."""
+    async with make_rig([book()]) as r:
+        ex = await awaiting(r)
+        answer = await click(r, fake_slack, user="UALICE", ex_id=ex.id, seen_hash="ab" * 32)
+        assert answer.status_code == 200
+        [update] = await fake_slack.wait_updates(1)
+        assert await r.approvals() == []
+        refused = [e for e in await r.events() if e.kind == "slack.refused"]
+        [step] = [s for s in await r.steps(ex.id) if s.step_id == "rollback"]
+    assert update["response_type"] == "ephemeral" and update["replace_original"] is False
+    assert "changed since this message was sent" in update["text"]
+    assert step.plan["summary"] in update["text"]
+    assert step.status == "awaiting_approval"
+    assert refused[0].data["clicked_hash"] == "ab" * 32

@@ -98,14 +98,20 @@ async def run_fake_slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
+# The plan hash of a message no step ever had: a click on it is an outdated click.
+NO_PLAN = "0" * 64
+
+
 def block_actions(*, user: str, execution_id: int, step_id: str, action: str = "approve",
-                  response_url: str = "", username: str = "someone") -> dict[str, Any]:
+                  response_url: str = "", username: str = "someone",
+                  plan_hash: str = NO_PLAN) -> dict[str, Any]:
     """A block_actions payload as Slack sends it for a click on our approval message."""
     message = blocks.build_message("approval_request", title="Test runbook on model:fraud-v3",
                                    execution_id=execution_id, step_id=step_id,
                                    approve_url="http://127.0.0.1/approve/x",
-                                   execution_url=f"http://127.0.0.1/executions/{execution_id}")
-    value = blocks.button_value(execution_id, step_id)
+                                   execution_url=f"http://127.0.0.1/executions/{execution_id}",
+                                   plan="a plan", plan_hash=plan_hash)
+    value = blocks.button_value(execution_id, step_id, plan_hash)
     return {
         "type": "block_actions",
         "user": {"id": user, "username": username, "team_id": "T0001"},

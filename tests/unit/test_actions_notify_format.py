@@ -20,13 +20,18 @@ def test_approval_request_has_approve_reject_and_a_link() -> None:
                             runbook="model-drift", step_id="rollback",
                             step_title="Roll back the champion", target={"model": "fraud-v3"},
                             approve_url="https://runbookd.example/approvals/abc",
-                            execution_url="https://runbookd.example/executions/42")
+                            execution_url="https://runbookd.example/executions/42",
+                            plan="champion of fraud-v3: version 3 → version 2",
+                            plan_hash="ab" * 32)
     assert slack_block_errors(message) == []
+    # The plan is the first thing the approver reads.
+    assert "*Plan:* champion of fraud-v3: version 3 → version 2" in (
+        message["blocks"][0]["text"]["text"].split("\n")[2])
     assert [b["type"] for b in message["blocks"]] == ["section", "context", "actions"]
     buttons = message["blocks"][-1]["elements"]
     assert [b["action_id"] for b in buttons] == ["approve", "reject", "open_approval",
                                                  "open_execution"]
-    assert parse_button_value(buttons[0]["value"]) == (42, "rollback")
+    assert parse_button_value(buttons[0]["value"]) == (42, "rollback", "ab" * 32)
     assert buttons[2]["url"] == "https://runbookd.example/approvals/abc"
     assert message["text"] == "Approval needed: Roll back fraud-v3 (step rollback)"
 
@@ -48,10 +53,13 @@ def test_alert_text_cannot_ping_or_forge_links() -> None:
 
 
 def test_approval_request_needs_ids() -> None:
-    with pytest.raises(ValueError, match="execution id and the step id"):
+    with pytest.raises(ValueError, match="execution id, the step id and the hash of its plan"):
         build_message("approval_request", title="t")
-    with pytest.raises(ValueError):
-        parse_button_value("rollback")
+    with pytest.raises(ValueError, match="hash of its plan"):
+        build_message("approval_request", title="t", execution_id=1, step_id="s")
+    for value in ("rollback", "42:rollback", "42:rollback:" + "g" * 64, "9" * 40 + ":s:" + "a" * 64):
+        with pytest.raises(ValueError):
+            parse_button_value(value)
 
 
 def test_the_fake_slack_rejects_what_slack_rejects() -> None:

@@ -27,7 +27,7 @@ ALLOWED_STEP = {
     ("awaiting_approval", "approved"), ("awaiting_approval", "rejected"),
     ("awaiting_approval", "expired"), ("awaiting_approval", "cancelled"),
     ("approved", "running"), ("approved", "awaiting_approval"), ("approved", "cancelled"),
-    ("approved", "skipped"),
+    ("approved", "skipped"), ("approved", "failed"),
     ("running", "succeeded"), ("running", "failed"), ("running", "timed_out"),
     ("running", "interrupted"),
     ("interrupted", "pending"), ("interrupted", "skipped"),
