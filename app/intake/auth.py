@@ -18,7 +18,7 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebhookAuth:
     """The credentials that webhook senders may present, prepared once at start-up."""
 

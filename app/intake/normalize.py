@@ -39,7 +39,7 @@ def storable(value: Any) -> Any:
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, which cost
 # several microseconds a request on the intake's hot path. Nothing mutates these.
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class NormalizedAlert:
     source: str
     fingerprint: str
@@ -64,7 +64,7 @@ class NormalizedAlert:
         return self.original.model_dump(mode="json")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Envelope:
     """One accepted webhook request, ready to be stored."""
 

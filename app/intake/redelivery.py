@@ -44,7 +44,7 @@ from app.intake.statements import DeliveryRow, States
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Declined:
     """The batch needs the full path. `states`: the stored states of all its alerts, when
     the lane got as far as reading them."""
@@ -72,8 +72,9 @@ class RedeliveryLane(abc.ABC):
             return Declined()
         if isinstance(outcome, Declined):
             return outcome
-        return [IngestResult(delivery_id, len(env.alerts), 0, 0, len(env.alerts),
-                             env.truncated_alerts)
+        return [IngestResult(delivery_id=delivery_id, received=len(env.alerts), new=0,
+                             changed=0, duplicate=len(env.alerts),
+                             truncated_alerts=env.truncated_alerts)
                 for delivery_id, env in zip(outcome, envelopes, strict=True)]
 
     @abc.abstractmethod

@@ -8,8 +8,9 @@ few bulk statements write the result, whatever the size of the batch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +33,7 @@ from app.intake.normalize import Envelope, NormalizedAlert
 from app.intake.statements import AlertKey, States, StoredState
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertChange:
     """An alert that is new, or whose status changed, handed to the mapper hook."""
 
@@ -42,7 +43,7 @@ class AlertChange:
     delivery_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IngestResult:
     delivery_id: int | None
     received: int
@@ -53,7 +54,10 @@ class IngestResult:
     duplicate_delivery: bool = False
 
 
-AlertHook = Callable[[AsyncSession, list[AlertChange]], Awaitable[None]]
+class AlertHook(Protocol):
+    """The mapper hook: called inside the batch's transaction with the alerts it wrote."""
+
+    async def __call__(self, session: AsyncSession, changes: list[AlertChange], /) -> None: ...
 
 
 def decide(stored: StoredState | None, incoming: NormalizedAlert) -> Decision:
@@ -127,14 +131,16 @@ async def ingest_batch(
     results = []
     for i, env in enumerate(envelopes):
         if i not in decisions:
-            results.append(IngestResult(None, len(env.alerts), 0, 0, len(env.alerts),
-                                        env.truncated_alerts, duplicate_delivery=True))
+            results.append(IngestResult(
+                delivery_id=None, received=len(env.alerts), new=0, changed=0,
+                duplicate=len(env.alerts), truncated_alerts=env.truncated_alerts,
+                duplicate_delivery=True))
             continue
         d = decisions[i]
         results.append(IngestResult(
-            delivery_ids[i], len(env.alerts), d.count(NEW), d.count(CHANGED),
-            d.count(DUPLICATE), env.truncated_alerts,
-        ))
+            delivery_id=delivery_ids[i], received=len(env.alerts), new=d.count(NEW),
+            changed=d.count(CHANGED), duplicate=d.count(DUPLICATE),
+            truncated_alerts=env.truncated_alerts))
     return results
 
 
@@ -196,7 +202,7 @@ async def _write_alerts(
                   for name, value in a.labels.items()]
         if labels:
             await session.execute(insert(AlertLabel.__table__), labels)
-        changes += [AlertChange(alert_id, NEW, a, d)
+        changes += [AlertChange(alert_id=alert_id, kind=NEW, alert=a, delivery_id=d)
                     for alert_id, (a, d, _) in zip(ids, new_items, strict=True)]
     if changed_items:
         await session.execute(update(Alert), [
@@ -204,7 +210,8 @@ async def _write_alerts(
              "ends_at": a.ends_at, "updated_at": at, "last_delivery_id": d}
             for a, d, at in changed_items
         ])
-        changes += [AlertChange(states[a.key].id or 0, CHANGED, a, d)
+        changes += [AlertChange(alert_id=states[a.key].id or 0, kind=CHANGED, alert=a,
+                                delivery_id=d)
                     for a, d, _ in changed_items]
     return changes
 
