@@ -131,6 +131,24 @@ async def valid_approvers(session: AsyncSession, step: StepRun) -> set[str]:
     return set(rows.scalars())
 
 
+async def _replace_earlier_decision(session: AsyncSession, step: StepRun, identity: str,
+                                    decision: Decision) -> str | None:
+    """Void this identity's standing decision on the step's current hash, if it has one;
+    returns what that decision was."""
+    earlier = (await session.execute(
+        select(Approval).where(Approval.step_run_id == step.id, Approval.identity == identity,
+                               Approval.step_hash == step.step_hash,
+                               Approval.voided_at.is_(None))
+    )).scalar_one_or_none()
+    if earlier is None:
+        return None
+    earlier.voided_at = utcnow()
+    earlier.void_reason = f"replaced by a later decision ({decision}) of {identity}"
+    # The partial unique index admits the new row only once this one is voided.
+    await session.flush()
+    return earlier.decision
+
+
 async def decide(
     session: AsyncSession, request: DecisionRequest, *, runbooks: RunbookSource,
     admit: Admission | None = None, on_approved: Callable[[], None] | None = None,
@@ -184,6 +202,9 @@ async def decide(
     if decision == "approve" and identity.name in approvers:
         return outcome(approvals=len(approvers), step_status=step.status,
                        execution_status=execution.status, counted=False)
+    # A later decision by the same person replaces the earlier one; both stay recorded.
+    replaced = await _replace_earlier_decision(session, step, identity.name, decision)
+    approvers.discard(identity.name)
 
     session.add(Approval(
         execution_id=execution_id, step_run_id=step.id, identity=identity.name,
@@ -194,7 +215,8 @@ async def decide(
         session, kind=f"approval.{decision}", entity="step", actor=identity.name,
         execution_id=execution_id, step_run_id=step.id, step_id=step_id,
         source_addr=source_addr, reason=comment,
-        data={"channel": request.channel, "step_hash": step.step_hash},
+        data={"channel": request.channel, "step_hash": step.step_hash,
+              **({"replaces": replaced} if replaced else {})},
     )
     waited = (now - step.awaiting_since).total_seconds() if step.awaiting_since else None
 

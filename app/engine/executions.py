@@ -151,14 +151,21 @@ async def on_alert_resolved(
     return cancelled
 
 
-async def void_approvals(session: AsyncSession, step_run_id: int, *, reason: str) -> int:
-    """Void the approvals of a step (its rendered action changed). Returns how many."""
+async def void_approvals(session: AsyncSession, step: StepRun, *, reason: str,
+                         actor: str, source_addr: str | None = None) -> int:
+    """Void the standing decisions on a step (its plan changed, or it is asked again after a
+    retry), with an event when there were any. Returns how many."""
     result = await session.execute(
-        update(Approval).where(Approval.step_run_id == step_run_id,
-                               Approval.voided_at.is_(None))
+        update(Approval).where(Approval.step_run_id == step.id, Approval.voided_at.is_(None))
         .values(voided_at=utcnow(), void_reason=reason)
     )
-    return result.rowcount or 0
+    count = result.rowcount or 0
+    if count:
+        record_event(session, kind="approvals.voided", entity="step", actor=actor,
+                     execution_id=step.execution_id, step_run_id=step.id,
+                     step_id=step.step_id, reason=reason, source_addr=source_addr,
+                     data={"count": count})
+    return count
 
 
 async def resolve_attention(
@@ -182,6 +189,10 @@ async def resolve_attention(
         return await transition_execution(session, execution, states.FAILED, actor=actor,
                                           reason=reason, source_addr=source_addr)
     if step is not None:
+        # Approvals were given for the run that was cut: a retried risky step needs its
+        # full quorum again, and a skipped one keeps none standing.
+        await void_approvals(session, step, reason=f"void on {reason}", actor=actor,
+                             source_addr=source_addr)
         to_state = states.STEP_PENDING if choice == "retry" else states.STEP_SKIPPED
         await transition_step(session, step, to_state, actor=actor, reason=reason,
                               source_addr=source_addr)

@@ -109,17 +109,20 @@ def _check_intended(intended: str) -> None:
 
 
 async def make_link(session: AsyncSession, settings: Settings, *, step_run: StepRun,
-                    intended: str, ttl: dt.timedelta, reuse: bool = False) -> str:
+                    intended: str, ttl: dt.timedelta, created_by: str,
+                    reuse: bool = False) -> str:
     """Create a link to approve `step_run` (awaiting approval) and return its URL."""
     link = await create_link_row(session, settings, step_run=step_run, intended=intended,
-                                 ttl=ttl, reuse=reuse)
+                                 ttl=ttl, created_by=created_by, reuse=reuse)
     return link_url(settings, encode_token(settings, link))
 
 
 async def create_link_row(session: AsyncSession, settings: Settings, *, step_run: StepRun,
-                          intended: str, ttl: dt.timedelta,
+                          intended: str, ttl: dt.timedelta, created_by: str,
                           reuse: bool = False) -> ApprovalLink:
-    """The link row behind `make_link`; with `reuse`, a live one for the same audience."""
+    """The link row behind `make_link`; with `reuse`, a live one for the same audience.
+
+    `created_by` is recorded on the row and in the audit: who invited whom."""
     _check_intended(intended)
     if step_run.status != states.STEP_AWAITING_APPROVAL or not step_run.step_hash:
         raise Conflict(f"step {step_run.step_id} is not awaiting approval",
@@ -143,11 +146,12 @@ async def create_link_row(session: AsyncSession, settings: Settings, *, step_run
     link = ApprovalLink(
         id=secrets.token_bytes(ID_BYTES).hex(), execution_id=step_run.execution_id,
         step_run_id=step_run.id, step_hash=step_run.step_hash, intended=intended,
+        created_by=created_by,
         # Whole seconds: the MAC signs the expiry, and every database must round-trip it.
         created_at=now, expires_at=expires.replace(microsecond=0),
     )
     session.add(link)
-    record_event(session, kind="link.created", entity="link", actor="system:links",
+    record_event(session, kind="link.created", entity="link", actor=created_by,
                  execution_id=step_run.execution_id, step_run_id=step_run.id,
                  step_id=step_run.step_id,
                  data={"link_id": link.id, "intended": intended,
@@ -235,7 +239,8 @@ def make_link_maker(settings: Settings, factory: async_sessionmaker[AsyncSession
                                              execution.runbook_version)
                 spec = runbook.step(step.step_id).approvals or ApprovalSpec()
                 return await make_link(session, settings, step_run=step,
-                                       intended=intended_for(spec), ttl=MAX_TTL, reuse=True)
+                                       intended=intended_for(spec), ttl=MAX_TTL,
+                                       created_by="system:notifications", reuse=True)
         except SigningKeyMissing:
             log.warning("approval request without a link: RUNBOOKD_LINK_SECRET is not set")
         except Exception:
@@ -260,6 +265,7 @@ class LinkOut(BaseModel):
     step_run_id: int
     step_hash: str
     intended: str
+    created_by: str | None
     created_at: dt.datetime
     expires_at: dt.datetime
     used_at: dt.datetime | None
@@ -303,9 +309,15 @@ async def create_link(execution_id: RowId, step_id: str, request: Request, sessi
         # It would act as that identity without sign-in: a vote only an admin may hand out.
         raise Forbidden("only an admin may make a link that names an identity")
     settings = request.app.state.settings
+    execution = await session.get(Execution, execution_id)
+    if execution is not None and execution.started_by == identity.name:
+        # Whoever started an execution may not approve it, nor pick who does.
+        raise Forbidden(f"identity {identity.name!r} started execution {execution_id}, so it "
+                        "cannot invite approvers for it (separation of duties)")
     step = await find_step_run(session, execution_id, step_id)
     link = await create_link_row(session, settings, step_run=step, intended=body.intended,
-                                 ttl=dt.timedelta(seconds=body.ttl_seconds))
+                                 ttl=dt.timedelta(seconds=body.ttl_seconds),
+                                 created_by=identity.name)
     return CreatedLink(**LinkOut.of(link).model_dump(),
                        url=link_url(settings, encode_token(settings, link)))
 

@@ -92,7 +92,8 @@ class Proposals:
             # Any approval standing from before (a retry after a crash, a changed step)
             # was given for another run of this step: a full quorum is needed again.
             voided = await void_approvals(
-                session, run.id, reason=proposal.revote_reason or "the step is asked again")
+                session, run, reason=proposal.revote_reason or "the step is asked again",
+                actor=self.actor)
             await self._request_approval(session, execution, runbook, step, run,
                                          proposal.params, plan,
                                          reason=proposal.revote_reason if voided else "")
@@ -123,7 +124,7 @@ class Proposals:
                          execution_id=execution_id, step_run_id=run.id, step_id=run.step_id,
                          reason=reason, data={"approved": approved.as_dict(),
                                               "now": fresh.as_dict()})
-            await void_approvals(session, run.id, reason=reason)
+            await void_approvals(session, run, reason=reason, actor=self.actor)
             await self._request_approval(session, execution, runbook, step, run, params, fresh,
                                          reason=reason)
         return False

@@ -4,9 +4,10 @@ A GET shows what will run, the rendered parameters, the alert and who else appro
 changes nothing (Slack's bot fetches every link it sees). The POST, with a CSRF token, acts
 through `decide(channel="link")`, bound to the step hash the link was made for.
 
-Who acts: the signed-in identity, if any. Without sign-in, a link that names an identity
-acts as that identity (it was sent to that person alone); a role-targeted link, the kind
-posted to shared channels, asks to sign in first, so a forwarded link is not a vote.
+A link is an invitation, never a credential: only a signed-in identity decides through it.
+A link that names an identity works only for that identity; a role-targeted link, the kind
+posted to shared channels, works for anyone signed in with that role. So neither a forwarded
+link nor an admin who minted links for others is a vote.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from app.engine.models import ApprovalLink, Execution, StepRun
 from app.errors import Forbidden, LinkStale, NotFound, RunbookdError, Unauthenticated
 from app.history.queries import execution_detail
 from app.identity import Identity
-from app.identity.deps import identity_store
 from app.web.pages import (
     HtmlRoute,
     client_addr,
@@ -42,14 +42,6 @@ from app.web.session import current_identity, verify_csrf
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 
 
-def _acting(request: Request, link: ApprovalLink) -> Identity | None:
-    """Who a link acts as: the signed-in identity, else the identity the link names."""
-    me = current_identity(request)
-    if me is not None or links.intended_role(link) is not None:
-        return me
-    return identity_store(request).by_name(link.intended)
-
-
 @dataclass(frozen=True)
 class Rights:
     """Who would act through a link, why they may not (or ""), and what a POST raises
@@ -62,12 +54,13 @@ class Rights:
 
 def _rights(request: Request, link: ApprovalLink, started_by: str | None,
             spec: ApprovalSpec) -> Rights:
-    acting = _acting(request, link)
+    acting = current_identity(request)
     role = links.intended_role(link)
-    if acting is None and role is None:
-        return Rights(None, f"the identity {link.intended} no longer exists", Forbidden)
     if acting is None:
         return Rights(None, "sign in to decide with this link", Unauthenticated)
+    if role is None and acting.name != link.intended:
+        return Rights(acting, f"this link is for {link.intended}; you are signed in as "
+                              f"{acting.name}", Forbidden)
     if role is not None and not acting.has_role(role):
         return Rights(acting, f"this link is for the {role} role; {acting.name} is "
                               f"{role_list(acting)}", Forbidden)
@@ -121,11 +114,9 @@ async def approve_by_link(
         step = await session.get(StepRun, link.step_run_id)
         if step is None:
             raise NotFound("the step of this link no longer exists")
-        acting = _acting(request, link)
+        acting = current_identity(request)
         if acting is None:
-            # Nobody to act as: what that means needs neither the execution nor the spec.
-            why = _rights(request, link, None, ApprovalSpec())
-            raise (why.refuse or Unauthenticated)(why.why_not)
+            raise Unauthenticated("sign in to decide with this link")
 
         def admit(execution: Execution, _: StepRun, spec: ApprovalSpec) -> None:
             # The link's own rule, on top of decide's: whom it was sent to.
@@ -138,8 +129,10 @@ async def approve_by_link(
             identity=acting, decision=decision, channel="link", comment=comment,
             source_addr=client_addr(request), seen_hash=link.step_hash,
         ), runbooks=engine.runbooks, admit=admit, on_approved=engine.wake)
-        links.consume(session, link, actor=acting.name, source_addr=client_addr(request),
-                      step_id=step.step_id)
+        if outcome.counted:
+            # A repeat that counted for nothing leaves a shared link for the others.
+            links.consume(session, link, actor=acting.name,
+                          source_addr=client_addr(request), step_id=step.step_id)
     if current_identity(request) is not None:
         return redirect(f"/executions/{outcome.execution_id}#step-{step.step_id}")
     return render(request, "approve_result.html", {

@@ -55,3 +55,45 @@ async def test_a_decision_locks_the_execution_row_once(tmp_path, make_settings, 
     assert approve_locks.count("executions") == 1, approve_locks
     assert approve_locks.count("step_runs") == 1, approve_locks
     assert reject_locks.count("executions") == 1, reject_locks
+
+
+async def test_a_later_decision_replaces_an_earlier_one_and_a_reject_vetoes(make_rig):
+    """Hole 5: approve, then reject, by the same approver was a 500 (a unique constraint) on
+    every channel. The later decision replaces the earlier; a reject is a veto; both stay."""
+    book = runbook("quorum", [risky("change", count=2)])
+    async with make_rig([book]) as r:
+        await r.fire("quorum")
+        [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
+        assert (await r.approve(ex.id, "change", "alice")).status_code == 200
+        answer = await r.post(f"/api/v1/executions/{ex.id}/steps/change/reject", "alice",
+                              {"comment": "on second thought, no"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["step_status"] == "rejected"
+        await r.wait_status(ex.id, "rejected")
+        approvals = sorted(await r.approvals(), key=lambda a: a.id)
+        events = [e.kind for e in await r.events() if e.kind.startswith("approval")]
+    assert [(a.identity, a.decision, a.voided_at is not None) for a in approvals] == [
+        ("alice", "approve", True), ("alice", "reject", False)]
+    assert "replaced" in approvals[0].void_reason
+    assert events == ["approval.approve", "approval.reject"]
+
+
+async def test_an_api_decision_on_an_old_plan_is_a_409_with_the_current_plan(make_rig):
+    """Hole 4: the API takes the plan hash the approver reviewed; a mismatch is refused and
+    shows the plan as it is now, so nothing is approved that was not seen."""
+    book = runbook("quorum", [risky("change")])
+    async with make_rig([book]) as r:
+        await r.fire("quorum")
+        [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
+        [step] = await r.steps(ex.id)
+        old = await r.post(f"/api/v1/executions/{ex.id}/steps/change/approve", "alice",
+                           {"plan_hash": "ab" * 32})
+        assert old.status_code == 409, old.text
+        error = old.json()["error"]
+        assert error["details"]["plan_hash"] == step.step_hash
+        assert error["details"]["plan"]["summary"] == step.plan["summary"]
+        assert await r.approvals() == []
+        good = await r.post(f"/api/v1/executions/{ex.id}/steps/change/approve", "alice",
+                            {"plan_hash": step.step_hash})
+        assert good.status_code == 200, good.text
+        await r.wait_status(ex.id, "succeeded")

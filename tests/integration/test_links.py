@@ -30,12 +30,6 @@ def book(rid="lk", count=1, out=None):
                    limits={"concurrent": 5})
 
 
-async def awaiting(r, alertname="lk"):
-    await r.fire(alertname)
-    [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
-    return ex
-
-
 async def new_link(r, ex_id, who="alice", **body):
     answer = await r.post(f"/api/v1/executions/{ex_id}/steps/rollback/approval-links", who,
                           body)
@@ -51,7 +45,7 @@ async def test_role_link_get_changes_nothing_then_sign_in_and_approve(make_rig, 
                                                                       tmp_path):
     out = tmp_path / "rollback.txt"
     async with make_rig([book(out=out)]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         made = await new_link(r, ex.id)
         assert made["intended"] == "role:approver" and "token" not in made
         path = path_of(made["url"])
@@ -126,30 +120,90 @@ async def test_role_link_rejects_viewer_and_requester_and_leaves_the_link_unused
     assert await r.approvals() == []
 
 
-async def test_named_link_acts_without_sign_in_with_csrf(make_rig, tokens):
-    async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+async def test_one_admin_cannot_pass_a_two_person_quorum_with_named_links(make_rig, tokens):
+    """Hole 1: an admin minted links naming alice and bob and opened them without signing in;
+    the step ran as approved by both. A link is an invitation, never a credential."""
+    async with make_rig([book(count=2)]) as r:
+        ex = await r.awaiting("lk")
         denied = await r.post(f"/api/v1/executions/{ex.id}/steps/rollback/approval-links",
                               "bob", {"intended": "alice"})
         assert denied.status_code == 403
-        path = path_of((await new_link(r, ex.id, "root", intended="alice"))["url"])
-        async with browser(r.server.url) as web:
-            page = await web.get(path)
+        paths = {who: path_of((await new_link(r, ex.id, "root", intended=who))["url"])
+                 for who in ("alice", "bob")}
+        async with browser(r.server.url) as anonymous:
+            for path in paths.values():
+                page = await anonymous.get(path)
+                assert "sign in" in page.text.lower() and not APPROVE_BUTTON.search(page.text)
+                answer = await anonymous.post(path, data={"decision": "approve",
+                                                          "csrf_token": csrf_of(page.text)})
+                assert answer.status_code == 401, answer.text
+        async with browser(r.server.url) as admin:
+            await sign_in(admin, tokens["root"])
+            page = await admin.get(paths["alice"])
+            assert "this link is for alice" in page.text
+            answer = await admin.post(paths["alice"], data={"decision": "approve",
+                                                            "csrf_token": csrf_of(page.text)})
+            assert answer.status_code == 403 and "this link is for alice" in answer.text
+        assert await r.approvals() == []
+        async with browser(r.server.url) as alice:
+            await sign_in(alice, tokens["alice"])
+            page = await alice.get(paths["alice"])
             assert "deciding as <strong>alice" in page.text
-            forged = await web.post(path, data={"decision": "approve"})
-            assert forged.status_code == 403
-            done = await web.post(path, data={"decision": "approve",
-                                              "csrf_token": csrf_of(page.text)})
-            assert done.status_code == 200 and "Decision recorded" in done.text
-            assert "the step runs now" in done.text
-        await r.wait_status(ex.id, "succeeded")
+            done = await alice.post(paths["alice"], data={"decision": "approve",
+                                                          "csrf_token": csrf_of(page.text)})
+            assert done.status_code == 303
+        links = {link.intended: link for link in await r.rows(ApprovalLink)}
+        created = [e for e in await r.events(ex.id) if e.kind == "link.created"]
         [approval] = await r.approvals()
+        [current] = await r.rows(StepRun, StepRun.step_id == "rollback")
     assert (approval.identity, approval.channel) == ("alice", "link")
+    assert current.status == "awaiting_approval"  # bob has not decided: no quorum
+    assert links["alice"].used_at is not None and links["bob"].used_at is None
+    assert {link.created_by for link in links.values()} == {"root"}
+    assert [e.actor for e in created] == ["root", "root"]
+
+
+async def test_the_initiator_cannot_make_links_for_its_own_execution(make_rig):
+    async with make_rig([book()]) as r:
+        started = await r.post("/api/v1/executions", "root",
+                               {"runbook": "lk", "params": {"model": "m1"}})
+        ex_id = started.json()["id"]
+        await r.wait_status(ex_id, "awaiting_approval")
+        answer = await r.post(f"/api/v1/executions/{ex_id}/steps/rollback/approval-links",
+                              "root", {"intended": "role:approver"})
+        assert answer.status_code == 403, answer.text
+        assert "started execution" in answer.json()["error"]["message"]
+        assert await r.rows(ApprovalLink) == []
+
+
+async def test_a_shared_link_survives_a_decision_that_did_not_count(make_rig, tokens):
+    """Hole 10: alice, who had approved already, clicked the shared role link; her repeat
+    counted for nothing but used the link up, so bob could not use it."""
+    async with make_rig([book(count=2)]) as r:
+        ex = await r.awaiting("lk")
+        assert (await r.approve(ex.id, "rollback", "alice")).status_code == 200
+        path = path_of((await new_link(r, ex.id, "carol"))["url"])
+        async with browser(r.server.url) as alice:
+            await sign_in(alice, tokens["alice"])
+            page = await alice.get(path)
+            await alice.post(path, data={"decision": "approve",
+                                         "csrf_token": csrf_of(page.text)})
+        [link] = await r.rows(ApprovalLink)
+        assert link.used_at is None
+        async with browser(r.server.url) as bob:
+            await sign_in(bob, tokens["bob"])
+            page = await bob.get(path)
+            done = await bob.post(path, data={"decision": "approve",
+                                              "csrf_token": csrf_of(page.text)})
+            assert done.status_code == 303
+        await r.wait_status(ex.id, "succeeded")
+        [link] = await r.rows(ApprovalLink)
+    assert link.used_at is not None
 
 
 async def test_reject_by_link(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         path = path_of((await new_link(r, ex.id))["url"])
         await sign_in(web, tokens["carol"], path)
         page = await web.get(path)
@@ -161,7 +215,7 @@ async def test_reject_by_link(make_rig, tokens):
 
 async def test_bad_links_get_clear_pages(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         path = path_of((await new_link(r, ex.id))["url"])
         token = path.rsplit("/", 1)[1]
         raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -186,13 +240,13 @@ async def test_bad_links_get_clear_pages(make_rig, tokens):
 
 async def test_expired_and_revoked_links_are_410(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         settings = r.server.app.state.settings
         async with session_scope(r.server.app.state.session_factory) as session:
             [run] = (await session.execute(select(StepRun).where(
                 StepRun.step_id == "rollback"))).scalars().all()
             short = await make_link(session, settings, step_run=run, intended="role:approver",
-                                    ttl=dt.timedelta(seconds=1))
+                                    ttl=dt.timedelta(seconds=1), created_by="test")
         revocable = await new_link(r, ex.id)
         viewer = await r.post(f"/api/v1/approval-links/{revocable['id']}/revoke", "victor")
         assert viewer.status_code == 403
@@ -215,7 +269,7 @@ async def test_expired_and_revoked_links_are_410(make_rig, tokens):
 
 async def test_revoke_from_the_execution_page(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         made = await new_link(r, ex.id)
         await sign_in(web, tokens["alice"])
         page = (await web.get(f"/executions/{ex.id}")).text
@@ -228,7 +282,7 @@ async def test_revoke_from_the_execution_page(make_rig, tokens):
 
 async def test_changed_step_voids_the_link(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         path = path_of((await new_link(r, ex.id))["url"])
         await sign_in(web, tokens["alice"], path)
         page = await web.get(path)
@@ -246,7 +300,7 @@ async def test_changed_step_voids_the_link(make_rig, tokens):
 
 async def test_link_maker_for_the_sender(make_rig, make_settings):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("lk")
         app = r.server.app
         maker = make_link_maker(app.state.settings, app.state.session_factory,
                                 app.state.engine.runbooks)

@@ -92,6 +92,12 @@ class Rig:
                                      f"{[(e.id, e.status, e.status_reason) for e in rows]}")
             await asyncio.sleep(0.05)
 
+    async def awaiting(self, alertname: str) -> Execution:
+        """Fire `alertname`, then wait until its execution (the only one) awaits approval."""
+        await self.fire(alertname)
+        [ex] = await self.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
+        return ex
+
     async def wait_status(self, execution_id: int, status: str, **kw: Any) -> Execution:
         rows = await self.wait_for(
             lambda rows: any(e.id == execution_id and e.status == status for e in rows), **kw)
