@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,8 +39,13 @@ from app.catalog.parser import (
     parse_files,
     read_yaml,
 )
-from app.catalog.schema import CheckSpec, MappingsFile, Runbook, Step
-from app.catalog.templating import is_template, references, template_errors
+from app.catalog.schema import CheckSpec, MappingsFile, ParamSpec, Runbook, Step
+from app.catalog.templating import (
+    is_template,
+    references,
+    template_errors,
+    unencoded_path_params,
+)
 from app.durations import format_duration
 
 # Invariant 6: an action's templates (and the target, which actions see as execution.target)
@@ -50,6 +56,10 @@ TARGET_SCOPE = frozenset({"params"})
 POSTMORTEM_SCOPE = frozenset({"runbook", "execution", "params", "alerts", "steps", "timeline",
                               "objectives", "durations"})
 _GLOBALS = frozenset(DEFAULT_NAMESPACE)
+# `with` keys whose value is a URL or a path; a param in its path must stay one segment.
+URL_KEYS = frozenset({"url", "href", "path", "uri"})
+# Values that would climb or split a URL path, tried against a param's pattern.
+_CLIMBERS = ("..", ".", "/", "a/b", "1/2", "A/B", "a/", "/a", "../a")
 # Each template is parsed once per process: `references` walks Jinja's code generator, and
 # lint reads every template twice (names, then unused params). Lint must be pre-commit fast.
 _references = lru_cache(maxsize=8192)(references)
@@ -150,6 +160,7 @@ def check_runbook(doc: YamlDoc, rb: Runbook, actions: ActionSpecs | None, *,
                          scope=POSTMORTEM_SCOPE)
     for j, check in enumerate(rb.preconditions):
         issues += _check_check(doc, ("preconditions", j), check, actions, params, set())
+        issues += _url_paths(doc, ("preconditions", j, "with"), check.with_, rb)
     ids = {s.id for s in rb.steps}
     earlier: set[str] = set()
     for i, step in enumerate(rb.steps):
@@ -190,11 +201,14 @@ def _check_step(doc: YamlDoc, i: int, step: Step, rb: Runbook, actions: ActionSp
     loc: Loc = ("steps", i)
     issues = _check_action(doc, loc, step.action, step.with_, actions)
     issues += _templates(doc, (*loc, "with"), step.with_, params=params, steps=earlier)
+    issues += _url_paths(doc, (*loc, "with"), step.with_, rb)
     # A verification and a rollback run after the step, so they may read its own output.
     after = earlier | {step.id}
     if step.verify is not None:
         issues += _check_check(doc, (*loc, "verify"), step.verify, actions, params, after)
+        issues += _url_paths(doc, (*loc, "verify", "with"), step.verify.with_, rb)
     if step.rollback is not None:
+        issues += _url_paths(doc, (*loc, "rollback", "with"), step.rollback.with_, rb)
         issues += _check_action(doc, (*loc, "rollback"), step.rollback.action,
                                 step.rollback.with_, actions)
         issues += _templates(doc, (*loc, "rollback", "with"), step.rollback.with_,
@@ -327,6 +341,37 @@ def _attr_issues(doc: YamlDoc, where: Loc, attrs: set[tuple[str, str]], *,
             issues.append(doc.issue(where, f"{at}: steps.{attr} is not an earlier step, so its "
                                     f"output does not exist yet"))
     return issues
+
+
+def _url_paths(doc: YamlDoc, loc: Loc, value: Any, rb: Runbook) -> list[Issue]:
+    """Warn when a URL path takes a param that could be `/`, `.` or `..`, unencoded."""
+    issues = []
+    for where, text in _strings(value, loc):
+        if where[-1] not in URL_KEYS or not is_template(text):
+            continue
+        for name in sorted(unencoded_path_params(text)):
+            spec = rb.params.get(name)
+            climber = _climber(spec) if spec is not None else None
+            if spec is not None and climber is not None:
+                judged = "allowed list" if spec.allowed is not None else "pattern"
+                issues.append(doc.issue(where, (
+                    f"{dotted(where)}: params.{name} goes into a URL path, and its {judged} "
+                    f"accepts {climber!r}, which would send the request elsewhere: write "
+                    f"{{{{ params.{name} | path_segment }}}}, or narrow the {judged}"),
+                    severity="warning"))
+    return issues
+
+
+def _climber(spec: ParamSpec) -> str | None:
+    """A value the spec accepts that would climb or split a URL path (a heuristic: the
+    allowed list, or a few probes tried against the pattern), or None."""
+    if spec.type != "str":
+        return None
+    candidates = [str(a) for a in spec.allowed] if spec.allowed is not None else _CLIMBERS
+    return next((c for c in candidates
+                 if (c in (".", "..") or "/" in c) and len(c) <= spec.max_length
+                 and (spec.pattern is None or re.fullmatch(spec.pattern, c) is not None)),
+                None)
 
 
 def _strings(value: Any, loc: Loc) -> Iterable[tuple[Loc, str]]:

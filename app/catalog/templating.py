@@ -13,13 +13,29 @@ from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateRuntimeError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+DOT_SEGMENTS = frozenset({"", ".", ".."})
+
+
+def path_segment(value: Any) -> str:
+    """`value` as exactly one URL path segment: everything outside RFC 3986's unreserved
+    characters is percent-encoded, `/` included; `.`, `..` and "" are refused, because a
+    client or a proxy would remove or collapse them and the request would go elsewhere."""
+    text = str(value)
+    if text in DOT_SEGMENTS:
+        raise TemplateRuntimeError(f"path_segment: {text!r} is not a usable path segment "
+                                   f"(it would climb or vanish from the URL)")
+    return quote(text, safe="")
+
 
 _ENV = ImmutableSandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
 )
+_ENV.filters["path_segment"] = path_segment
 # A rendered value longer than this is refused: it would only carry alert junk onwards.
 MAX_RENDERED = 65_536
 
@@ -111,6 +127,57 @@ def references(source: str) -> tuple[set[str], set[tuple[str, str]]]:
         if isinstance(node.node, nodes.Name) and isinstance(node.arg, nodes.Const):
             attrs.add((node.node.name, str(node.arg.value)))
     return names, attrs
+
+
+def unencoded_path_params(source: str) -> set[str]:
+    """Params a URL template puts into its path without `| path_segment` (for lint).
+
+    The path is what follows `scheme://host/` (or the whole text when it has no scheme) and
+    comes before `?` or `#`; literal text is read in source order, statement blocks included.
+    """
+    try:
+        ast = _ENV.parse(source)
+    except TemplateError:
+        return set()
+    found: set[str] = set()
+    seen = [""]  # the literal text before the current expression
+
+    def in_path() -> bool:
+        text = seen[0]
+        _, scheme, rest = text.partition("://")
+        return "?" not in text and "#" not in text and (not scheme or "/" in rest)
+
+    def visit(node: nodes.Node) -> None:
+        if isinstance(node, nodes.TemplateData):
+            seen[0] += node.data
+        elif isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    visit(child)
+                elif in_path():
+                    found.update(_raw_params(child))
+        else:  # a statement: its blocks, in order; its own expressions print nothing
+            for child in node.iter_child_nodes():
+                if isinstance(child, nodes.Stmt | nodes.Template):
+                    visit(child)
+
+    visit(ast)
+    return found
+
+
+def _raw_params(node: nodes.Node) -> set[str]:
+    if isinstance(node, nodes.Filter) and node.name == "path_segment":
+        return set()
+    out: set[str] = set()
+    if isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name) \
+            and node.node.name == "params":
+        if isinstance(node, nodes.Getattr):
+            out.add(node.attr)
+        elif isinstance(node.arg, nodes.Const):
+            out.add(str(node.arg.value))
+    for child in node.iter_child_nodes():
+        out |= _raw_params(child)
+    return out
 
 
 def strings_in(value: Any) -> list[str]:
