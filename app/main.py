@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app import metrics
 from app.catalog.routes import router as catalog_router
 from app.catalog.service import CatalogHolder
 from app.config import Settings, get_settings
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.identities = IdentityStore(
         settings.api_tokens_file,
         dev_token=settings.dev_token.get_secret_value() if settings.dev_token else None,
+        on_reload=metrics.identities_file_checked,
     )
     install_error_handlers(app)
     install_webhooks(app)

@@ -66,3 +66,20 @@ notifications_pending = Gauge(
 notifications_failed = Counter(
     "runbookd_notifications_failed", "Notifications that could not be delivered.",
 )
+
+identities_file_valid = Gauge(
+    "runbookd_identities_file_valid",
+    "1 when the tokens file last read was used; 0 while a changed file is refused (empty, "
+    "unparsable, or one token digest for two identities) and the previous identities stay.",
+)
+identities_reload_errors = Counter(
+    "runbookd_identities_reload_errors",
+    "Versions of the tokens file refused; the identities loaded before stayed in use.",
+)
+
+
+def identities_file_checked(valid: bool) -> None:
+    """Report one read of the tokens file (the IdentityStore's `on_reload` hook)."""
+    identities_file_valid.set(1 if valid else 0)
+    if not valid:
+        identities_reload_errors.inc()
