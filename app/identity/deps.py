@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import Request
@@ -16,15 +16,20 @@ def identity_store(request: Request) -> IdentityStore:
     return request.app.state.identities
 
 
-def identity_from_request(request: Request) -> Identity | None:
+# The web layer's hook (`app.state.session_identity`): the identity of the request's sign-in
+# session, checked against its row in the database, hence async.
+SessionLookup = Callable[[Request], Awaitable[Identity | None]]
+
+
+async def identity_from_request(request: Request) -> Identity | None:
     """The identity behind the request's bearer token, or its web session, or None."""
     store = identity_store(request)
     auth = request.headers.get("authorization")
     if auth and auth.lower().startswith("bearer "):
         return store.lookup(auth[7:].strip())
-    session_lookup = getattr(request.app.state, "session_identity", None)
+    session_lookup: SessionLookup | None = getattr(request.app.state, "session_identity", None)
     if session_lookup is not None:
-        return session_lookup(request)
+        return await session_lookup(request)
     return None
 
 
@@ -32,7 +37,7 @@ def require(role: Role) -> Callable[[Request], Coroutine[Any, Any, Identity]]:
     """A dependency that returns the caller's identity, or 401/403."""
 
     async def dependency(request: Request) -> Identity:
-        identity = identity_from_request(request)
+        identity = await identity_from_request(request)
         if identity is None:
             raise Unauthenticated("an API token is required: Authorization: Bearer <token>")
         if not identity.has_role(role):

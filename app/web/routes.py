@@ -44,12 +44,14 @@ from app.web.pages import (
     transaction,
 )
 from app.web.session import (
+    SessionLoader,
     clear_session_cookie,
     current_identity,
     safe_next,
     session_identity,
     set_session_cookie,
     sign_in,
+    sign_out,
     verify_csrf,
 )
 
@@ -64,6 +66,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(approve_router)
     app.mount("/static", static_files(), name="static")
+    app.add_middleware(SessionLoader)  # checks a session cookie against its row, once
     app.state.session_identity = session_identity
 
 
@@ -114,16 +117,17 @@ async def login_page(request: Request, next: str = "/") -> Response:
 async def login(request: Request, token: Annotated[str, Form(max_length=512)],
                 csrf_token: Csrf = "", next: Annotated[str, Form()] = "/") -> Response:
     verify_csrf(request, csrf_token)
-    signed = sign_in(request, token)
+    async with transaction(request) as session:
+        signed = await sign_in(request, session, token)
+        if signed is not None:
+            record_event(session, kind="web.signin", entity="session", actor=signed[0].name,
+                         source_addr=client_addr(request))
     if signed is None:
         return render(request, "login.html", {
             "title": "Sign in", "next": safe_next(next),
             "error": "That token is not valid. Use an API token from your runbookd admin."},
             status=401)
-    identity, cookie = signed
-    async with transaction(request) as session:
-        record_event(session, kind="web.signin", entity="session", actor=identity.name,
-                     source_addr=client_addr(request))
+    _, cookie = signed
     response = redirect(safe_next(next))
     set_session_cookie(request, response, cookie)
     return response
@@ -132,6 +136,12 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)],
 @router.post("/logout")
 async def logout(request: Request, csrf_token: Csrf = "") -> Response:
     verify_csrf(request, csrf_token)
+    async with transaction(request) as session:
+        # Revoked on the server: a copy of the cookie opens nothing after this.
+        identity = await sign_out(request, session)
+        if identity is not None:
+            record_event(session, kind="web.signout", entity="session", actor=identity.name,
+                         source_addr=client_addr(request))
     response = redirect("/")
     clear_session_cookie(request, response)
     return response

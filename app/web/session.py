@@ -1,8 +1,10 @@
-"""Web sign-in by API token: a signed, expiring session cookie, and CSRF tokens for forms.
+"""Web sign-in by API token: a session row on the server, a signed cookie, CSRF for forms.
 
-The cookie holds the sha256 of the API token (never the token), a per-session CSRF secret
-and an expiry, signed with HMAC. Every request re-resolves the digest against the tokens
-file, so deleting a token from the file ends its web sessions at once.
+Signing in stores a `sign_in_sessions` row (app/identity/sessions.py); the cookie holds that
+session's random id (never the token, nor its digest), a per-session CSRF secret and an
+expiry, signed with HMAC. Every request with the cookie reads its row (one primary-key read,
+in `SessionLoader`, before the route runs): a logout, possibly on another replica, or a token
+removed from or rotated in the tokens file, ends the session at once, on the pages and the API.
 
 CSRF: every form carries a token derived from the session's secret (or, before sign-in,
 from a random pre-session cookie), and every POST checks it and the Origin header. The
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -25,11 +28,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import Forbidden, SigningKeyMissing
+from app.db import session_scope, utcnow
+from app.errors import Forbidden, RunbookdError, SigningKeyMissing
 from app.identity import Identity, hash_token
 from app.identity.deps import identity_store
+from app.identity.sessions import find_session, open_session, revoke_session
 from app.signing import derived_key
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,7 @@ CSRF_HEADER = "x-csrf-token"
 @dataclass(frozen=True)
 class WebSession:
     identity: Identity
+    key: str  # the row's key: sha256 of the cookie's session id
     digest: str
     csrf: str
     expires: int
@@ -76,9 +84,9 @@ def cookie_name(settings: Settings, base: str = "session") -> str:
     return f"{prefix}runbookd_{base}"
 
 
-def encode_session(settings: Settings, *, digest: str, csrf: str, expires: int) -> str:
+def encode_session(settings: Settings, *, session_id: str, csrf: str, expires: int) -> str:
     """The cookie value of a session."""
-    body = _b64(json.dumps({"d": digest, "c": csrf, "e": expires},
+    body = _b64(json.dumps({"s": session_id, "c": csrf, "e": expires},
                            separators=(",", ":")).encode())
     return f"{body}.{_sign(settings, body)}"
 
@@ -91,16 +99,19 @@ def _decode_session(settings: Settings, value: str) -> tuple[str, str, int] | No
         if not _equal(mac, _sign(settings, body)):
             return None
         data = json.loads(_unb64(body))
-        digest, csrf, expires = str(data["d"]), str(data["c"]), int(data["e"])
+        session_id, csrf, expires = str(data["s"]), str(data["c"]), int(data["e"])
     except (binascii.Error, ValueError, KeyError, TypeError):
         return None
-    return (digest, csrf, expires) if expires > time.time() else None
+    return (session_id, csrf, expires) if expires > time.time() else None
 
 
-def read_session(request: Request) -> WebSession | None:
-    """The request's valid session, with its identity re-resolved; cached on the request."""
+async def load_session(request: Request) -> WebSession | None:
+    """The request's standing session, checked against its row; cached on the request."""
     if hasattr(request.state, "web_session"):
         return request.state.web_session
+    failed = getattr(request.state, "web_session_error", None)
+    if failed is not None:
+        return read_session(request)  # raises it, once
     settings = request.app.state.settings
     found: WebSession | None = None
     value = request.cookies.get(cookie_name(settings))
@@ -110,12 +121,52 @@ def read_session(request: Request) -> WebSession | None:
         except Exception:  # e.g. the signing key is not configured
             decoded = None
         if decoded is not None:
-            digest, csrf, expires = decoded
-            identity = identity_store(request).by_digest(digest)
-            if identity is not None:
-                found = WebSession(identity, digest, csrf, expires)
+            session_id, csrf, expires = decoded
+            async with session_scope(request.app.state.session_factory) as db:
+                standing = await find_session(db, session_id, identities=identity_store(request),
+                                              now=utcnow())
+            if standing is not None:
+                row, identity = standing
+                found = WebSession(identity, row.id, row.token_digest, csrf, expires)
     request.state.web_session = found
     return found
+
+
+def read_session(request: Request) -> WebSession | None:
+    """The session `SessionLoader` (or `load_session`) found for this request.
+
+    Without that check nothing is trusted: a cookie alone never signs anyone in. A database
+    failure during the check is raised here, once, inside the route (so it becomes a 503
+    page); after that the request counts as signed out.
+    """
+    if hasattr(request.state, "web_session"):
+        return request.state.web_session
+    request.state.web_session = None
+    failed = getattr(request.state, "web_session_error", None)
+    if failed is not None:
+        raise failed
+    return None
+
+
+class SessionLoader:
+    """ASGI middleware: check a request's session cookie against its row before the route.
+
+    Pages ask for the identity synchronously (`current_identity`), so the one read happens
+    here. Requests without the cookie, and /static files, cost nothing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/static/"):
+            request = Request(scope)
+            if cookie_name(request.app.state.settings) in request.cookies:
+                try:
+                    await load_session(request)
+                except RunbookdError as exc:  # e.g. the database is unavailable
+                    request.state.web_session_error = exc
+        await self.app(scope, receive, send)
 
 
 def current_identity(request: Request) -> Identity | None:
@@ -124,13 +175,13 @@ def current_identity(request: Request) -> Identity | None:
     return session.identity if session else None
 
 
-def session_identity(request: Request) -> Identity | None:
+async def session_identity(request: Request) -> Identity | None:
     """The hook for `app.state.session_identity`: the cookie's identity, for the API.
 
     A cookie rides along with any request the browser makes, so an unsafe method needs the
     session's CSRF token in the X-CSRF-Token header as well.
     """
-    session = read_session(request)
+    session = await load_session(request)
     if session is None:
         return None
     if request.method in SAFE_METHODS:
@@ -140,16 +191,29 @@ def session_identity(request: Request) -> Identity | None:
     return session.identity if header and _equal(header, expected) else None
 
 
-def sign_in(request: Request, token: str) -> tuple[Identity, str] | None:
-    """Check an API token; returns its identity and a new session cookie value, or None."""
+async def sign_in(request: Request, db: AsyncSession,
+                  token: str) -> tuple[Identity, str] | None:
+    """Check an API token and open a session; returns its identity and cookie value, or None."""
     digest = hash_token(token.strip())
     identity = identity_store(request).by_digest(digest)
     if identity is None:
         return None
-    value = encode_session(request.app.state.settings, digest=digest,
+    now = utcnow()
+    session_id = await open_session(db, identity=identity, token_digest=digest, now=now,
+                                    lifetime=dt.timedelta(seconds=SESSION_SECONDS))
+    value = encode_session(request.app.state.settings, session_id=session_id,
                            csrf=secrets.token_urlsafe(24),
-                           expires=int(time.time()) + SESSION_SECONDS)
+                           expires=int(now.timestamp()) + SESSION_SECONDS)
     return identity, value
+
+
+async def sign_out(request: Request, db: AsyncSession) -> Identity | None:
+    """Revoke the request's session on the server; returns whose it was, if it stood."""
+    session = read_session(request)
+    if session is None:
+        return None
+    revoked = await revoke_session(db, session.key, now=utcnow())
+    return session.identity if revoked else None
 
 
 def set_session_cookie(request: Request, response: Response, value: str) -> None:
