@@ -57,7 +57,8 @@ def test_approval_request_needs_ids() -> None:
         build_message("approval_request", title="t")
     with pytest.raises(ValueError, match="hash of its plan"):
         build_message("approval_request", title="t", execution_id=1, step_id="s")
-    for value in ("rollback", "42:rollback", "42:rollback:" + "g" * 64, "9" * 40 + ":s:" + "a" * 64):
+    for value in ("rollback", "42:rollback", "42:rollback:" + "g" * 64,
+                  "9" * 40 + ":s:" + "a" * 64):
         with pytest.raises(ValueError):
             parse_button_value(value)
 
