@@ -63,6 +63,7 @@ _CLIMBERS = ("..", ".", "/", "a/b", "1/2", "A/B", "a/", "/a", "../a")
 # Each template is parsed once per process: `references` walks Jinja's code generator, and
 # lint reads every template twice (names, then unused params). Lint must be pre-commit fast.
 _references = lru_cache(maxsize=8192)(references)
+_path_params = lru_cache(maxsize=8192)(unencoded_path_params)
 
 @dataclass
 class Analysis:
@@ -349,7 +350,7 @@ def _url_paths(doc: YamlDoc, loc: Loc, value: Any, rb: Runbook) -> list[Issue]:
     for where, text in _strings(value, loc):
         if where[-1] not in URL_KEYS or not is_template(text):
             continue
-        for name in sorted(unencoded_path_params(text)):
+        for name in sorted(_path_params(text)):
             spec = rb.params.get(name)
             climber = _climber(spec) if spec is not None else None
             if spec is not None and climber is not None:
