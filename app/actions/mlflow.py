@@ -20,16 +20,21 @@ Concurrent rollbacks of one model are kept apart by the engine's per-target lock
 
 Auth: `auth_secret` names a secret in settings.secrets; it is sent as a Bearer token, or as
 HTTP basic auth (`user:password`) with `auth_scheme: Basic`. It never appears in outputs.
+
+Plans (read-only): `set_alias`, `rollback_alias` and `set_tag` resolve the change against the
+server as `run` would, with the same code, e.g. "champion of fraud-v3 (MLflow): version 7 →
+version 6"; `resolved` holds the server's host, the model, and the values before and after.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from app.actions._support import VersionStr
-from app.actions.base import ActionContext, ActionFailed, ActionResult
+from app.actions.base import ActionContext, ActionFailed, ActionPlan, ActionResult
 from app.actions.checksums import MANIFEST_NAME
 from app.actions.mlflow_client import (
     HISTORY_TAG,
@@ -41,6 +46,20 @@ from app.actions.mlflow_client import (
 
 def _read_only(ctx: ActionContext) -> str:
     return "dry run (read-only, ran for real): " if ctx.dry_run else ""
+
+
+def _alias_plan(api: Mlflow, params: AliasParams, *, current: str | None, target: str,
+                why: str = "") -> ActionPlan:
+    """The plan of an alias move: one line, and the values the move will use."""
+    described = f"{params.alias} of {params.model} (MLflow)"
+    if current == target:
+        summary = f"{described}: already version {target} (no change)"
+    else:
+        source = f"version {current}" if current else "(unset)"
+        summary = f"{described}: {source} → version {target}{why}"
+    return ActionPlan(summary=summary, resolved={
+        "mlflow": api.host, "model": params.model, "alias": params.alias, "from": current,
+        "to": target})
 
 
 class AliasParams(MlflowParams):
@@ -66,6 +85,12 @@ class MlflowGetAlias:
 
 class SetAliasParams(AliasParams):
     version: VersionStr
+
+
+async def _set_alias_from(api: Mlflow, params: SetAliasParams) -> str | None:
+    """Check that the version exists; the version the alias holds now (None: unset)."""
+    await api.require_version(params.model, params.version)
+    return await api.get_alias(params.model, params.alias)
 
 
 async def _move_alias(ctx: ActionContext, api: Mlflow, params: AliasParams, *, target: str,
@@ -97,10 +122,15 @@ class MlflowSetAlias:
         "alias history that mlflow.rollback_alias uses."
     )
 
+    async def plan(self, ctx: ActionContext, params: SetAliasParams) -> ActionPlan:
+        """The move as it would happen now: from the version the alias holds."""
+        api = Mlflow(ctx, params)
+        current = await _set_alias_from(api, params)
+        return _alias_plan(api, params, current=current, target=params.version)
+
     async def run(self, ctx: ActionContext, params: SetAliasParams) -> ActionResult:
         api = Mlflow(ctx, params)
-        await api.require_version(params.model, params.version)
-        current = await api.get_alias(params.model, params.alias)
+        current = await _set_alias_from(api, params)
         history = await api.history(params.model, params.alias)
         return await _move_alias(ctx, api, params, target=params.version, current=current,
                                  history=history, verb="set", kind="set")
@@ -122,37 +152,75 @@ class MlflowRollbackAlias:
         "that runbookd records in the tag runbookd.alias_history.<alias>."
     )
 
+    async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
+        """The rollback as it would happen now, with `previous` resolved as `run` does."""
+        api = Mlflow(ctx, params)
+        found = await _resolve_rollback(ctx, api, params)
+        if found.resumed:
+            why = " (finishing this step's own rollback)"
+        else:
+            why = (" (the previous version that held it"
+                   + (", its artifacts verify" if params.verify else "") + ")")
+        plan = _alias_plan(api, params, current=found.current, target=found.target, why=why)
+        if found.skipped:
+            return ActionPlan(summary=f"{plan.summary}; skipped {', '.join(found.skipped)}",
+                              resolved=plan.resolved)
+        return plan
+
     async def run(self, ctx: ActionContext, params: RollbackParams) -> ActionResult:
         api = Mlflow(ctx, params)
-        current = await api.get_alias(params.model, params.alias)
-        if current is None:
-            raise ActionFailed(f"alias {params.alias!r} of MLflow model {params.model!r} is not "
-                               "set, so there is nothing to roll back")
-        history = await api.history(params.model, params.alias)
-        last = history[-1] if history else {}
-        if (ctx.execution_id is not None and ctx.step_id is not None
-                and (last.get("x"), last.get("s"), last.get("k")) == (ctx.execution_id,
-                                                                        ctx.step_id, "rollback")):
-            return await _resume(ctx, api, params, current=current, target=str(last["v"]))
-        skipped: list[str] = []
-        seen = {current}
-        for entry in reversed(history):
-            candidate = str(entry["v"])
-            if candidate in seen:
-                continue
-            seen.add(candidate)
-            reason = await _unusable(ctx, api, params, candidate)
-            if reason is None:
-                result = await _move_alias(ctx, api, params, target=candidate, current=current,
-                                           history=history, verb="roll back", kind="rollback")
-                result.output["skipped"] = skipped
-                return result
-            skipped.append(f"version {candidate}: {reason}")
-        detail = f"; skipped {'; '.join(skipped)}" if skipped else ""
-        raise ActionFailed(
-            f"alias {params.alias!r} of MLflow model {params.model!r} has no previous version "
-            f"to roll back to (current {current}; history in tag {HISTORY_TAG}{params.alias} "
-            f"has {len(history)} entries{detail})")
+        found = await _resolve_rollback(ctx, api, params)
+        if found.resumed:
+            return await _resume(ctx, api, params, current=found.current, target=found.target)
+        result = await _move_alias(ctx, api, params, target=found.target, current=found.current,
+                                   history=found.history, verb="roll back", kind="rollback")
+        result.output["skipped"] = found.skipped
+        return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Rollback:
+    """Where a rollback would take the alias, and what it found on the way."""
+
+    current: str
+    target: str
+    history: list[dict[str, Any]]
+    skipped: list[str]
+    # This very step already recorded its rollback to `target` (a retry or a resume).
+    resumed: bool = False
+
+
+async def _resolve_rollback(ctx: ActionContext, api: Mlflow,
+                            params: RollbackParams) -> _Rollback:
+    """Resolve `previous`: the one code path for `plan` and `run`. Reads only."""
+    current = await api.get_alias(params.model, params.alias)
+    if current is None:
+        raise ActionFailed(f"alias {params.alias!r} of MLflow model {params.model!r} is not "
+                           "set, so there is nothing to roll back")
+    history = await api.history(params.model, params.alias)
+    last = history[-1] if history else {}
+    if (ctx.execution_id is not None and ctx.step_id is not None
+            and (last.get("x"), last.get("s"), last.get("k")) == (ctx.execution_id,
+                                                                    ctx.step_id, "rollback")):
+        return _Rollback(current=current, target=str(last["v"]), history=history, skipped=[],
+                         resumed=True)
+    skipped: list[str] = []
+    seen = {current}
+    for entry in reversed(history):
+        candidate = str(entry["v"])
+        if candidate in seen:
+            continue
+        seen.add(candidate)
+        reason = await _unusable(ctx, api, params, candidate)
+        if reason is None:
+            return _Rollback(current=current, target=candidate, history=history,
+                             skipped=skipped)
+        skipped.append(f"version {candidate}: {reason}")
+    detail = f"; skipped {'; '.join(skipped)}" if skipped else ""
+    raise ActionFailed(
+        f"alias {params.alias!r} of MLflow model {params.model!r} has no previous version "
+        f"to roll back to (current {current}; history in tag {HISTORY_TAG}{params.alias} "
+        f"has {len(history)} entries{detail})")
 
 
 async def _resume(ctx: ActionContext, api: Mlflow, params: RollbackParams, *, current: str,
@@ -198,6 +266,21 @@ class MlflowSetTag:
     idempotent: ClassVar[bool] = True
     description: ClassVar[str] = "Sets a tag on an MLflow model version."
 
+    async def plan(self, ctx: ActionContext, params: SetTagParams) -> ActionPlan:
+        """The tag's value now and after; the version must exist."""
+        api = Mlflow(ctx, params)
+        found = await api.require_version(params.model, params.version)
+        current = next((str(t.get("value")) for t in found.get("tags", [])
+                        if t.get("key") == params.key), None)
+        described = f"tag {params.key} of {params.model} version {params.version} (MLflow)"
+        if current == params.value:
+            summary = f"{described}: already {_shown(current)} (no change)"
+        else:
+            summary = f"{described}: {_shown(current)} → {_shown(params.value)}"
+        return ActionPlan(summary=summary, resolved={
+            "mlflow": api.host, "model": params.model, "version": params.version,
+            "key": params.key, "from": current, "to": params.value})
+
     async def run(self, ctx: ActionContext, params: SetTagParams) -> ActionResult:
         api = Mlflow(ctx, params)
         await api.require_version(params.model, params.version)
@@ -211,6 +294,13 @@ class MlflowSetTag:
                              "key": params.key, "value": params.value},
                        doing=f"setting {label}")
         return ActionResult(f"set {label}", output)
+
+
+def _shown(value: str | None) -> str:
+    """A tag value for a one-line plan: quoted, at most 80 characters."""
+    if value is None:
+        return "(unset)"
+    return repr(value if len(value) <= 80 else value[:80] + "…")
 
 
 class VerifyParams(MlflowParams):
