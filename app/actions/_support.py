@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Annotated, Any
@@ -27,6 +28,15 @@ def _number_to_str(value: Any) -> Any:
 # A model version as runbooks write it: `7` or "7" (or a name); always kept as a string.
 VersionStr = Annotated[str, BeforeValidator(_number_to_str),
                        Field(min_length=1, max_length=128)]
+
+
+def json_sha256(value: Any) -> str | None:
+    """sha256 of a JSON value in canonical form (sorted keys), for plans; None for None."""
+    if value is None:
+        return None
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def secret_value(ctx: ActionContext, name: str) -> str:

@@ -6,6 +6,9 @@ an entry with a slash allows that absolute path; a bare name allows that name as
 (a path like `/tmp/x/python` never matches the bare entry `python`). The child gets a
 restricted environment (PATH, LANG and the step's `env`), its own process group, and on a
 timeout or a cancellation the whole group is killed.
+
+Its plan is the argv as it will run ("argv: kubectl argo rollouts abort fraud-v3 -n
+ml-serving"), with the executable resolved against the allow-list; `resolved` holds both.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from app.actions._support import redact, secret_value
-from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
+from app.actions.base import (
+    ActionContext,
+    ActionFailed,
+    ActionParams,
+    ActionPlan,
+    ActionResult,
+)
 from app.durations import Duration
 
 OUTPUT_LIMIT = 8 * 1024
@@ -121,13 +130,32 @@ class CommandRun:
         "environment and a timeout; captures the tail of stdout and stderr."
     )
 
-    async def run(self, ctx: ActionContext, params: CommandParams) -> ActionResult:
+    async def plan(self, ctx: ActionContext, params: CommandParams) -> ActionPlan:
+        """The argv as it will run, once the executable, directory and secrets resolve."""
+        executable, cwd, _ = self._prepare(ctx, params)
+        summary = f"argv: {shlex.join(params.argv)}"
+        if executable != params.argv[0]:
+            summary += f" ({params.argv[0]} is {executable})"
+        if cwd is not None:
+            summary += f" in {cwd}"
+        return ActionPlan(summary=summary, resolved={"argv": list(params.argv),
+                                                     "executable": executable})
+
+    @staticmethod
+    def _prepare(ctx: ActionContext, params: CommandParams,
+                 ) -> tuple[str, Path | None, dict[str, str]]:
+        """The executable's path, the working directory and the secret variables, or
+        ActionFailed: what `plan` and `run` both resolve, in the same way."""
         executable = resolve_executable(params.argv[0], ctx.settings.command_allowlist)
-        shown = shlex.join([executable, *params.argv[1:]])
         cwd = Path(params.cwd) if params.cwd else None
         if cwd is not None and not cwd.is_dir():
             raise ActionFailed(f"working directory {cwd} does not exist")
         secrets = {name: secret_value(ctx, secret) for name, secret in params.secret_env.items()}
+        return executable, cwd, secrets
+
+    async def run(self, ctx: ActionContext, params: CommandParams) -> ActionResult:
+        executable, cwd, secrets = self._prepare(ctx, params)
+        shown = shlex.join([executable, *params.argv[1:]])
         if ctx.dry_run:
             where = f" in {cwd}" if cwd else ""
             return ActionResult(f"would run {shown}{where}",

@@ -4,6 +4,10 @@ Secrets are referenced by name only: `auth_secret: airflow_token` sends `Authori
 <settings.secrets['airflow_token']>` and `secret_headers: {X-Api-Key: flags_key}` sends that
 secret as a header. A credential written inline in `headers` is refused, and a secret value
 echoed back in a response body is replaced by `***` before it reaches the step output.
+
+Its plan is the request line without the query string or any header ("POST
+https://airflow.internal/api/v2/dags/retrain/dagRuns"): a query or a header may carry a token.
+`resolved` holds the method, that URL and the sha256 of the JSON body.
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ import httpx
 from pydantic import ConfigDict, Field, field_validator
 
 from app.actions._support import (
+    json_sha256,
     outbound_failure,
     redact,
     secret_value,
     small_json,
     truncate,
 )
-from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
+from app.actions.base import (
+    ActionContext,
+    ActionFailed,
+    ActionParams,
+    ActionPlan,
+    ActionResult,
+)
 from app.actions.downloads import display
 from app.durations import Duration
 
@@ -84,6 +95,11 @@ def describe_statuses(statuses: list[int]) -> str:
     return ", ".join(map(str, ordered))
 
 
+def bare_url(url: str) -> str:
+    """The URL without its query, fragment and user info: what a plan may show."""
+    return str(httpx.URL(url).copy_with(query=None, fragment=None, userinfo=b""))
+
+
 class HttpRequest:
     name: ClassVar[str] = "http.request"
     Params = RequestParams
@@ -91,6 +107,22 @@ class HttpRequest:
     description: ClassVar[str] = (
         "Sends one HTTP request to an allow-listed host (secrets by name) and checks the status."
     )
+
+    async def plan(self, ctx: ActionContext, params: RequestParams) -> ActionPlan:
+        """The request line, once the host is allowed and every named secret exists."""
+        self._headers(ctx, params)  # a missing secret fails the plan; values are not kept
+        url = bare_url(params.url)
+        try:
+            ctx.http.check(params.url)
+        except Exception as exc:
+            raise outbound_failure(exc, url=params.url,
+                                   doing=f"http.request {params.method} {url}") from exc
+        digest = json_sha256(params.json_)
+        summary = f"{params.method} {url}"
+        if digest is not None:
+            summary += f" with a JSON body (sha256 {digest[:12]})"
+        return ActionPlan(summary=summary, resolved={"method": params.method, "url": url,
+                                                     "body_sha256": digest})
 
     async def run(self, ctx: ActionContext, params: RequestParams) -> ActionResult:
         headers, secrets = self._headers(ctx, params)

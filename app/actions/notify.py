@@ -4,6 +4,9 @@ Destinations come from settings, by name: a runbook names a secret (`webhook_sec
 `url_secret`, `routing_key_secret`) or relies on the default setting, and never holds a URL
 or a key itself. PagerDuty events use the dedup key `runbookd-<execution id>`, so a trigger
 and its resolve meet on one incident and a repeated trigger does not open a second one.
+
+Their plans say where a message goes, as a host and the name of the secret or setting that
+holds the destination (never a URL path or a key), and what it says.
 """
 
 from __future__ import annotations
@@ -13,8 +16,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.actions._support import secret_value
-from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
+from app.actions._support import json_sha256, secret_value
+from app.actions.base import (
+    ActionContext,
+    ActionFailed,
+    ActionParams,
+    ActionPlan,
+    ActionResult,
+)
 from app.notify.errors import DeliveryError
 from app.notify.pagerduty import Severity, build_event, send_event
 from app.notify.retry import deliver_with_retries
@@ -43,6 +52,15 @@ def _configured(ctx: ActionContext, secret_name: str | None, default: Any, *,
     return str(value)
 
 
+def _where(url: str, secret_name: str | None, *, setting: str) -> dict[str, str]:
+    """A destination as a plan may show it: its host, and which secret or setting names it."""
+    return {"host": host_of(url), "via": f"secret {secret_name}" if secret_name else setting}
+
+
+def _quoted(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 async def _deliver(fn: Any, attempts: int) -> Any:
     try:
         return await deliver_with_retries(fn, attempts=attempts)
@@ -65,6 +83,18 @@ class NotifySlack:
     Params = SlackParams
     idempotent: ClassVar[bool] = False  # a second post is a second message
     description: ClassVar[str] = "Posts a message to a Slack incoming webhook (from settings)."
+
+    async def plan(self, ctx: ActionContext, params: SlackParams) -> ActionPlan:
+        """Which webhook (host only) gets which message."""
+        url = _configured(ctx, params.webhook_secret, ctx.settings.slack_webhook_url,
+                          setting="RUNBOOKD_SLACK_WEBHOOK_URL")
+        where = _where(url, params.webhook_secret, setting="RUNBOOKD_SLACK_WEBHOOK_URL")
+        title = params.title or f"runbookd execution #{ctx.execution_id}"
+        return ActionPlan(
+            summary=f"post a {params.kind} message to the Slack webhook at {where['host']} "
+                    f"({where['via']}): {_quoted(params.text)}",
+            resolved={**where, "kind": params.kind, "title": title,
+                      "text_sha256": json_sha256(params.text)})
 
     async def run(self, ctx: ActionContext, params: SlackParams) -> ActionResult:
         url = _configured(ctx, params.webhook_secret, ctx.settings.slack_webhook_url,
@@ -98,6 +128,18 @@ class NotifyWebhook:
     description: ClassVar[str] = (
         "POSTs a JSON body to the configured webhook with an Idempotency-Key per step."
     )
+
+    async def plan(self, ctx: ActionContext, params: WebhookParams) -> ActionPlan:
+        """Which webhook (host only) gets which payload."""
+        url = _configured(ctx, params.url_secret, ctx.settings.notify_webhook_url,
+                          setting="RUNBOOKD_NOTIFY_WEBHOOK_URL")
+        where = _where(url, params.url_secret, setting="RUNBOOKD_NOTIFY_WEBHOOK_URL")
+        fields = ", ".join(sorted(params.payload)[:8])
+        more = ", …" if len(params.payload) > 8 else ""
+        return ActionPlan(
+            summary=f"POST a JSON payload ({len(params.payload)} field(s): {fields}{more}) to "
+                    f"the webhook at {where['host']} ({where['via']})",
+            resolved={**where, "payload_sha256": json_sha256(params.payload)})
 
     async def run(self, ctx: ActionContext, params: WebhookParams) -> ActionResult:
         url = _configured(ctx, params.url_secret, ctx.settings.notify_webhook_url,
@@ -159,6 +201,16 @@ class PagerdutyTrigger:
         "Triggers a PagerDuty incident (Events API v2) with dedup key runbookd-<execution id>."
     )
 
+    async def plan(self, ctx: ActionContext, params: TriggerParams) -> ActionPlan:
+        """Which incident is triggered, how severe, and where (host only, never the key)."""
+        where = _pagerduty(ctx, params.routing_key_secret)
+        dedup_key = _dedup_key(ctx)
+        return ActionPlan(
+            summary=f"trigger PagerDuty incident {dedup_key} ({params.severity}): "
+                    f"{_quoted(params.summary)} via {where['host']} ({where['via']})",
+            resolved={**where, "event_action": "trigger", "dedup_key": dedup_key,
+                      "severity": params.severity, "summary": params.summary})
+
     async def run(self, ctx: ActionContext, params: TriggerParams) -> ActionResult:
         routing_key = _configured(ctx, params.routing_key_secret,
                                   ctx.settings.pagerduty_routing_key,
@@ -182,12 +234,29 @@ class PagerdutyResolve:
     idempotent: ClassVar[bool] = True
     description: ClassVar[str] = "Resolves the PagerDuty incident of this execution."
 
+    async def plan(self, ctx: ActionContext, params: ResolveParams) -> ActionPlan:
+        """Which incident is resolved, and where (host only, never the key)."""
+        where = _pagerduty(ctx, params.routing_key_secret)
+        dedup_key = _dedup_key(ctx)
+        return ActionPlan(
+            summary=f"resolve PagerDuty incident {dedup_key} via {where['host']} "
+                    f"({where['via']})",
+            resolved={**where, "event_action": "resolve", "dedup_key": dedup_key})
+
     async def run(self, ctx: ActionContext, params: ResolveParams) -> ActionResult:
         routing_key = _configured(ctx, params.routing_key_secret,
                                   ctx.settings.pagerduty_routing_key,
                                   setting="RUNBOOKD_PAGERDUTY_ROUTING_KEY")
         event = build_event("resolve", routing_key=routing_key, dedup_key=_dedup_key(ctx))
         return await _send(ctx, event, params.attempts, verb="resolve", detail="")
+
+
+def _pagerduty(ctx: ActionContext, routing_key_secret: str | None) -> dict[str, str]:
+    """Where events go, once a routing key is configured (the key itself is not kept)."""
+    _configured(ctx, routing_key_secret, ctx.settings.pagerduty_routing_key,
+                setting="RUNBOOKD_PAGERDUTY_ROUTING_KEY")
+    return _where(ctx.settings.pagerduty_events_url, routing_key_secret,
+                  setting="RUNBOOKD_PAGERDUTY_ROUTING_KEY")
 
 
 async def _send(ctx: ActionContext, event: dict[str, Any], attempts: int, *, verb: str,
