@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 
 from app.actions import builtin
-from app.actions.base import Action, ActionParams
+from app.actions.base import Action, ActionParams, Plannable
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,16 @@ class UnknownAction(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ActionSpecs(dict[str, type[ActionParams]]):
+    """Action name to its Params model, for lint and the catalog loader; `unplanned` names
+    the actions without a `plan()`, whose approvers see only the rendered call."""
+
+    def __init__(self, specs: dict[str, type[ActionParams]], *,
+                 unplanned: Iterable[str] = ()) -> None:
+        super().__init__(specs)
+        self.unplanned = frozenset(unplanned)
 
 
 class ActionRegistry:
@@ -42,9 +53,11 @@ class ActionRegistry:
     def names(self) -> list[str]:
         return sorted(self._actions)
 
-    def specs(self) -> dict[str, type[ActionParams]]:
+    def specs(self) -> ActionSpecs:
         """Action name to its Params model, for lint and the catalog loader."""
-        return {name: action.Params for name, action in self._actions.items()}
+        return ActionSpecs({name: action.Params for name, action in self._actions.items()},
+                           unplanned=[name for name, action in self._actions.items()
+                                      if not isinstance(action, Plannable)])
 
     def __contains__(self, name: str) -> bool:
         return name in self._actions
@@ -68,4 +81,4 @@ def default_registry() -> ActionRegistry:
     return registry
 
 
-__all__ = ["ActionRegistry", "UnknownAction", "default_registry"]
+__all__ = ["ActionRegistry", "ActionSpecs", "UnknownAction", "default_registry"]

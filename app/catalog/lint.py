@@ -244,7 +244,19 @@ def _check_step(doc: YamlDoc, i: int, step: Step, rb: Runbook, actions: ActionSp
         issues.append(doc.issue((*loc, "retries"), "retries on a step marked idempotent: false "
                                 "never happen (only idempotent steps are retried)",
                                 severity="warning"))
+    issues += _unplanned(doc, loc, step, actions)
     return issues
+
+
+def _unplanned(doc: YamlDoc, loc: Loc, step: Step, actions: ActionSpecs | None) -> list[Issue]:
+    """A risky step whose action has no plan() (a third-party one): nothing resolves the
+    change for its approvers. The registry's specs name such actions in `unplanned`."""
+    if step.risk != "risky" or step.action not in getattr(actions, "unplanned", ()):
+        return []
+    return [doc.issue((*loc, "action"), f"risky step {step.id!r} uses action {step.action!r}, "
+                      "which has no plan(): its approvers will see only the rendered call, "
+                      "not the concrete change, and a change in the world between approval "
+                      "and run goes unnoticed", severity="warning")]
 
 
 def _check_check(doc: YamlDoc, loc: Loc, check: CheckSpec, actions: ActionSpecs | None,

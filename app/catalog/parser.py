@@ -273,9 +273,10 @@ def action_specs(actions: Iterable[str] | ActionSpecs | None) -> ActionSpecs | N
 
 
 def registry_specs(registry: Any) -> dict[str, Any]:
-    """Action name to Params model, from an ActionRegistry."""
+    """Action name to Params model, from an ActionRegistry (as it returns them: its
+    `unplanned` attribute tells lint which actions have no plan())."""
     if hasattr(registry, "specs"):
-        return dict(registry.specs())
+        return registry.specs()
     return {name: registry.get(name).Params for name in registry.names()}
 
 
