@@ -52,16 +52,6 @@ class ParamError(ValueError):
         super().__init__("invalid parameters: " + "; ".join(str(p) for p in problems))
 
 
-def alert_scope(
-    *, labels: Mapping[str, str], annotations: Mapping[str, str], status: str = "firing",
-    source: str = "", fingerprint: str = "", starts_at: str | None = None,
-) -> dict[str, Any]:
-    """An alert as one value (labels, annotations, status, source…); no action template sees
-    it (see render_target)."""
-    return {"labels": dict(labels), "annotations": dict(annotations), "status": status,
-            "source": source, "fingerprint": fingerprint, "starts_at": starts_at}
-
-
 def resolve_params(
     runbook: Runbook, *, labels: Mapping[str, str], annotations: Mapping[str, str],
     overrides: Mapping[str, Any] | None = None,
@@ -218,13 +208,12 @@ def _allowed(spec: ParamSpec, value: Any) -> bool:
     return float(value) in numbers
 
 
-def render_target(runbook: Runbook, params: Mapping[str, Any], alert: object = None) -> str:
+def render_target(runbook: Runbook, params: Mapping[str, Any]) -> str:
     """The execution's lock key, e.g. `model:fraud-v3`, from params only (raises RenderError).
 
     Actions see the target as `execution.target`, so it must carry no raw alert data: the
-    template sees no `alert`. The `alert` argument is ignored; it is kept for older callers.
+    template sees no `alert`.
     """
-    del alert
     target = render_string(runbook.target, make_context(params=params))
     if len(target) > MAX_TARGET:
         raise ValueError(f"target rendered to {len(target)} characters; the limit is "

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.loader import Catalog
-from app.catalog.params import ParamError, alert_scope, render_target, resolve_params
+from app.catalog.params import ParamError, render_target, resolve_params
 from app.catalog.templating import RenderError
 from app.db import after_commit
 from app.engine.executions import on_alert_resolved, start_or_attach
@@ -70,15 +70,12 @@ async def _start(session: AsyncSession, catalog: Catalog | None,
         return "no runbook matched", False
     notes = []
     started = False
-    scope = alert_scope(labels=alert.labels, annotations=alert.annotations, status=alert.status,
-                        source=alert.source, fingerprint=alert.fingerprint,
-                        starts_at=alert.starts_at.isoformat())
     for mapping, loaded in matches:
         runbook = loaded.runbook
         try:
             params = resolve_params(runbook, labels=alert.labels,
                                     annotations=alert.annotations, overrides=mapping.params)
-            target = render_target(runbook, params, scope)
+            target = render_target(runbook, params)
         except (ParamError, RenderError, ValueError) as exc:
             notes.append(f"{mapping.name} -> {runbook.id}: no execution: {exc}")
             continue

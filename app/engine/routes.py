@@ -88,7 +88,7 @@ async def start_execution(body: StartExecution, request: Request, session: Sessi
     loaded = engine.current(body.runbook)
     try:
         params = validate_manual_params(loaded.runbook, body.params)
-        target = render_target(loaded.runbook, params, None)
+        target = render_target(loaded.runbook, params)
     except (ParamError, RenderError, ValueError) as exc:
         raise Invalid(str(exc), details=[{"field": "params", "message": str(exc)}]) from None
     execution, created = await start_or_attach(

@@ -106,8 +106,7 @@ def test_the_target_is_rendered_from_params_only():
     rb = Runbook.model_validate(yaml.safe_load(runbook_text(replace={
         'target: "model:{{ params.model }}"': 'target: "model:{{ alert.labels.x }}"'})))
     with pytest.raises(RenderError, match="alert"):
-        render_target(rb, {"model": "m", "env": "production"},
-                      {"labels": {"x": HOSTILE}, "annotations": {}})
+        render_target(rb, {"model": "m", "env": "production"})
 
 
 def _unlinted_catalog(step_text: str) -> Catalog:
