@@ -3,7 +3,9 @@ the facts appended: timeline, alerts, steps, approvals, durations and objective 
 
 The template sees `runbook`, `execution`, `params`, `alerts`, `steps`, `timeline`,
 `objectives` and `durations`. It renders in the sandbox; a template that fails to render
-does not lose the draft: the error is noted and the facts still follow.
+does not lose the draft: the error is noted and the facts still follow. Every value printed
+into the Markdown is escaped for it: an alert label cannot add a link, an image, a heading
+or HTML to the document people paste into their tracker.
 """
 
 from __future__ import annotations
@@ -20,7 +22,21 @@ from app.engine import states
 from app.history.queries import execution_detail
 from app.history.schemas import ExecutionDetail
 
-_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+# Characters that start Markdown syntax: backslash-escaped; < > & become entities, and a
+# newline a space, so a value can neither open HTML nor start a new block.
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()#+!|{}~"} | {
+    "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " "})
+
+
+def markdown_text(value: Any) -> str:
+    """`value` as literal text inside Markdown."""
+    if value is None or isinstance(value, ChainableUndefined):
+        return ""
+    return str(value).translate(_MARKDOWN_SPECIAL)
+
+
+_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False,
+                                     finalize=markdown_text)
 
 
 def _fmt(seconds: float | None) -> str:
@@ -120,7 +136,7 @@ def _facts(detail: ExecutionDetail, context: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
         lines.append(f"| {name} | {row['objective']} | {row['measured']} | {met} |")
     lines += ["", "### Alerts", ""]
-    lines += [f"- `{a.alertname or a.fingerprint}` ({a.source}, {a.status}) from "
+    lines += [f"- {markdown_text(a.alertname or a.fingerprint)} ({a.source}, {a.status}) from "
               f"{a.starts_at.isoformat(timespec='seconds')}"
               + (f" to {a.ends_at.isoformat(timespec='seconds')}" if a.ends_at else "")
               for a in detail.alerts] or ["- none (started by hand)"]
