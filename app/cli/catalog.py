@@ -82,7 +82,6 @@ def simulate_command(
     # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: lint needs none of them.
     from app.catalog.loader import load_catalog
     from app.catalog.simulate import SimAlert, alerts_from_body, simulate_alerts
-    from app.engine.guards import GuardState
     from app.errors import CatalogInvalid, Invalid
 
     if (alert_json is None) == (not label):
@@ -107,7 +106,7 @@ def simulate_command(
     except Invalid as exc:
         details = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details or [])
         raise typer.BadParameter(f"{exc.message}{': ' + details if details else ''}") from None
-    state, note = _guards() if guards else (GuardState(), "guards not read (--no-guards)")
+    state, note = _guards(read=guards)
     report = simulate_alerts(catalog, alerts, guards=state, actions=specs)
     if note:
         report.notes.append(note)
@@ -127,13 +126,15 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def _guards() -> tuple[GuardState, str | None]:
-    """The guard switches from the configured database; none (with a note) if unreachable."""
+def _guards(*, read: bool) -> tuple[GuardState, str | None]:
+    """The guard switches from the configured database; none (with a note) if not read."""
     # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it needs no SQLAlchemy.
     from sqlalchemy.engine import make_url
 
     from app.engine.guards import GuardState
 
+    if not read:
+        return GuardState(), "guards not read (--no-guards)"
     try:
         url = get_settings().database_url
         parsed = make_url(url)

@@ -27,7 +27,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the HTTP service (and, unless disabled, the executor worker)."""
-    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast.
+    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it serves nothing.
     import uvicorn
 
     configure_logging()
