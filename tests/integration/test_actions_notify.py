@@ -52,12 +52,14 @@ async def test_slack_message_is_valid_block_kit(slack: Receiver) -> None:
 
 async def test_approval_request_reaches_slack_with_buttons(slack: Receiver) -> None:
     payload = build_message("approval_request", title="Roll back fraud-v3", execution_id=42,
-                            step_id="rollback", approve_url="https://runbookd.example/a/x")
+                            step_id="rollback", approve_url="https://runbookd.example/a/x",
+                            plan="champion of fraud-v3: version 3 → version 2",
+                            plan_hash="cd" * 32)
     await post_incoming_webhook(make_ctx(allow=["127.0.0.1"]).http, slack.url + SLACK_PATH,
                                 payload)
     [request] = slack.requests
     buttons = request.json()["blocks"][-1]["elements"]
-    assert parse_button_value(buttons[1]["value"]) == (42, "rollback")
+    assert parse_button_value(buttons[1]["value"]) == (42, "rollback", "cd" * 32)
 
 
 async def test_slack_retries_429_and_500_then_delivers(slack: Receiver) -> None:
