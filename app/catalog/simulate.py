@@ -39,7 +39,7 @@ class _NoGuards:
 
 
 # What a Pending renders as, so that a half-known `with:` is not validated too early.
-_PENDING = re.compile(r"<(?:[^<>]* of )?(?:step [a-z0-9-]+|execution id)>")
+PENDING = re.compile(r"<(?:[^<>]* of )?(?:step [a-z0-9-]+|execution id)>")
 _UNRENDERED = re.compile(r"\{\{|\{%")
 MAX_ALERTS = 500  # one simulation is for a person to read, not a load test
 SHOWN = 200  # characters of a label value shown back; alert data is hostile and may be huge
@@ -111,6 +111,9 @@ class SimStep(_Out):
     errors: list[str] = Field(default_factory=list)
     verify: SimCheck | None = None
     rollback: SimCheck | None = None
+    # With `--plan` only (it reads live systems): the concrete change, or why there is none.
+    plan: str | None = None
+    plan_error: str | None = None
 
 
 class SimParamError(_Out):
@@ -282,7 +285,7 @@ def _validate(action: str, rendered: dict[str, Any], actions: ActionSpecs | None
     """Check fully rendered parameters against the action's model, as the engine will."""
     model = (actions or {}).get(action)
     text = repr(rendered)
-    if model is None or _UNRENDERED.search(text) or _PENDING.search(text):
+    if model is None or _UNRENDERED.search(text) or PENDING.search(text):
         return []  # a half-known `with:`: only the run can tell
     try:
         model.model_validate(rendered)

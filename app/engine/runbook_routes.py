@@ -18,6 +18,7 @@ from app.catalog.simulate import SimAlert, SimulationReport, alerts_from_body, s
 from app.db import SessionDep, utcnow
 from app.durations import format_duration
 from app.engine.guards import current_guard_state
+from app.engine.simulate_plans import add_plans
 from app.identity import Identity
 from app.identity.deps import require
 
@@ -86,8 +87,11 @@ async def list_runbooks(request: Request, session: SessionDep,
 @router.post("/api/v1/simulate", response_model=SimulationReport,
              responses={**ERRORS, 422: {"description": "not an alert body"}})
 async def simulate_alert(request: Request, body: SimulateRequest, session: SessionDep,
-                         _: Viewer) -> SimulationReport:
-    """What the catalog would do with an alert; nothing is stored and nothing runs."""
+                         _: Viewer, plan: bool = False) -> SimulationReport:
+    """What the catalog would do with an alert; nothing is stored and nothing runs.
+
+    With `plan=true`, each risky step also shows its plan: the concrete change it would make
+    now, read from the live systems (read-only)."""
     if body.alert is not None:
         alerts = alerts_from_body(body.alert)
     else:
@@ -95,5 +99,10 @@ async def simulate_alert(request: Request, body: SimulateRequest, session: Sessi
                            annotations=body.annotations)]
     guards = await current_guard_state(session)
     actions = request.app.state.catalog.actions
-    return simulate_alerts(_catalog(request), alerts, guards=guards,
-                           actions=actions if isinstance(actions, dict) else None)
+    report = simulate_alerts(_catalog(request), alerts, guards=guards,
+                             actions=actions if isinstance(actions, dict) else None)
+    if plan:
+        engine = request.app.state.engine
+        report = await add_plans(report, registry=engine.registry, settings=engine.settings,
+                                 http=engine.http)
+    return report
