@@ -64,6 +64,9 @@ def show(execution_id: ExecutionId, as_json: JsonOption = False) -> None:
                                      else ""))
     for s in detail.steps:
         typer.echo(f"  {s.kind}:{s.step_id:<24} {s.status:<18} {s.summary or s.error or ''}")
+        if s.plan:
+            # What an approver approves: the concrete change, and the hash it is bound to.
+            typer.echo(f"    plan: {s.plan.get('summary', '')}  (plan hash {s.step_hash})")
     for a in detail.approvals:
         typer.echo(f"  {a.decision} by {a.identity} via {a.channel} at {a.created_at:%H:%M:%S}")
     for ev in detail.timeline:

@@ -6,6 +6,9 @@ row locks, so there is nothing to count there).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from tests.support.engine_catalog import risky, runbook
 from tests.support.engine_helpers import rig
+from tests.support.procs import RUNBOOKD
 
 LOCK = re.compile(r"\bFOR UPDATE\b(?!\s+SKIP LOCKED)")
 
@@ -97,3 +101,40 @@ async def test_an_api_decision_on_an_old_plan_is_a_409_with_the_current_plan(mak
                             {"plan_hash": step.step_hash})
         assert good.status_code == 200, good.text
         await r.wait_status(ex.id, "succeeded")
+
+
+async def _cli(db_url, tokens_file, *args):
+    proc = await asyncio.create_subprocess_exec(
+        str(RUNBOOKD), *args, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "RUNBOOKD_ENV": "dev", "RUNBOOKD_DATABASE_URL": db_url,
+             "RUNBOOKD_API_TOKENS_FILE": str(tokens_file)})
+    out, err = await proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_shows_the_plan_and_approves_only_the_plan_seen(make_rig, db_url, tokens,
+                                                                     tokens_file):
+    """Hole 4 from a terminal: `show` prints the plan and its hash; `approve` binds to the plan
+    it printed (or to --plan-hash), and refuses an old one with the plan as it is now."""
+    book = runbook("quorum", [risky("change")])
+    async with make_rig([book]) as r:
+        await r.fire("quorum")
+        [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
+        [step] = await r.steps(ex.id)
+        code, shown, _ = await _cli(db_url, tokens_file, "show", str(ex.id))
+        assert code == 0 and f"plan: {step.plan['summary']}" in shown
+        assert step.step_hash in shown
+        base = ("approve", str(ex.id), "change", "--token", tokens["alice"])
+        code, out, err = await _cli(db_url, tokens_file, *base, "--plan-hash", "ab" * 32)
+        assert code == 1 and "409" in err and "the plan is now" in err, err
+        code, out, err = await _cli(db_url, tokens_file, *base)  # no terminal, no --yes
+        assert code == 2 and "--plan-hash" in err, err
+        assert await r.approvals() == []
+        code, out, err = await _cli(db_url, tokens_file, *base, "--plan-hash", step.step_hash)
+        assert code == 0, err
+        assert json.loads(out.splitlines()[-1])["step_status"] == "approved"
+        await r.wait_status(ex.id, "succeeded")
+        [approval] = await r.approvals()
+    assert (approval.identity, approval.channel, approval.step_hash) == (
+        "alice", "cli", step.step_hash)
