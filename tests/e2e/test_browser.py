@@ -61,12 +61,6 @@ async def shoot(page: Any, name: str) -> None:
     await page.set_viewport_size({"width": 1280, "height": 900})
 
 
-async def awaiting(r: Any) -> Any:
-    await r.fire("fraud-drift")
-    [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
-    return ex
-
-
 async def link_for(r: Any, ex_id: int) -> str:
     made = await r.post(f"/api/v1/executions/{ex_id}/steps/rollback-alias/approval-links",
                         "alice", {})
@@ -83,7 +77,7 @@ async def test_approve_through_a_link_and_watch_it_run(make_rig, chromium, token
     from playwright.async_api import expect
 
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("fraud-drift")
         url = await link_for(r, ex.id)
         context = await chromium.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
@@ -148,7 +142,7 @@ async def test_viewer_sees_no_approve_button(make_rig, chromium, tokens):
     from playwright.async_api import expect
 
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("fraud-drift")
         context = await chromium.new_context(viewport={"width": 390, "height": 844})
         page = await context.new_page()
         await page.goto(f"{r.server.url}/executions/{ex.id}")
@@ -170,7 +164,7 @@ async def test_link_preview_bot_changes_nothing(make_rig, chromium, tokens):
     from playwright.async_api import expect
 
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("fraud-drift")
         url = await link_for(r, ex.id)
         events_before = len(await r.events())
         context = await chromium.new_context(user_agent=BOT)

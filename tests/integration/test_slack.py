@@ -41,12 +41,6 @@ def book(rid="sl", count=1):
                    limits={"concurrent": 5})
 
 
-async def awaiting(r, alertname="sl"):
-    await r.fire(alertname)
-    [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
-    return ex
-
-
 async def plan_hash(r, ex_id, step_id="rollback"):
     """The hash of the plan the step's approval request showed (its Slack buttons carry it)."""
     return next(s.step_hash for s in await r.steps(ex_id) if s.step_id == step_id)
@@ -64,7 +58,7 @@ async def click(r, fake, *, user, ex_id, action="approve", key="1", headers=None
 
 async def test_approve_from_slack_updates_the_message(make_rig, fake_slack):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         answer = await click(r, fake_slack, user="UALICE", ex_id=ex.id)
         assert answer.status_code == 200
         await r.wait_status(ex.id, "succeeded")
@@ -83,7 +77,7 @@ async def test_approve_from_slack_updates_the_message(make_rig, fake_slack):
 
 async def test_quorum_keeps_the_buttons_until_the_last_approval(make_rig, fake_slack):
     async with make_rig([book(count=2)]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         assert (await click(r, fake_slack, user="UALICE", ex_id=ex.id)).status_code == 200
         [first] = await fake_slack.wait_updates(1)
         assert "waiting for more approvals" in first["blocks"][-1]["elements"][0]["text"]
@@ -126,7 +120,7 @@ async def test_viewer_and_requester_are_refused_as_by_the_api(make_rig, fake_sla
 
 async def test_reject_from_slack(make_rig, fake_slack):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         await click(r, fake_slack, user="UBOB", ex_id=ex.id, action="reject")
         await r.wait_status(ex.id, "rejected")
         [update] = await fake_slack.wait_updates(1)
@@ -139,7 +133,7 @@ async def test_reject_from_slack(make_rig, fake_slack):
 
 async def test_unknown_slack_user_is_told_and_audited(make_rig, fake_slack):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         for user, key in (("UNOBODY", "1"), ("UGHOST", "2")):
             assert (await click(r, fake_slack, user=user, ex_id=ex.id, key=key)).status_code \
                 == 200
@@ -152,7 +146,7 @@ async def test_unknown_slack_user_is_told_and_audited(make_rig, fake_slack):
 
 async def test_forged_stale_malformed_and_replayed_requests_get_401(make_rig, fake_slack):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         body = form_body(block_actions(user="UALICE", execution_id=ex.id, step_id="rollback",
                                        response_url=fake_slack.response_url(),
                                        plan_hash=await plan_hash(r, ex.id)))
@@ -197,7 +191,7 @@ async def test_forged_stale_malformed_and_replayed_requests_get_401(make_rig, fa
 
 async def test_signed_but_odd_payloads(make_rig, fake_slack):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         for body, status in ((b"payload=not-json", 400), (b"nothing=here", 400),
                              (form_body({"type": "view_submission"}), 200),
                              (form_body(block_actions(user="UALICE", execution_id=ex.id,
@@ -240,7 +234,7 @@ async def test_an_outdated_click_is_told_the_new_plan_and_approves_nothing(make_
     """Hole 4: a button carries the hash of the plan its message showed; a click on an old
     message gets an ephemeral "this request changed" with the plan as it is now."""
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("sl")
         answer = await click(r, fake_slack, user="UALICE", ex_id=ex.id, seen_hash="ab" * 32)
         assert answer.status_code == 200
         [update] = await fake_slack.wait_updates(1)
