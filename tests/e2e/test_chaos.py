@@ -24,7 +24,7 @@ import pytest
 
 from app.engine.models import Execution, ExecutionAlert, StepRun
 from app.intake.models import Alert
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, WEBHOOK_TOKEN
 from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
@@ -37,7 +37,6 @@ SENDERS = 3
 ALERTS_PER_REQUEST = 2
 # Between two requests of one sender: keeps the work the engine must finish bounded.
 PAUSE = 0.3
-HEADERS = {**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"}
 SETTLED = {"succeeded", "needs_attention"}
 
 
@@ -62,7 +61,7 @@ class Load:
         body = go_json(am_body(*(self.alert(fp) for fp in fresh + again)))
         try:
             answer = await http.post(f"{url}/webhooks/alertmanager", content=body,
-                                     headers=HEADERS)
+                                     headers=WEBHOOK_HEADERS)
         except httpx.HTTPError as exc:
             self.answers[type(exc).__name__] += 1
             await asyncio.sleep(0.05)  # down: a sender backs off, as Alertmanager does

@@ -28,7 +28,7 @@ from app.config import Settings
 from app.engine.models import Execution, ExecutionAlert
 from app.intake.models import Alert, Delivery
 from app.main import create_app
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, WEBHOOK_TOKEN
 from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.net import RunningServer, TcpProxy, serve_app
@@ -36,7 +36,6 @@ from tests.support.payloads import am_alert, am_body, go_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.pg]
 
-HEADERS = {**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"}
 # A 503 must come fast enough for a sender's timeout: asyncpg's connect timeout is 3 s.
 MAX_503_SECONDS = 5.0
 # When the database hangs instead of refusing: two connect timeouts, plus scheduling slack.
@@ -86,7 +85,8 @@ def new_fingerprint() -> str:
 
 
 async def post(http: httpx.AsyncClient, fingerprint: str) -> httpx.Response:
-    return await http.post("/webhooks/alertmanager", content=body(fingerprint), headers=HEADERS)
+    return await http.post("/webhooks/alertmanager", content=body(fingerprint),
+                           headers=WEBHOOK_HEADERS)
 
 
 async def assert_consistent(pg_url: str) -> dict[str, Alert]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from app.intake.models import Alert
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, auth
 from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body
 
@@ -17,7 +17,7 @@ async def test_nul_in_an_alert_is_stored_as_a_replacement_character(client, db_u
                      annotations={"summary": "a\x00b"})
     response = await client.post(
         "/webhooks/alertmanager", content=json.dumps(am_body(alert, receiver="r\x00")),
-        headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
+        headers=WEBHOOK_HEADERS)
     assert response.status_code == 200, response.text
     [stored] = await all_rows(db_url, Alert)
     assert stored.labels == {"alertname": "Bad\ufffdLabel", "model": "m\ufffd"}
@@ -43,6 +43,6 @@ async def test_numbers_the_database_cannot_hold_are_422_not_500(client):
     body = am_body(am_alert(), truncated=257_761_880_243)
     response = await client.post(
         "/webhooks/alertmanager", content=json.dumps(body),
-        headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
+        headers=WEBHOOK_HEADERS)
     assert response.status_code == 422
     assert "truncatedAlerts" in response.json()["error"]["message"]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from app.intake.models import Alert, Delivery
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.payloads import (
     am_alert,
@@ -21,12 +21,10 @@ from tests.support.payloads import (
     pd_signature,
 )
 
-AM_HEADERS = {**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"}
-
 
 async def post_am(client: httpx.AsyncClient, body: dict, **kw) -> httpx.Response:
     return await client.post("/webhooks/alertmanager", content=go_json(body),
-                             headers=kw.pop("headers", AM_HEADERS), **kw)
+                             headers=kw.pop("headers", WEBHOOK_HEADERS), **kw)
 
 
 async def test_firing_then_resolved_is_one_alert_with_a_status_change(client, db_url):
@@ -133,7 +131,7 @@ async def test_basic_auth(make_rig):
 
 async def test_malformed_json_is_400(client, db_url):
     response = await client.post("/webhooks/alertmanager", content=b'{"alerts": [',
-                                 headers=AM_HEADERS)
+                                 headers=WEBHOOK_HEADERS)
     assert response.status_code == 400
     assert "malformed JSON" in response.json()["error"]["message"]
     assert await all_rows(db_url, Delivery) == []
@@ -261,7 +259,7 @@ async def test_grafana_with_and_without_signature(make_rig, db_url):
 
 async def test_grafana_without_secret_uses_bearer(client):
     response = await client.post("/webhooks/grafana", content=json.dumps(grafana_body()),
-                                 headers=AM_HEADERS)
+                                 headers=WEBHOOK_HEADERS)
     assert response.status_code == 200
     anonymous = await client.post("/webhooks/grafana", content=json.dumps(grafana_body()),
                                   headers={"Content-Type": "application/json"})
@@ -280,7 +278,7 @@ async def test_health_ready_and_metrics(client):
 
 async def test_secrets_never_appear_in_logs(client, caplog):
     caplog.set_level("DEBUG")
-    await post_am(client, am_body(), headers={**AM_HEADERS, "Authorization": "Bearer nope"})
+    await post_am(client, am_body(), headers={**WEBHOOK_HEADERS, "Authorization": "Bearer nope"})
     await post_am(client, am_body())
     assert WEBHOOK_TOKEN not in caplog.text
     assert "nope" not in caplog.text

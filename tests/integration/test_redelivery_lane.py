@@ -21,7 +21,7 @@ from app.intake.normalize import Envelope, from_alertmanager
 from app.intake.redelivery import Declined, RedeliveryLane, open_lane
 from app.intake.schemas import AlertmanagerWebhook
 from app.intake.service import ingest_batch
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS
 from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body, go_json
 
@@ -142,7 +142,7 @@ def test_in_memory_sqlite_has_no_lane():
 
 
 async def test_redeliveries_over_http_take_the_lane(client: httpx.AsyncClient, engine):
-    headers = {**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"}
+    headers = WEBHOOK_HEADERS
     body = go_json(am_body(am_alert("gg01")))
 
     async def lane_batches() -> float:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.engine.models import Execution
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, WEBHOOK_TOKEN
 from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
@@ -48,7 +48,7 @@ async def _post_alerts(urls: list[str], count: int) -> None:
             response = await http.post(
                 f"{urls[batch % len(urls)]}/webhooks/alertmanager",
                 content=go_json(am_body(*alerts)),
-                headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
+                headers=WEBHOOK_HEADERS)
             assert response.status_code == 200, response.text
         await asyncio.gather(*(send(b) for b in range(count // 10)))
 

@@ -10,7 +10,7 @@ import yaml
 from app.engine.models import Approval, ApprovalLink, Execution, Guard, StepRun
 from app.events import Event
 from app.identity import hash_token
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.payloads import am_alert, am_body, go_json
@@ -24,12 +24,6 @@ def book(rid="web", count=1):
                          risky("rollback", count=count)],
                    dashboards={"drift": "https://grafana.example/d/drift"},
                    limits={"concurrent": 5})
-
-
-async def awaiting(r, alertname="web"):
-    await r.fire(alertname)
-    [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
-    return ex
 
 
 async def snapshot(db_url):
@@ -127,7 +121,7 @@ async def test_removed_token_ends_its_session(make_rig, tokens, tokens_file):
 async def test_executions_list_filters_and_live_status(make_rig, tokens):
     async with make_rig([book(), runbook("other", [step("only")])]) as r, \
             browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         await r.fire("other")
         await r.wait_for(lambda rows: len(rows) == 2 and rows[1].status == "succeeded")
         await sign_in(web, tokens["victor"])
@@ -146,7 +140,7 @@ async def test_executions_list_filters_and_live_status(make_rig, tokens):
 
 async def test_approve_button_only_for_allowed_identities(make_rig, tokens):
     async with make_rig([book()]) as r:
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         started = await r.post("/api/v1/executions", "root",
                                {"runbook": "web", "params": {"model": "m2"}})
         manual = started.json()["id"]
@@ -172,7 +166,7 @@ async def test_approve_button_only_for_allowed_identities(make_rig, tokens):
 
 async def test_approve_on_the_page_needs_csrf_and_the_shown_hash(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         await sign_in(web, tokens["alice"])
         page = (await web.get(f"/executions/{ex.id}")).text
         step_hash = re.search(r'name="step_hash" value="([0-9a-f]{64})"', page).group(1)
@@ -202,7 +196,7 @@ async def test_approve_on_the_page_needs_csrf_and_the_shown_hash(make_rig, token
 
 async def test_viewer_cannot_decide_even_by_posting(make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         await sign_in(web, tokens["victor"])
         page = (await web.get(f"/executions/{ex.id}")).text
         [run] = [s for s in await r.steps(ex.id) if s.step_id == "rollback"]
@@ -216,7 +210,7 @@ async def test_viewer_cannot_decide_even_by_posting(make_rig, tokens):
 async def test_session_cookie_works_for_api_reads_but_writes_need_the_csrf_header(
         make_rig, tokens):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         await sign_in(web, tokens["alice"])
         assert (await web.get("/api/v1/executions")).status_code == 200
         url = f"/api/v1/executions/{ex.id}/steps/rollback/approve"
@@ -229,7 +223,7 @@ async def test_session_cookie_works_for_api_reads_but_writes_need_the_csrf_heade
 
 async def test_get_never_changes_anything(make_rig, tokens, db_url):
     async with make_rig([book()]) as r, browser(r.server.url) as web:
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         made = await r.post(f"/api/v1/executions/{ex.id}/steps/rollback/approval-links",
                             "alice", {})
         token = made.json()["url"].rsplit("/", 1)[1]
@@ -304,8 +298,7 @@ async def test_alert_text_is_escaped_and_headers_are_strict(make_rig, tokens):
         alert = am_alert("ff00ff00ff00ff00", labels={"alertname": "web", "model": "fraud-v3"},
                          annotations={"summary": "<script>alert(1)</script>"})
         answer = await r.http.post("/webhooks/alertmanager", content=go_json(am_body(alert)),
-                                   headers={**auth(WEBHOOK_TOKEN),
-                                            "Content-Type": "application/json"})
+                                   headers=WEBHOOK_HEADERS)
         assert answer.status_code == 200
         [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
         await sign_in(web, tokens["victor"])
@@ -337,7 +330,7 @@ async def test_prod_without_link_secret_refuses_sign_in_clearly(make_rig, tokens
         assert answer.status_code == 503
         assert "RUNBOOKD_LINK_SECRET is not set" in answer.text
         assert "session" not in "".join(answer.headers.get_list("set-cookie"))
-        ex = await awaiting(r)
+        ex = await r.awaiting("web")
         made = await r.post(f"/api/v1/executions/{ex.id}/steps/rollback/approval-links",
                             "alice", {})
         assert made.status_code == 503
