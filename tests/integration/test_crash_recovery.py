@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.engine.models import Execution, StepRun
-from tests.support.auth import WEBHOOK_TOKEN, auth
+from tests.support.auth import WEBHOOK_HEADERS, WEBHOOK_TOKEN, auth
 from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
@@ -55,18 +55,23 @@ async def _fire(url: str) -> None:
         response = await http.post(
             "/webhooks/alertmanager", content=go_json(am_body(am_alert(
                 labels={"alertname": "crashy", "model": "fraud-v3"}))),
-            headers={**auth(WEBHOOK_TOKEN), "Content-Type": "application/json"})
+            headers=WEBHOOK_HEADERS)
         assert response.status_code == 200
+
+
+async def _kill_9_mid_step(proc: RunbookdProcess, marks) -> None:
+    """Fire the alert, `kill -9` runbookd once the step has started, and start it again."""
+    await _fire(proc.url)
+    await _wait_for_lines(marks, 1)
+    proc.kill9()
+    await proc.start()
 
 
 async def test_kill_9_during_a_non_idempotent_step_needs_a_human(crash_rig, db_url, tokens):
     proc, marks = crash_rig(idempotent=False)
     await proc.start()
     try:
-        await _fire(proc.url)
-        await _wait_for_lines(marks, 1)
-        proc.kill9()
-        await proc.start()
+        await _kill_9_mid_step(proc, marks)
         execution = await _wait_execution(db_url, "needs_attention")
         await asyncio.sleep(1)  # give a wrong re-run the chance to happen
         [run] = await all_rows(db_url, StepRun)
@@ -88,10 +93,7 @@ async def test_kill_9_during_an_idempotent_step_retries_it(crash_rig, db_url):
     proc, marks = crash_rig(idempotent=True)
     await proc.start()
     try:
-        await _fire(proc.url)
-        await _wait_for_lines(marks, 1)
-        proc.kill9()
-        await proc.start()
+        await _kill_9_mid_step(proc, marks)
         await _wait_execution(db_url, "succeeded")
         [run] = await all_rows(db_url, StepRun)
         assert run.status == "succeeded"
