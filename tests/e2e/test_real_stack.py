@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -39,6 +40,7 @@ from app.actions.mlflow import MlflowSetAlias
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import DATABASES
+from tests.support import wait
 from tests.support.action_ctx import make_ctx, run_action
 from tests.support.alertmanager import run_alertmanager
 from tests.support.auth import WEBHOOK_TOKEN, auth
@@ -66,8 +68,6 @@ MLFLOW_API = "/api/2.0/mlflow"
 GROUP_WAIT = 18
 RAISE_WINDOW = (44, 54)  # seconds of the minute in which the drift may go up
 KEEP_FIRING = 12
-
-T = TypeVar("T")
 
 RULES = """\
 groups:
@@ -111,19 +111,8 @@ async def run_prometheus_with_rules(binary: str, workdir: Path, *, port: int, ta
         yield peer
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str,
-                     interval: float = 0.1) -> T:
-    """Poll `probe` until it returns something other than None."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            last = await probe()
-            if last is not None:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
+# Polling a peer of the stack: an HTTP error (it is still starting, say) means "not yet".
+eventually = functools.partial(wait.eventually, ignore=(httpx.HTTPError,))
 
 
 class Signals:

@@ -7,7 +7,6 @@ receiver can tell it is the same message.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 from sqlalchemy import update
@@ -15,17 +14,9 @@ from sqlalchemy import update
 from app.db import make_engine
 from app.notify.models import Notification
 from tests.support.engine_catalog import risky, runbook
+from tests.support.wait import eventually
 
 ESCALATION = [{"after": "1h", "notify": ["webhook:ops", "pagerduty:ml"]}]
-
-
-async def _until(predicate, timeout: float = 15.0):
-    for _ in range(int(timeout * 20)):
-        result = await predicate()
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never held")
 
 
 async def test_outbox_delivers_retries_and_redelivers_after_a_crash(
@@ -42,7 +33,7 @@ async def test_outbox_delivers_retries_and_redelivers_after_a_crash(
             rows = await r.notifications()
             return rows if rows and all(n.status == "sent" for n in rows) else None
 
-        rows = await _until(all_sent)
+        rows = await eventually(all_sent, timeout=15, interval=0.05, what="all sent")
         assert {n.channel for n in rows} == {"webhook:ops", "pagerduty:ml"}
         hook_row = next(n for n in rows if n.channel == "webhook:ops")
         first_key = webhook.accepted[0].headers["idempotency-key"]
@@ -57,7 +48,7 @@ async def test_outbox_delivers_retries_and_redelivers_after_a_crash(
                 status="pending", sent_at=None,
                 next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
         await engine.dispose()
-        await _until(all_sent)
+        await eventually(all_sent, timeout=15, interval=0.05, what="all sent again")
 
     keys = [x.headers["idempotency-key"] for x in webhook.accepted]
     assert keys == [first_key, first_key]
@@ -78,7 +69,7 @@ async def test_a_permanent_failure_is_marked_failed_and_counted(
             rows = await r.notifications()
             return rows if rows and rows[0].status == "failed" else None
 
-        [row] = await _until(failed)
+        [row] = await eventually(failed, timeout=15, interval=0.05, what="a failed row")
         metrics = (await r.http.get("/metrics")).text
     assert "400" in row.last_error and row.attempts == 1
     # The host is named; the path, which may embed a token, is not.

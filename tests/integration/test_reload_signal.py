@@ -3,7 +3,6 @@ one stays in force, as Prometheus does."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 
@@ -12,6 +11,7 @@ import httpx
 from tests.support.auth import WEBHOOK_TOKEN, auth
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.procs import RunbookdProcess, runbookd_env
+from tests.support.wait import eventually
 
 
 async def _runbooks(url: str, token: str) -> list[str]:
@@ -27,14 +27,6 @@ async def _metric(url: str, name: str) -> float:
         text = (await http.get("/metrics")).text
     return float(next(line.split()[1] for line in text.splitlines()
                       if line.startswith(name + " ")))
-
-
-async def _eventually(check, timeout: float = 10.0):
-    for _ in range(int(timeout * 10)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the reload never showed")
 
 
 async def test_sighup_reloads_and_keeps_the_old_catalog_when_the_new_is_invalid(
@@ -54,7 +46,7 @@ async def test_sighup_reloads_and_keeps_the_old_catalog_when_the_new_is_invalid(
         async def has_second():
             return await _runbooks(proc.url, tokens["victor"]) == ["first", "second"]
 
-        await _eventually(has_second)
+        await eventually(has_second, timeout=10, what="the reload to add `second`")
         assert await _metric(proc.url, "runbookd_config_last_reload_successful") == 1
 
         (remediations / "broken.yaml").write_text("id: broken\nsteps: [\n")
@@ -63,7 +55,7 @@ async def test_sighup_reloads_and_keeps_the_old_catalog_when_the_new_is_invalid(
         async def failed():
             return await _metric(proc.url, "runbookd_config_last_reload_successful") == 0
 
-        await _eventually(failed)
+        await eventually(failed, timeout=10, what="the failed reload to show")
         assert await _runbooks(proc.url, tokens["victor"]) == ["first", "second"]
         assert "broken.yaml" in proc.log_path.read_text()
     finally:
