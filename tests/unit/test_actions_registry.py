@@ -193,13 +193,19 @@ async def test_read_only_actions_say_so_in_a_drill(root: Path) -> None:
         assert result.summary.startswith("dry run (read-only, ran for real): ")
 
 
-async def test_rollback_is_cancellable_while_it_verifies_candidates(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path)
+def _with_a_big_version(root: Path) -> ModelRegistry:
+    """A registry whose version big/1 has 512 MiB of weights (sparse), slow to checksum."""
+    registry = ModelRegistry(root)
     folder = registry.version_dir("big", "1")
     folder.mkdir(parents=True)
     with (folder / "weights.bin").open("wb") as fh:
         fh.truncate(512 * 1024 * 1024)
     (folder / "manifest.json").write_text(json.dumps({"weights.bin": "0" * 64}))
+    return registry
+
+
+async def test_rollback_is_cancellable_while_it_verifies_candidates(tmp_path: Path) -> None:
+    registry = _with_a_big_version(tmp_path)
     registry.add_version("big", "2", {"weights.bin": b"small"})
     registry.set_alias("big", "champion", "1")
     registry.set_alias("big", "champion", "2")
@@ -211,12 +217,7 @@ async def test_rollback_is_cancellable_while_it_verifies_candidates(tmp_path: Pa
 
 
 async def test_verify_is_cancellable(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path)
-    folder = registry.version_dir("big", "1")
-    folder.mkdir(parents=True)
-    with (folder / "weights.bin").open("wb") as fh:
-        fh.truncate(512 * 1024 * 1024)
-    (folder / "manifest.json").write_text(json.dumps({"weights.bin": "0" * 64}))
+    _with_a_big_version(tmp_path)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(run_action(RegistryVerify(), make_ctx(registry_dir=tmp_path),
                                           model="big", version="1"), 0.05)
