@@ -168,6 +168,7 @@ class _PostgresLane(RedeliveryLane):
         self._conn: _PgLaneConnection | None = None
 
     async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
+        # Imported on first use for start-up memory: a SQLite process never loads asyncpg.
         import asyncpg
 
         conn = self._conn
