@@ -6,7 +6,9 @@ allow-listed client in the action context.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -20,46 +22,50 @@ def display(url: str) -> str:
     return str(httpx.URL(url).copy_with(query=None, fragment=None))
 
 
-async def stream_digest(ctx: ActionContext, url: str, *, doing: str,
-                        headers: dict[str, str] | None = None) -> Digest | None:
-    """sha256 and size of an HTTP resource, streamed; None when it answers 404."""
+@contextlib.asynccontextmanager
+async def _get_ok(ctx: ActionContext, url: str, *, doing: str,
+                  headers: dict[str, str] | None) -> AsyncIterator[httpx.Response | None]:
+    """A streamed GET that answered 200, or None on 404; anything that goes wrong while the
+    caller reads it becomes an ActionFailed naming what was being done."""
     try:
         async with ctx.http.stream("GET", url, headers=headers) as response:
             if response.status_code == 404:
-                return None
+                yield None
+                return
             if response.status_code != 200:
                 raise ActionFailed(f"{doing}: GET {display(url)} answered "
                                    f"{response.status_code}, expected 200")
-            digest = hashlib.sha256()
-            size = 0
-            async for chunk in response.aiter_bytes(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-            return Digest(digest.hexdigest(), size)
+            yield response
     except ActionFailed:
         raise
     except Exception as exc:
         raise outbound_failure(exc, url=url, doing=doing) from exc
+
+
+async def stream_digest(ctx: ActionContext, url: str, *, doing: str,
+                        headers: dict[str, str] | None = None) -> Digest | None:
+    """sha256 and size of an HTTP resource, streamed; None when it answers 404."""
+    async with _get_ok(ctx, url, doing=doing, headers=headers) as response:
+        if response is None:
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in response.aiter_bytes(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        return Digest(digest.hexdigest(), size)
 
 
 async def fetch_small(ctx: ActionContext, url: str, *, doing: str,
                       headers: dict[str, str] | None = None,
                       limit: int = MAX_MANIFEST_BYTES) -> bytes | None:
     """The body of a small HTTP resource (a manifest); None on 404; refuses more than `limit`."""
-    try:
-        async with ctx.http.stream("GET", url, headers=headers) as response:
-            if response.status_code == 404:
-                return None
-            if response.status_code != 200:
-                raise ActionFailed(f"{doing}: GET {display(url)} answered "
-                                   f"{response.status_code}, expected 200")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise ActionFailed(f"{doing}: {display(url)} is larger than {limit} bytes")
-            return bytes(body)
-    except ActionFailed:
-        raise
-    except Exception as exc:
-        raise outbound_failure(exc, url=url, doing=doing) from exc
+    async with _get_ok(ctx, url, doing=doing, headers=headers) as response:
+        if response is None:
+            return None
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise ActionFailed(f"{doing}: {display(url)} is larger than {limit} bytes")
+        return bytes(body)
