@@ -6,10 +6,17 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+import time
 from dataclasses import dataclass
 
 from app.config import Settings
 from app.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+# How far a signed Grafana timestamp may be from now, either way, as Slack allows.
+GRAFANA_WINDOW_SECONDS = 300
 
 
 def _digest(value: bytes) -> bytes:
@@ -102,6 +109,28 @@ class WebhookAuth:
         want = hmac.new(self.grafana, message, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(signature.strip().encode(), want.encode()):
             raise Unauthenticated("invalid X-Grafana-Alerting-Signature")
+        if self.grafana_timestamp_header:
+            _check_fresh(self.grafana_timestamp_header, timestamp or "")
+
+
+def _check_fresh(header: str, timestamp: str) -> None:
+    """A signed timestamp (Unix seconds) within 5 minutes of now: an older signature is a
+    replay, or a clock that is wrong. The log says which header and how far; the signature
+    itself is never logged."""
+    shown = repr(timestamp[:32])
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        log.warning("grafana webhook refused: %s %s is not a Unix time in seconds",
+                    header, shown)
+        raise Unauthenticated(f"{header} must be a Unix time in seconds, within 5 minutes "
+                              "of now")
+    skew = time.time() - int(timestamp)
+    if abs(skew) > GRAFANA_WINDOW_SECONDS:
+        when = f"{skew:.0f} s old" if skew > 0 else f"{-skew:.0f} s in the future"
+        log.warning("grafana webhook refused: the signed %s %s is %s (at most %d s either "
+                    "way): a replay, or the clocks of Grafana and runbookd disagree",
+                    header, shown, when, GRAFANA_WINDOW_SECONDS)
+        raise Unauthenticated(f"the signed {header} is more than 5 minutes from now: check "
+                              "the clocks, or this is a replayed delivery")
 
 
 def _matches_any(presented: bytes, configured: tuple[bytes, ...]) -> bool:
