@@ -49,6 +49,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run only the executor worker and the notification sender (no HTTP)."""
+    configure_logging()
     asyncio.run(run_worker(get_settings()))
 
 
