@@ -6,12 +6,12 @@ The checks run cheapest first, and none of them reads more of the body than the 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import TypeVar
 
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
 
 from app import metrics
 from app.db import utcnow
@@ -36,6 +36,15 @@ from app.intake.schemas import (
 from app.intake.writer import GroupCommitWriter
 
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger(__name__)
+
+# What the metrics count a request as whose client left before its body was in (nginx's code).
+CLIENT_GONE = 499
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the whole body arrived: no one is left to answer."""
 
 
 class WebhookReceiver:
@@ -64,6 +73,9 @@ class WebhookReceiver:
         except RunbookdError as exc:
             code = exc.status_code
             raise
+        except _ClientGone:
+            code = CLIENT_GONE
+            return Response(status_code=CLIENT_GONE)  # never sent: the connection is gone
         finally:
             counter = self._requests.get((source, code)) or metrics.webhook_requests.labels(
                 source, str(code))
@@ -87,7 +99,7 @@ class WebhookReceiver:
         if source == "alertmanager" or (source == "grafana" and self.auth.grafana is None):
             self.auth.check_credentials(headers.get("authorization"))
         _check_content_type(headers.get("content-type"))
-        body = await self._read_body(request)
+        body = await self._read_body(request, source)
         remote = request.client.host if request.client else None
         received_at = utcnow()
         envelope: Envelope
@@ -107,7 +119,7 @@ class WebhookReceiver:
                                          received_at=received_at, remote_addr=remote)
         return envelope
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, source: str) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None:
             try:
@@ -123,7 +135,10 @@ class WebhookReceiver:
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
+                # A sender that gave up (or a proxy that cut it): one line, not a traceback.
+                log.warning("%s webhook: the client disconnected after %d bytes of the body; "
+                            "nothing was stored", source, size)
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
