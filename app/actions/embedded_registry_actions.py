@@ -49,6 +49,11 @@ async def _hashing_call(fn: Any, *args: Any) -> Any:
         raise
 
 
+def _brief(reason: str, limit: int = 60) -> str:
+    """A reason short enough for a plan line (the step output keeps it whole)."""
+    return reason if len(reason) <= limit else reason[:limit].rstrip() + "…"
+
+
 def _read_only(ctx: ActionContext) -> str:
     return "dry run (read-only, ran for real): " if ctx.dry_run else ""
 
@@ -118,7 +123,7 @@ class RegistrySetAlias:
                 summary += " (the last version that held it; its manifest verifies)"
         if output.get("skipped"):
             summary += "; skipped " + ", ".join(
-                f"version {s['version']} ({s['reason']})" for s in output["skipped"])
+                f"version {s['version']} ({_brief(s['reason'])})" for s in output["skipped"])
         return ActionPlan(summary=summary, resolved={
             "model": params.model, "alias": params.alias, "from": before, "to": target})
 

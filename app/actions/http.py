@@ -44,6 +44,9 @@ HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
 # The most of a response body read; the rest is discarded unread.
 READ_LIMIT = 64 * 1024
 
+# How much of a JSON body a plan line shows; the hash covers all of it.
+PLAN_BODY_SHOWN = 160
+
 
 class RequestParams(ActionParams):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
@@ -120,7 +123,11 @@ class HttpRequest:
         digest = json_sha256(params.json_)
         summary = f"{params.method} {url}"
         if digest is not None:
-            summary += f" with a JSON body (sha256 {digest[:12]})"
+            # The body says what the call does (pause or resume, which run): show it, short.
+            body = json.dumps(params.json_, sort_keys=True, ensure_ascii=False, default=str)
+            shown = body if len(body) <= PLAN_BODY_SHOWN else (
+                body[:PLAN_BODY_SHOWN] + f"… (sha256 {digest[:12]})")
+            summary += f" with {shown}"
         return ActionPlan(summary=summary, resolved={"method": params.method, "url": url,
                                                      "body_sha256": digest})
 

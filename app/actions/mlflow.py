@@ -159,8 +159,8 @@ class MlflowRollbackAlias:
         if found.resumed:
             why = " (finishing this step's own rollback)"
         else:
-            why = (" (the previous version that held it"
-                   + (", its artifacts verify" if params.verify else "") + ")")
+            why = (" (the last version that held it"
+                   + ("; its artifacts verify" if params.verify else "") + ")")
         plan = _alias_plan(api, params, current=found.current, target=found.target, why=why)
         if found.skipped:
             return ActionPlan(summary=f"{plan.summary}; skipped {', '.join(found.skipped)}",

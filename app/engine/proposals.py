@@ -146,7 +146,7 @@ class Proposals:
     async def _fail_unplanned(self, session: AsyncSession, execution: Execution,
                               runbook: Runbook, step: Step, run: StepRun, why: str) -> None:
         """No plan, no approval: the step fails and the runbook's on_failure applies."""
-        message = f"no plan for step {run.step_id}: {why}"
+        message = why if why.startswith("cannot plan") else f"no plan: {why}"
         await transition_step(session, run, states.STEP_FAILED, actor=self.actor,
                               reason=message, error=message, finished_at=utcnow())
         await self._after_failure(session, execution, runbook, step, message)

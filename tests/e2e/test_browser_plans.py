@@ -84,7 +84,10 @@ def alias_read(model: str, alias: str, version: str) -> dict[str, Any]:
 def http_plan(method: str, url: str, body: Any) -> tuple[str, dict[str, Any]]:
     digest = json_sha256(body)
     assert digest is not None
-    return (f"{method} {url} with a JSON body (sha256 {digest[:12]})",
+    shown = json.dumps(body, sort_keys=True, ensure_ascii=False)
+    if len(shown) > 160:
+        shown = shown[:160] + f"… (sha256 {digest[:12]})"
+    return (f"{method} {url} with {shown}",
             {"method": method, "url": url, "body_sha256": digest})
 
 
@@ -95,7 +98,7 @@ def registry_plan(model: str, alias: str, before: str, after: str, *, why: str =
 
 
 LAST_GOOD = " (the last version that held it; its manifest verifies)"
-MLFLOW_PREVIOUS = " (the previous version that held it, its artifacts verify)"
+MLFLOW_PREVIOUS = " (the last version that held it; its artifacts verify)"
 RUN_ID = "scheduled__2026-11-26T06:00:00+00:00"
 
 CASES = [

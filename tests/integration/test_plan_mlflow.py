@@ -72,7 +72,7 @@ async def test_a_rollback_plan_moves_nothing_and_follows_the_world(
 
     host = mlflow_server.url.removeprefix("http://")
     assert first.summary == (f"champion of {model} (MLflow): version 3 → version 2 (the "
-                             "previous version that held it)")
+                             "last version that held it)")
     assert first.resolved == {"mlflow": host, "model": model, "alias": "champion",
                               "from": "3", "to": "2"}
     # (b) The plan moved nothing, and recorded nothing: not even the alias history tag.
