@@ -183,9 +183,22 @@ class Worker:
                 .values(lease_expires_at=now + self.lease, heartbeat_at=now)
                 .returning(Execution.id)
             )).scalars().all())
-        for execution_id in set(held) - kept:
+        missing = set(held) - kept
+        if not missing:
+            return
+        async with session_scope(self.factory) as session:
+            owners = dict((await session.execute(
+                select(Execution.id, Execution.lease_owner).where(Execution.id.in_(missing))
+            )).all())
+        for execution_id in missing:
+            owner = owners.get(execution_id)
+            if owner is None:
+                # The execution ended (a final state clears the lease) or was released
+                # between the heartbeat's snapshot and its update: its driver is finishing.
+                continue
             # Another replica took it over: stop touching it.
-            log.warning("execution %s: lease lost; stopping its driver", execution_id)
+            log.warning("execution %s: lease lost to %s; stopping its driver", execution_id,
+                        owner)
             task = self._drivers.get(execution_id)
             if task is not None:
                 task.cancel()
