@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.catalog.models import RunbookVersion
 from app.durations import parse_duration
@@ -109,13 +110,15 @@ def _compliance(objective: float | None, met: list[bool]) -> Compliance:
 async def compute_stats(session: AsyncSession, *, since: dt.datetime, until: dt.datetime,
                         runbook: str | None = None) -> StatsOut:
     """Stats over executions created in [since, until)."""
-    query = select(Execution).where(Execution.created_at >= since, Execution.created_at < until)
+    window = [Execution.created_at >= since, Execution.created_at < until]
     if runbook:
-        query = query.where(Execution.runbook_id == runbook)
-    executions = list((await session.execute(query)).scalars())
-    ids = [e.id for e in executions]
-    first_start, first_finish, risky = await _step_times(session, ids)
-    approve_waits = await _approval_waits(session, ids)
+        window.append(Execution.runbook_id == runbook)
+    executions = list((await session.execute(select(Execution).where(*window))).scalars())
+    # The step and approval queries select the same window as a subquery: a bind parameter
+    # per execution would break past 32,767 of them (asyncpg's limit) and slow long before.
+    in_window = select(Execution.id).where(*window).scalar_subquery()
+    first_start, first_finish, risky = await _step_times(session, in_window)
+    approve_waits = await _approval_waits(session, in_window)
     objectives = await _objectives(session, {(e.runbook_id, e.runbook_version)
                                              for e in executions})
 
@@ -154,14 +157,12 @@ def _seconds(start: dt.datetime, end: dt.datetime) -> float:
     return max((end - start).total_seconds(), 0.0)
 
 
-async def _step_times(session: AsyncSession, ids: list[int],
+async def _step_times(session: AsyncSession, in_window: ScalarSelect[int],
                       ) -> tuple[dict[int, dt.datetime], dict[int, dt.datetime], set[int]]:
-    if not ids:
-        return {}, {}, set()
     rows = (await session.execute(
         select(StepRun.execution_id, func.min(StepRun.started_at), func.min(StepRun.finished_at),
                func.max(case((StepRun.risky, 1), else_=0)))
-        .where(StepRun.execution_id.in_(ids), StepRun.kind == "step")
+        .where(StepRun.execution_id.in_(in_window), StepRun.kind == "step")
         .group_by(StepRun.execution_id)
     )).all()
     starts = {eid: s for eid, s, _, _ in rows if s is not None}
@@ -170,13 +171,12 @@ async def _step_times(session: AsyncSession, ids: list[int],
     return starts, finishes, risky
 
 
-async def _approval_waits(session: AsyncSession, ids: list[int]) -> dict[int, list[float]]:
-    if not ids:
-        return {}
+async def _approval_waits(session: AsyncSession,
+                          in_window: ScalarSelect[int]) -> dict[int, list[float]]:
     rows = (await session.execute(
         select(StepRun.execution_id, StepRun.awaiting_since, func.max(Approval.created_at))
         .join(Approval, Approval.step_run_id == StepRun.id)
-        .where(StepRun.execution_id.in_(ids), Approval.decision == "approve",
+        .where(StepRun.execution_id.in_(in_window), Approval.decision == "approve",
                Approval.voided_at.is_(None), StepRun.awaiting_since.is_not(None))
         .group_by(StepRun.id, StepRun.execution_id, StepRun.awaiting_since)
     )).all()
