@@ -12,7 +12,8 @@
     ├── LinkGone              410  an approval link that expired, was used or was revoked
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
-    ├── Invalid               422  a well-formed body with a wrong field (names the field)
+    ├── Invalid               422  a well-formed body with a wrong field (names the field),
+    │                              or a value out of the range a database holds
     ├── Unavailable           503  the database cannot be reached; the sender should retry
     └── SigningKeyMissing     503  RUNBOOKD_LINK_SECRET is not set outside dev
 
@@ -29,7 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,13 @@ def error_view(exc: RunbookdError) -> dict[str, Any]:
     }
 
 
+def out_of_range() -> Invalid:
+    """The 422 of a value no column can hold: a far date or a number beyond 64 bits."""
+    return Invalid("a value in the request is out of range: dates must fall between the "
+                   "years 1 and 9999 once converted to UTC (mind the offset), and numbers "
+                   "must fit in 64 bits")
+
+
 def describe_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Pydantic errors as [{field, message}], the field as a dotted path a person can find."""
     out = []
@@ -232,9 +240,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = describe_validation_errors(list(exc.errors()))
-        fields = ", ".join(d["field"] for d in details)
+        # Each field with what is wrong with it: the message alone says what to fix.
+        fields = "; ".join(f"{d['field']}: {d['message'][:200]}" for d in details[:5])
         err = Invalid(f"invalid request: check {fields}", details=details)
         return JSONResponse(error_body(err), status_code=422)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(StatementError)
+    async def _out_of_range(_: Request, exc: Exception) -> JSONResponse:
+        # A value that cannot become a database parameter: `since=9999-12-31T23:59:59-14:00`
+        # overflows on the way to UTC, and SQLite's driver refuses ints beyond 64 bits.
+        cause = exc.orig if isinstance(exc, StatementError) else exc
+        if isinstance(cause, OverflowError):
+            err: RunbookdError = out_of_range()
+        elif is_database_unavailable(cause):
+            err = Unavailable()
+        else:
+            log.error("database statement failed", exc_info=exc)
+            err = RunbookdError("internal database error")
+        return JSONResponse(error_body(err), status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Query helpers shared by list endpoints: keyset cursors and label filters.
+"""Query helpers shared by list endpoints: keyset cursors, label filters, and parameter types
+that refuse (422) what no column can hold.
 
 A cursor is the opaque `(timestamp, id)` of the last row of a page.
 Keyset paging stays fast at any depth and stable while new rows arrive, which OFFSET is not.
@@ -12,6 +13,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Path
+from pydantic import AfterValidator
 from sqlalchemy import tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +21,28 @@ from app.db import LABEL_NAME
 from app.errors import Invalid
 
 MAX_LIMIT = 500
+BIGINT_MAX = 2**63 - 1
+# A row id in a path: out-of-range numbers are a 422, never a database error.
+RowId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp in UTC (naive means UTC); ValueError for one beyond the years 1 to 9999.
+
+    `9999-12-31T23:59:59-14:00` parses, but it is in the year 10000 in UTC, where Python and
+    the databases end.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("must fall between the years 1 and 9999 once converted to UTC "
+                         "(mind the offset)") from None
+
+
+# A `since`/`until` query parameter, as an aware UTC timestamp the databases can hold.
+UtcInstant = Annotated[dt.datetime, AfterValidator(as_utc)]
 
 
 def encode_cursor(at: dt.datetime, row_id: int) -> str:
@@ -34,7 +58,10 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
         at = dt.datetime.fromisoformat(at_text)
         if at.tzinfo is None:
             raise ValueError("naive")
-        return at, int(id_text)
+        row_id = int(id_text)
+        if not 0 <= row_id <= BIGINT_MAX:
+            raise ValueError("beyond 64 bits")
+        return as_utc(at), row_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise Invalid("cursor is not valid: pass next_cursor from the previous page unchanged",
                       details=[{"field": "cursor", "message": "not a cursor"}]) from None
@@ -51,11 +78,6 @@ def parse_label_filters(values: list[str]) -> list[tuple[str, str]]:
                           details=[{"field": "label", "message": "expected name=value"}])
         pairs.append((name, value))
     return pairs
-
-
-BIGINT_MAX = 2**63 - 1
-# A row id in a path: out-of-range numbers are a 422, never a database error.
-RowId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 
 async def keyset_page(session: AsyncSession, query: Any, *, at: Any, row_id: Any,

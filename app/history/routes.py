@@ -18,7 +18,7 @@ from app.history.schemas import ExecutionDetail, ExecutionPage
 from app.history.stats import StatsOut, compute_stats
 from app.identity import Identity
 from app.identity.deps import require
-from app.paging import BIGINT_MAX, MAX_LIMIT, RowId, parse_label_filters
+from app.paging import BIGINT_MAX, MAX_LIMIT, RowId, UtcInstant, parse_label_filters
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
 Viewer = Annotated[Identity, Depends(require("viewer"))]
@@ -33,8 +33,8 @@ def execution_filter(
     source: str | None = None,
     actor: str | None = Query(default=None, description="who approved, or started it"),
     drill: bool | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: UtcInstant | None = None,
+    until: UtcInstant | None = None,
 ) -> ExecutionFilter:
     """Filters shared by the list endpoint, the web page and the export."""
     if status is not None and status not in EXECUTION_STATES:
@@ -75,7 +75,7 @@ async def get_audit(
     request: Request, session: SessionDep, _: Viewer,
     kind: str | None = None, actor: str | None = None,
     execution_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
-    since: dt.datetime | None = None, until: dt.datetime | None = None,
+    since: UtcInstant | None = None, until: UtcInstant | None = None,
     after: Annotated[int | None, Query(ge=0, le=BIGINT_MAX,
                                        description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
@@ -92,8 +92,8 @@ async def get_audit(
 
 @router.get("/stats", response_model=StatsOut, tags=["stats"])
 async def get_stats(
-    session: SessionDep, _: Viewer, since: dt.datetime | None = None,
-    until: dt.datetime | None = None, runbook: str | None = None,
+    session: SessionDep, _: Viewer, since: UtcInstant | None = None,
+    until: UtcInstant | None = None, runbook: str | None = None,
 ) -> StatsOut:
     """Outcomes, automation and time to acknowledge/approve/restore, per runbook and overall
     (default: the last 30 days)."""

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +30,7 @@ from app.history.queries import ExecutionFilter, execution_detail, list_executio
 from app.history.routes import execution_filter
 from app.history.schemas import ExecutionDetail, StepOut
 from app.identity import Identity
-from app.paging import RowId
+from app.paging import BIGINT_MAX, RowId
 from app.web.approve import router as approve_router
 from app.web.pages import (
     HtmlRoute,
@@ -208,9 +209,10 @@ async def revoke_on_page(execution_id: RowId, link_id: str, request: Request,
 
 @router.get("/ui/executions/status")
 async def live_statuses(request: Request, session: SessionDep,
-                        id: Annotated[list[int], Query(max_length=100)] = []  # noqa: B006
+                        id: Annotated[list[Annotated[int, Field(ge=1, le=BIGINT_MAX)]],
+                                      Query(max_length=100)] = []  # noqa: B006
                         ) -> Response:
-    """Statuses for the list's live refresh."""
+    """Statuses for the list's live refresh (ids beyond 64 bits are a 422)."""
     require_identity(request)
     rows = await session.execute(select(Execution.id, Execution.status).where(
         Execution.id.in_(id)))
