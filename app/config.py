@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     grafana_timestamp_header: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    # Limits on every other request (app/limits.py), and on connections (uvicorn's options).
+    api_max_body_bytes: int = Field(default=262_144, ge=1024)
+    body_read_timeout_seconds: float = Field(default=15.0, gt=0)
+
     # API identities.
     api_tokens_file: Path | None = None
     dev_token: SecretStr | None = None

@@ -9,6 +9,7 @@
     │   ├── LinkStale         409  an approval link whose step was decided or changed
     │   ├── PlanChanged       409  a decision on a plan that is no longer the step's (shows it)
     │   └── LeaseLost              a worker's lease moved to another replica (never HTTP)
+    ├── RequestTimeout        408  a body that did not arrive within the deadline
     ├── LinkGone              410  an approval link that expired, was used or was revoked
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
@@ -107,6 +108,13 @@ class LeaseLost(Conflict):
     Internal to the worker, which stops driving the execution and logs one line."""
 
 
+class RequestTimeout(RunbookdError):
+    """The body did not arrive in time (RUNBOOKD_BODY_READ_TIMEOUT_SECONDS): 408."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class LinkGone(RunbookdError):
     """The link was valid once: it expired, was used, or was revoked (HTTP 410)."""
 
@@ -198,8 +206,8 @@ def error_body(exc: RunbookdError) -> dict[str, Any]:
 
 # What a page calls each status, for a person rather than a program.
 _PAGE_TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
-                409: "No longer possible", 410: "Link no longer valid", 422: "Invalid request",
-                503: "Unavailable"}
+                408: "Too slow", 409: "No longer possible", 410: "Link no longer valid",
+                413: "Too large", 422: "Invalid request", 503: "Unavailable"}
 
 
 def error_view(exc: RunbookdError) -> dict[str, Any]:

@@ -25,10 +25,14 @@ from app.engine.slack_buttons import router as slack_router
 from app.errors import CatalogInvalid, Unavailable, install_error_handlers
 from app.history.routes import router as history_router
 from app.identity import IdentityStore
+from app.identity.deps import identity_from_request
 from app.intake.routes import install_webhooks, webhook_schemas
 from app.intake.routes import router as intake_router
 from app.lifecycle import running
+from app.limits import RequestLimits
+from app.web.pages import error_page
 from app.web.routes import install as install_web
+from app.web.session import load_session
 
 log = logging.getLogger("runbookd")
 
@@ -71,9 +75,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(links_router)
     app.include_router(slack_router)
     install_web(app)
+    # Outermost, so that a body is bounded and its sender authenticated before anything
+    # (the session check included) reads it.
+    app.add_middleware(RequestLimits, settings=settings, api_credential=_has_identity,
+                       form_credential=_has_session, error_page=error_page)
     _document_raw_bodies(app)
     _add_operational_routes(app)
     return app
+
+
+async def _has_identity(request: Request) -> bool:
+    """An API request's credential resolves: a bearer token, or a session with its CSRF."""
+    return await identity_from_request(request) is not None
+
+
+async def _has_session(request: Request) -> bool:
+    """A form comes from a signed-in session (its CSRF token is in the body, checked later)."""
+    return await load_session(request) is not None
 
 
 def _reload_on_sighup(holder: CatalogHolder, factory: object) -> None:
