@@ -6,6 +6,7 @@ Outside `RUNBOOKD_ENV=dev`, empty or placeholder secrets are refused at start-up
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -51,6 +52,10 @@ class Settings(BaseSettings):
     # Limits on every other request (app/limits.py), and on connections (uvicorn's options).
     api_max_body_bytes: int = Field(default=262_144, ge=1024)
     body_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # Whose X-Forwarded-For names the client (addresses or CIDRs); empty: nobody's.
+    trusted_proxies: CommaList = Field(default_factory=list)
 
     # API identities.
     api_tokens_file: Path | None = None
@@ -99,11 +104,22 @@ class Settings(BaseSettings):
 
     @field_validator(
         "webhook_tokens", "webhook_basic_auth", "pagerduty_secrets", "http_allowlist",
-        "command_allowlist", "artifact_roots", mode="before",
+        "command_allowlist", "artifact_roots", "trusted_proxies", mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"RUNBOOKD_TRUSTED_PROXIES entries must be IP addresses or "
+                                 f"CIDR networks, not {entry[:60]!r}") from None
+        return entries
 
     @field_validator("webhook_basic_auth")
     @classmethod
@@ -152,6 +168,19 @@ class Settings(BaseSettings):
                                        or self.pagerduty_secrets or self.grafana_secret):
             raise ValueError("no webhook credentials: set RUNBOOKD_WEBHOOK_TOKENS (or "
                              "_WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, _GRAFANA_SECRET)")
+
+    def server_options(self) -> dict[str, Any]:
+        """uvicorn's options for the connection limit, keep-alive and trusted proxies."""
+        trusted = list(self.trusted_proxies)
+        return {
+            # Beyond this many connections (or requests in progress), uvicorn answers 503.
+            "limit_concurrency": self.max_connections,
+            "timeout_keep_alive": self.keep_alive_seconds,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; then
+            # any local process sets the address that approvals and events record.
+            "proxy_headers": bool(trusted),
+            "forwarded_allow_ips": trusted,
+        }
 
     @property
     def artifact_root_paths(self) -> list[Path]:

@@ -13,6 +13,9 @@ The webhooks pass straight through: they authenticate before reading and bound t
 bodies (RUNBOOKD_MAX_BODY_BYTES, app/intake/receiver.py), and they are the hot path
 (benchmarks/RESULTS.md), so not even a frame of this middleware stays on their call chain.
 Pure ASGI, not BaseHTTPMiddleware, for the same reason.
+
+The limits on connections are uvicorn's: `Settings.server_options()`, which `runbookd serve`
+passes to it.
 """
 
 from __future__ import annotations

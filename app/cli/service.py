@@ -43,7 +43,7 @@ def serve(
         typer.echo(f"development token (admin, and accepted on webhooks): "
                    f"{settings.dev_token.get_secret_value()}")
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, **settings.server_options())
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """Limits before a body is read, against a real runbookd on 127.0.0.1 (in this process, so
 its memory is this process's): an unauthenticated or oversized body is refused before it is
 received in full, without the server's memory growing; a trickling body gets 408 within the
-deadline.
+deadline; and the connection limit reaches uvicorn.
 
 Hole 2: a 200 MB JSON body to /api/v1/simulate was read and parsed before the 401 (memory went
 from 287 MB to 729 MB). Hole 9: 3,000 connections trickling a body stayed open for over 30 s.
@@ -14,7 +14,9 @@ import contextlib
 import json
 from dataclasses import dataclass
 
+from app.main import create_app
 from tests.support.auth import auth
+from tests.support.net import serve_app
 from tests.support.web import browser, sign_in
 
 MB = 1024 * 1024
@@ -197,3 +199,15 @@ async def test_a_trickling_body_gets_408_within_the_deadline(make_rig, tokens):
     assert headers["connection"] == "close" and closed == b""
     assert "RUNBOOKD_BODY_READ_TIMEOUT_SECONDS" in json.loads(body)["error"]["message"]
 
+
+async def test_connections_beyond_the_limit_get_503(make_settings, tokens):
+    settings = make_settings(max_connections=3)
+    async with serve_app(create_app(settings)) as server:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, _ = await asyncio.wait_for(_read_answer(reader), 5)
+        for _, idle_writer in [*idle, (reader, writer)]:
+            idle_writer.close()
+    assert status == 503

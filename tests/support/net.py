@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from app.config import Settings
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -27,12 +29,16 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def serve_app(app: FastAPI, port: int | None = None) -> AsyncIterator[RunningServer]:
-    """Run `app` under a real uvicorn on 127.0.0.1, in this event loop."""
+    """Run `app` under a real uvicorn on 127.0.0.1, in this event loop; a runbookd with the
+    options `runbookd serve` gives uvicorn (connection limit, keep-alive, trusted proxies)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port or 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    settings = getattr(app.state, "settings", None)
+    options = settings.server_options() if isinstance(settings, Settings) else {}
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                            **options)
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
 
