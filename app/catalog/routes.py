@@ -11,6 +11,7 @@ Routes read the live catalog from `request.app.state.catalog` (a CatalogHolder, 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -19,10 +20,11 @@ from pydantic import BaseModel, Field
 from app.catalog.loader import Catalog
 from app.catalog.service import CatalogHolder, list_versions
 from app.db import SessionDep
-from app.errors import NotFound
+from app.errors import CatalogInvalid, NotFound
 from app.identity import Identity
 from app.identity.deps import require
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["catalog"])
 
 Viewer = Annotated[Identity, Depends(require("viewer"))]
@@ -79,9 +81,16 @@ def _catalog(request: Request) -> Catalog:
 async def reload_catalog(request: Request, identity: Admin) -> ReloadSummary:
     """Reload the runbooks and mappings from disk; an invalid catalog keeps the old one."""
     holder = _holder(request)
-    catalog = await holder.reload(
-        request.app.state.session_factory, actor=identity.name,
-        source_addr=request.client.host if request.client else None)
+    try:
+        catalog = await holder.reload(
+            request.app.state.session_factory, actor=identity.name,
+            source_addr=request.client.host if request.client else None)
+    except CatalogInvalid as exc:
+        # The caller sees every error; the log gets one line for whoever watches the service.
+        errors = exc.details or [exc.message]
+        log.warning("catalog reload by %s rejected; the old catalog stays: %d error(s), "
+                    "the first: %s", identity.name, len(errors), errors[0])
+        raise
     return ReloadSummary(
         runbooks=len(catalog.runbooks), mappings=len(catalog.mappings),
         new_versions=holder.last_new_versions, warnings=[str(w) for w in catalog.warnings],

@@ -118,7 +118,10 @@ async def store_versions(session: AsyncSession, catalog: Catalog) -> list[dict[s
     rows = await session.execute(
         select(RunbookVersion.runbook_id, RunbookVersion.version)
         .where(RunbookVersion.runbook_id.in_({rid for rid, _ in wanted})))
-    missing = [key for key in wanted if key not in {tuple(r) for r in rows}]
+    # Built once: a Result is an iterator, and a set built inside the comprehension below
+    # was empty after its first key, so every reload called 9 of 10 runbooks new.
+    stored = {(rid, version) for rid, version in rows}
+    missing = [key for key in wanted if key not in stored]
     if not missing:
         return []
     values = [{"runbook_id": rid, "version": version, "loaded_at": catalog.loaded_at,
@@ -126,8 +129,14 @@ async def store_versions(session: AsyncSession, catalog: Catalog) -> list[dict[s
                "source_path": wanted[(rid, version)].path} for rid, version in missing]
     dialect = _dialect(session)
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(insert(RunbookVersion).values(values).on_conflict_do_nothing())
-    return [{"runbook_id": rid, "version": version} for rid, version in missing]
+    # RETURNING names only the rows this insert wrote: a version a racing replica stored
+    # first is not new.
+    inserted = await session.execute(
+        insert(RunbookVersion).values(values).on_conflict_do_nothing()
+        .returning(RunbookVersion.runbook_id, RunbookVersion.version))
+    written = {(rid, version) for rid, version in inserted}
+    return [{"runbook_id": rid, "version": version} for rid, version in missing
+            if (rid, version) in written]
 
 
 def _dialect(session: AsyncSession) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from app.catalog.params import ParamError, render_target, validate_manual_params
 from app.catalog.templating import RenderError
@@ -49,9 +49,15 @@ class DecisionBody(Comment):
     plan_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
-class GuardChange(_Body):
+class GuardReason(_Body):
+    # `reason` everywhere a guard changes (CLI, web forms, events); `comment` was the pause
+    # body's word and is still accepted so that scripts written against it keep working.
+    reason: str = Field(default="", max_length=2000,
+                        validation_alias=AliasChoices("reason", "comment"))
+
+
+class GuardChange(GuardReason):
     engaged: bool
-    reason: str = Field(default="", max_length=2000)
 
 
 class DecisionOut(BaseModel):
@@ -187,11 +193,11 @@ async def kill_switch(body: GuardChange, request: Request, session: SessionDep,
                     responses={404: {}})
 async def pause_runbook(runbook_id: str, verb: Literal["pause", "resume"], request: Request,
                         session: SessionDep, identity: Responder,
-                        body: Comment | None = None) -> GuardsOut:
+                        body: GuardReason | None = None) -> GuardsOut:
     """Pause or resume one runbook."""
     _engine(request).current(runbook_id)
     await set_guard(session, runbook_key(runbook_id), engaged=verb == "pause",
-                    actor=identity.name, reason=(body or Comment()).comment,
+                    actor=identity.name, reason=(body or GuardReason()).reason,
                     source_addr=_addr(request))
     after_commit(session, _engine(request).wake)
     return await get_guards(session, identity)

@@ -23,14 +23,28 @@ SessionLookup = Callable[[Request], Awaitable[Identity | None]]
 
 async def identity_from_request(request: Request) -> Identity | None:
     """The identity behind the request's bearer token, or its web session, or None."""
-    store = identity_store(request)
-    auth = request.headers.get("authorization")
-    if auth and auth.lower().startswith("bearer "):
-        return store.lookup(auth[7:].strip())
+    token = _bearer(request)
+    if token is not None:
+        return identity_store(request).lookup(token)
     session_lookup: SessionLookup | None = getattr(request.app.state, "session_identity", None)
     if session_lookup is not None:
         return await session_lookup(request)
     return None
+
+
+def _bearer(request: Request) -> str | None:
+    """The request's bearer token, if it sent one."""
+    auth = request.headers.get("authorization")
+    if auth and auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+def unauthenticated(request: Request) -> Unauthenticated:
+    """The 401 for a request without an identity: a token was sent and is wrong, or none was."""
+    if _bearer(request) is not None:
+        return Unauthenticated("this token matches no identity")
+    return Unauthenticated("an API token is required: Authorization: Bearer <token>")
 
 
 def require(role: Role) -> Callable[[Request], Coroutine[Any, Any, Identity]]:
@@ -39,7 +53,7 @@ def require(role: Role) -> Callable[[Request], Coroutine[Any, Any, Identity]]:
     async def dependency(request: Request) -> Identity:
         identity = await identity_from_request(request)
         if identity is None:
-            raise Unauthenticated("an API token is required: Authorization: Bearer <token>")
+            raise unauthenticated(request)
         if not identity.has_role(role):
             raise Forbidden(f"identity {identity.name!r} lacks the {role} role")
         return identity
