@@ -26,12 +26,13 @@ API, and `error_view` is what an HTML page shows of the same error.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -164,16 +165,38 @@ class CatalogInvalid(BadRequest):
     code = "catalog_invalid"
 
 
+# What a driver raises when the connection itself failed (asyncpg's names; SQLAlchemy wraps
+# them). A driver's InterfaceError in general is not one: it is also how asyncpg refuses a
+# statement it cannot send (more than 32,767 bind parameters), which is a bug, not an outage.
+_CONNECTION_ERRORS = frozenset({
+    "CannotConnectNowError", "ConnectionDoesNotExistError", "ConnectionFailureError",
+    "PostgresConnectionError", "ConnectionRejectionError", "TooManyConnectionsError",
+    "AdminShutdownError", "CrashShutdownError",
+})
+# SQLite's OperationalError covers both; only these mean the file cannot be used right now.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error",
+                       "database is busy", "readonly database")
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
-    """True when an exception means the database cannot be reached right now."""
-    unreachable = (OperationalError, PoolTimeoutError, ConnectionError, TimeoutError, OSError)
-    if isinstance(exc, unreachable):
+    """True when an exception means the database cannot be reached right now (a 503 that
+    senders retry); False for anything else a database says, which is a bug (a 500)."""
+    if isinstance(exc, (PoolTimeoutError, ConnectionError, TimeoutError, OSError)):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return is_database_unavailable(exc.orig) if exc.orig is not None else False
     name = type(exc).__name__
-    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError",
-                    "InterfaceError", "ConnectionFailureError", "PostgresConnectionError"}
+    if name in _CONNECTION_ERRORS:
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in {
+            "57P01", "57P02", "57P03", "53300"}):
+        return True  # connection exception, shutdown, cannot connect now, too many clients
+    if name == "OperationalError" and type(exc).__module__.startswith("sqlite3"):
+        return any(reason in str(exc).lower() for reason in _SQLITE_UNAVAILABLE)
+    return False
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -194,6 +217,21 @@ def _sqlstate(exc: DBAPIError) -> str:
     return ""
 
 
+class InternalError(RunbookdError):
+    """A bug: the answer carries an id, and the log holds the traceback under that id."""
+
+    def __init__(self, message: str, *, error_id: str):
+        super().__init__(f"{message}; report error id {error_id}")
+        self.error_id = error_id
+
+
+def internal_error(what: str, exc: BaseException) -> InternalError:
+    """Log `exc` with its traceback under a fresh error id, and the error to answer with."""
+    error_id = secrets.token_hex(8)
+    log.error("%s (error id %s)", what, error_id, exc_info=exc)
+    return InternalError(what, error_id=error_id)
+
+
 def error_body(exc: RunbookdError) -> dict[str, Any]:
     """The JSON body of an error answer."""
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
@@ -201,6 +239,8 @@ def error_body(exc: RunbookdError) -> dict[str, Any]:
         body["details"] = exc.details
     if isinstance(exc, Conflict) and exc.current_state is not None:
         body["current_state"] = exc.current_state
+    if isinstance(exc, InternalError):
+        body["error_id"] = exc.error_id
     return {"error": body}
 
 
@@ -264,9 +304,14 @@ def install_error_handlers(app: FastAPI) -> None:
         elif is_database_unavailable(cause):
             err = Unavailable()
         else:
-            log.error("database statement failed", exc_info=exc)
-            err = RunbookdError("internal database error")
+            err = internal_error("a database statement failed", exc)
         return JSONResponse(error_body(err), status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug anywhere: the sender gets an id to report, the log the traceback under it.
+        err = internal_error("an unexpected error", exc)
+        return JSONResponse(error_body(err), status_code=500)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
@@ -279,6 +324,5 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("database unavailable: %s", type(exc).__name__)
             err = Unavailable()
         else:
-            log.exception("database error")
-            err = RunbookdError("internal database error")
+            err = internal_error("a database statement failed", exc)
         return JSONResponse(error_body(err), status_code=err.status_code, headers=err.headers)
