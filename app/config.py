@@ -19,6 +19,9 @@ PLACEHOLDER_SECRETS = frozenset(
      "password", "token", "example", "test", "dev", "default"}
 )
 
+# The shortest secret accepted outside dev (a token, a password, the link secret).
+MIN_SECRET_LENGTH = 8
+
 CommaList = Annotated[list[str], NoDecode]
 CommaSecrets = Annotated[list[SecretStr], NoDecode]
 
@@ -135,10 +138,11 @@ class Settings(BaseSettings):
             return self
         bad = [name for name, value in self._secret_fields() if _is_placeholder(value)]
         if bad:
-            raise ValueError(
-                "placeholder or empty secrets are refused outside RUNBOOKD_ENV=dev: "
-                + ", ".join(sorted(set(bad)))
-            )
+            # One line per variable: `runbookd serve` prints each as a problem of its own.
+            raise ValueError("\n".join(
+                f"{name}: placeholder or empty secrets are refused outside RUNBOOKD_ENV=dev; "
+                f"use a random value of at least {MIN_SECRET_LENGTH} characters"
+                for name in sorted(set(bad))))
         return self
 
     def _secret_fields(self) -> list[tuple[str, SecretStr]]:
@@ -158,16 +162,42 @@ class Settings(BaseSettings):
                 ]
         return found
 
-    def check_serviceable(self) -> None:
-        """Refuse to serve in prod without any intake credential: every alert would get 401.
+    def serviceable_problems(self) -> list[str]:
+        """Why this process must not serve, one line each; empty when it may.
 
         Checked when the service starts, not on every read of the settings, so that CLI
         tools (lint, simulate, history) work without webhook secrets.
         """
+        problems = []
         if self.env == "prod" and not (self.webhook_tokens or self.webhook_basic_auth
                                        or self.pagerduty_secrets or self.grafana_secret):
-            raise ValueError("no webhook credentials: set RUNBOOKD_WEBHOOK_TOKENS (or "
-                             "_WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, _GRAFANA_SECRET)")
+            # Every alert would get a 401.
+            problems.append("no webhook credentials: set RUNBOOKD_WEBHOOK_TOKENS (or "
+                            "_WEBHOOK_BASIC_AUTH, _PAGERDUTY_SECRETS, _GRAFANA_SECRET)")
+        return problems
+
+    def check_serviceable(self) -> None:
+        """Refuse to serve in prod without any intake credential (ValueError, every problem)."""
+        problems = self.serviceable_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def start_warnings(self) -> list[str]:
+        """What a prod start lacks but can run without, one line each."""
+        if self.env == "dev":
+            return []
+        warnings = []
+        if self.api_tokens_file is None and self.dev_token is None:
+            warnings.append("no API identities: RUNBOOKD_API_TOKENS_FILE is not set, so no one "
+                            "can approve, pause or read history (`runbookd token create`)")
+        elif not self.api_tokens_file.is_file():
+            warnings.append(f"no API identities: RUNBOOKD_API_TOKENS_FILE "
+                            f"{self.api_tokens_file} does not exist (`runbookd token create`)")
+        if self.link_secret is None:
+            warnings.append(f"RUNBOOKD_LINK_SECRET is not set: approval links and web sign-in "
+                            f"are disabled (set a random value of at least "
+                            f"{MIN_SECRET_LENGTH} characters)")
+        return warnings
 
     def server_options(self) -> dict[str, Any]:
         """uvicorn's options for the connection limit, keep-alive and trusted proxies."""
@@ -196,7 +226,7 @@ def _is_placeholder(secret: SecretStr) -> bool:
     value = secret.get_secret_value().strip().lower()
     if ":" in value:  # user:password pairs are judged by their password
         value = value.split(":", 1)[1]
-    return value in PLACEHOLDER_SECRETS or len(value) < 8
+    return value in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH
 
 
 @lru_cache(maxsize=1)

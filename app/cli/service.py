@@ -11,6 +11,8 @@ import signal
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from app.cli.common import configure_logging
 from app.config import Settings, get_settings
@@ -31,7 +33,7 @@ def serve(
     import uvicorn
 
     configure_logging()
-    settings = get_settings()
+    settings = _serviceable_settings()
     if settings.env == "dev" and settings.dev_token is None:
         # A fresh token per start, printed once, so the demo is usable without a tokens file.
         os.environ["RUNBOOKD_DEV_TOKEN"] = "dev_" + secrets.token_urlsafe(24)
@@ -44,6 +46,30 @@ def serve(
                    f"{settings.dev_token.get_secret_value()}")
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False, **settings.server_options())
+
+
+def _serviceable_settings() -> Settings:
+    """The settings, warning about what is missing; each problem one line, then exit 2."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = [line for error in exc.errors() for line in _problem_lines(error)]
+    else:
+        for warning in settings.start_warnings():
+            log.warning("%s", warning)
+        problems = settings.serviceable_problems()
+    if problems:
+        for problem in problems:
+            typer.secho(f"runbookd: cannot start: {problem}", err=True, fg="red")
+        raise typer.Exit(2)
+    return settings
+
+
+def _problem_lines(error: ErrorDetails) -> list[str]:
+    """A settings error as lines naming its variable (a model check names its own)."""
+    name = f"RUNBOOKD_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+    message = error["msg"].removeprefix("Value error, ")
+    return [f"{name}{line}" for line in message.splitlines()]
 
 
 @app.command()
