@@ -64,6 +64,13 @@ class Unauthenticated(RunbookdError):
         super().__init__(message, headers={"WWW-Authenticate": f'{scheme} realm="runbookd"'})
 
 
+def no_identity(*, token_sent: bool) -> Unauthenticated:
+    """The 401 of an API request without an identity: its token is wrong, or it sent none."""
+    if token_sent:
+        return Unauthenticated("this token matches no identity")
+    return Unauthenticated("an API token is required: Authorization: Bearer <token>")
+
+
 class Forbidden(RunbookdError):
     status_code = 403
     code = "forbidden"

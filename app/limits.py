@@ -36,6 +36,7 @@ from app.errors import (
     RunbookdError,
     Unauthenticated,
     error_body,
+    no_identity,
 )
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ class RequestLimits:
     async def _authenticate(self, request: Request, *, api: bool) -> None:
         if api:
             if not await self.api_credential(request):
-                raise Unauthenticated("an API token is required: Authorization: Bearer <token>")
+                sent = request.headers.get("authorization", "").lower().startswith("bearer ")
+                raise no_identity(token_sent=sent)
         elif not await self.form_credential(request):
             raise Unauthenticated("sign in to continue: this form needs a signed-in session")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from app.errors import Forbidden, Unauthenticated
+from app.errors import Forbidden, Unauthenticated, no_identity
 from app.identity import Identity, IdentityStore, Role
 
 
@@ -42,9 +42,7 @@ def _bearer(request: Request) -> str | None:
 
 def unauthenticated(request: Request) -> Unauthenticated:
     """The 401 for a request without an identity: a token was sent and is wrong, or none was."""
-    if _bearer(request) is not None:
-        return Unauthenticated("this token matches no identity")
-    return Unauthenticated("an API token is required: Authorization: Bearer <token>")
+    return no_identity(token_sent=_bearer(request) is not None)
 
 
 def require(role: Role) -> Callable[[Request], Coroutine[Any, Any, Identity]]:
