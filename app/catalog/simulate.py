@@ -23,6 +23,7 @@ from app.catalog.schema import CheckSpec, Runbook, Step
 from app.catalog.templating import RenderError, make_context, render_string
 from app.durations import format_duration
 from app.errors import Invalid, describe_validation_errors
+from app.intake.models import FIRING
 from app.intake.normalize import from_alertmanager, from_pagerduty
 from app.intake.schemas import AlertmanagerWebhook, GrafanaWebhook, PagerDutyWebhook
 
@@ -75,7 +76,7 @@ class _Out(BaseModel):
 
 class SimAlert(_Out):
     source: str
-    status: str = "firing"
+    status: str = FIRING
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -160,7 +161,7 @@ def clip(value: str, limit: int = SHOWN) -> str:
 
 def simulate(
     catalog: Catalog, *, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None,
-    guards: Guards | None = None, source: str = "alertmanager", status: str = "firing",
+    guards: Guards | None = None, source: str = "alertmanager", status: str = FIRING,
     actions: ActionSpecs | None = None,
 ) -> SimulationResult:
     """The plan for one alert: matches, params, target and every step, rendered."""
@@ -198,7 +199,7 @@ def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, 
         params = None
     context = None if params is None or out.target is None else _context(rb, params, out.target)
     if not out.reason:
-        if status != "firing":
+        if status != FIRING:
             out.reason = f"no execution: the alert is {status}"
         else:
             out.would_execute = True
@@ -329,7 +330,7 @@ def alerts_from_body(body: Any, *, received_at: dt.datetime | None = None) -> li
 
 
 def _status(status: str) -> str:
-    return "firing" if status == "triggered" else status
+    return FIRING if status == "triggered" else status
 
 
 class _Plain(BaseModel):

@@ -17,7 +17,7 @@ from app.engine.runbooks import RunbookSource
 from app.engine.transitions import lock_execution, transition_execution, transition_step
 from app.errors import Conflict
 from app.events import record_event
-from app.intake.models import Alert
+from app.intake.models import RESOLVED, Alert
 
 
 async def active_execution_for(
@@ -133,7 +133,7 @@ async def on_alert_resolved(
         still_firing = (await session.execute(
             select(func.count()).select_from(ExecutionAlert)
             .join(Alert, Alert.id == ExecutionAlert.alert_id)
-            .where(ExecutionAlert.execution_id == execution_id, Alert.status != "resolved")
+            .where(ExecutionAlert.execution_id == execution_id, Alert.status != RESOLVED)
         )).scalar_one()
         if still_firing:
             continue

@@ -19,8 +19,7 @@ from app.catalog.templating import RenderError
 from app.db import after_commit
 from app.engine.executions import on_alert_resolved, start_or_attach
 from app.engine.runbooks import RunbookVersions
-from app.intake.models import Alert
-from app.intake.normalize import RESOLVED
+from app.intake.models import FIRING, RESOLVED, Alert
 from app.intake.service import AlertChange, AlertHook
 
 ACTOR = "system:intake"
@@ -45,7 +44,7 @@ def make_alert_hook(
                                             runbook_of=runbooks)
                     engine_work = True
                 continue
-            if change.kind == "changed" and alert.status != "firing":
+            if change.kind == "changed" and alert.status != FIRING:
                 continue  # acknowledged: no new work
             note, started = await _start(session, catalog, change)
             notes[change.alert_id] = note[:2000]
