@@ -19,7 +19,7 @@ from app.catalog.templating import RenderError
 from app.db import after_commit
 from app.engine.executions import on_alert_resolved, start_or_attach
 from app.engine.runbooks import RunbookVersions
-from app.intake.models import FIRING, RESOLVED, Alert
+from app.intake.models import CHANGED, FIRING, RESOLVED, Alert
 from app.intake.service import AlertChange, AlertHook
 
 ACTOR = "system:intake"
@@ -39,12 +39,12 @@ def make_alert_hook(
         for change in changes:
             alert = change.alert
             if alert.status == RESOLVED:
-                if change.kind == "changed":
+                if change.kind == CHANGED:
                     await on_alert_resolved(session, alert_id=change.alert_id,
                                             runbook_of=runbooks)
                     engine_work = True
                 continue
-            if change.kind == "changed" and alert.status != FIRING:
+            if change.kind == CHANGED and alert.status != FIRING:
                 continue  # acknowledged: no new work
             note, started = await _start(session, catalog, change)
             notes[change.alert_id] = note[:2000]
