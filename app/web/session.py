@@ -23,6 +23,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -148,6 +149,11 @@ def read_session(request: Request) -> WebSession | None:
     return None
 
 
+# Paths that never use a sign-in session: static files, and webhooks (they authenticate
+# with their own credentials, on the hot path).
+_NO_SESSION = ("/static/", "/webhooks/")
+
+
 class SessionLoader:
     """ASGI middleware: check a request's session cookie against its row before the route.
 
@@ -158,14 +164,21 @@ class SessionLoader:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/static/"):
-            request = Request(scope)
-            if cookie_name(request.app.state.settings) in request.cookies:
-                try:
-                    await load_session(request)
-                except RunbookdError as exc:  # e.g. the database is unavailable
-                    request.state.web_session_error = exc
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not async, and no Request built, for what carries no cookie (webhooks, API tokens):
+        # they get the app's own coroutine back, with no frame or parsing added.
+        if (scope["type"] != "http" or scope["path"].startswith(_NO_SESSION)
+                or not any(name == b"cookie" for name, _ in scope["headers"])):
+            return self.app(scope, receive, send)
+        return self._load(scope, receive, send)
+
+    async def _load(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        if cookie_name(request.app.state.settings) in request.cookies:
+            try:
+                await load_session(request)
+            except RunbookdError as exc:  # e.g. the database is unavailable
+                request.state.web_session_error = exc
         await self.app(scope, receive, send)
 
 
