@@ -342,6 +342,8 @@ def params(*, mlflow: bool) -> list[Any]:
     return [pytest.param(c, id=c.runbook) for c in CASES if c.mlflow == mlflow]
 
 
+# Plans read the registry, MLflow and the allow-list, not the database: SQLite is enough.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("case", params(mlflow=False))
 async def test_the_first_risky_step_shows_its_concrete_plan(
         case: Case, make_rig: Callable[..., Any], tokens: dict[str, str], tmp_path: Path,
@@ -349,6 +351,7 @@ async def test_the_first_risky_step_shows_its_concrete_plan(
     await check_plan(case, make_rig, tokens, tmp_path, browser, kubectl=fake_kubectl)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("case", params(mlflow=True))
 async def test_the_first_risky_mlflow_step_shows_its_concrete_plan(
         case: Case, make_rig: Callable[..., Any], tokens: dict[str, str], tmp_path: Path,
