@@ -11,31 +11,20 @@ from typing import Any
 
 import pytest
 
-from tests.support.binaries import need_binary, need_module
 from tests.support.engine_catalog import risky, runbook, step
+from tests.support.web import launched_chromium
 
 pytestmark = pytest.mark.e2e
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = (390, 1280)
 BOT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
 async def chromium() -> AsyncIterator[Any]:
-    need_binary("chromium")
-    need_module("playwright")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                          args=ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:
+        yield browser
 
 
 def book() -> dict[str, Any]:

@@ -33,12 +33,13 @@ import yaml
 from app.actions._support import json_sha256
 from app.actions.embedded_registry import ModelRegistry, create_demo_registry
 from app.actions.mlflow import MlflowSetAlias
-from tests.e2e.test_browser import ARGS, SHOTS, sign_in
+from tests.e2e.test_browser import SHOTS, sign_in
 from tests.support.action_ctx import make_ctx, run_action
 from tests.support.auth import WEBHOOK_HEADERS
-from tests.support.binaries import need_binary, need_module
+from tests.support.binaries import need_module
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.peers import Peer, create_mlflow_version, run_mlflow
+from tests.support.web import launched_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -299,17 +300,8 @@ async def register(peer: Peer, workdir: Path, model: str, alias: str, count: int
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
     """Debian's chromium, launched once for the module."""
-    need_binary("chromium")
-    need_module("playwright")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                           args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with launched_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

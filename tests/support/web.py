@@ -7,8 +7,11 @@ import contextlib
 import html
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+
+from tests.support.binaries import need_binary, need_module
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -34,3 +37,26 @@ async def sign_in(client: httpx.AsyncClient, token: str, next_path: str = "/") -
                                                "csrf_token": csrf_of(page.text)})
     assert answer.status_code == 303, answer.text
     return answer
+
+
+# Debian's chromium, headless, without the services a test machine cannot reach.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextlib.asynccontextmanager
+async def launched_chromium() -> AsyncIterator[Any]:
+    """A Playwright browser on /usr/bin/chromium (skips, or fails under
+    RUNBOOKD_REQUIRE_E2E, when chromium or Playwright is missing)."""
+    need_binary("chromium")
+    need_module("playwright")
+    # Imported here so that collecting the suite does not need Playwright.
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                          args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
