@@ -33,10 +33,24 @@ class ActionFailed(Exception):
         self.output = output or {}
 
 
+@dataclass(frozen=True)
+class Waits:
+    """How long one run of an action waits by design, on top of its requests: an action that
+    polls until a condition holds (`within`) and stays (`stable_for`). `at_least` is the
+    shortest run that can succeed (the hold); `at_most` the longest it may wait."""
+
+    at_most: float = 0.0
+    at_least: float = 0.0
+
+
 class ActionParams(BaseModel):
     """Base for every action's parameters: unknown keys are errors, caught by lint too."""
 
     model_config = ConfigDict(extra="forbid")
+
+    def waits(self) -> Waits:
+        """The action's own waiting (most actions make their requests and return)."""
+        return Waits()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, Field, field_validator
 
 from app.actions._support import error_detail, host_of, outbound_failure
-from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
+from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult, Waits
 from app.durations import Duration, format_duration
 from app.outbound import HostNotAllowed
 
@@ -154,6 +154,15 @@ class QueryParams(ActionParams):
         if value.total_seconds() < 0.1:
             raise ValueError("interval must be at least 100ms")
         return value
+
+    def waits(self) -> Waits:
+        # A hold may start as late as `within` and must then last `stable_for`; the last
+        # query of a hold comes one interval after it.
+        within = self.within.total_seconds() if self.within else 0.0
+        stable = self.stable_for.total_seconds() if self.stable_for else 0.0
+        if not within and not stable:
+            return Waits()
+        return Waits(at_most=within + stable + self.interval.total_seconds(), at_least=stable)
 
 
 class PrometheusQuery:

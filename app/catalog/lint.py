@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from jinja2.defaults import DEFAULT_NAMESPACE
-from pydantic import AliasChoices
+from pydantic import AliasChoices, TypeAdapter, ValidationError
 
+from app.actions.base import Waits
 from app.catalog.matcher import CompiledMapping, redos_warning, risky_regex, shadows
 from app.catalog.params import check_value, spec_problems
 from app.catalog.parser import (
@@ -262,7 +263,41 @@ def _unplanned(doc: YamlDoc, loc: Loc, step: Step, actions: ActionSpecs | None) 
 def _check_check(doc: YamlDoc, loc: Loc, check: CheckSpec, actions: ActionSpecs | None,
                  params: set[str], steps: set[str]) -> list[Issue]:
     return (_check_action(doc, loc, check.action, check.with_, actions)
-            + _templates(doc, (*loc, "with"), check.with_, params=params, steps=steps))
+            + _templates(doc, (*loc, "with"), check.with_, params=params, steps=steps)
+            + _cannot_pass(doc, loc, check, actions))
+
+
+def _cannot_pass(doc: YamlDoc, loc: Loc, check: CheckSpec,
+                 actions: ActionSpecs | None) -> list[Issue]:
+    """A check whose action must hold longer than the check may run never passes, and a
+    verification that never passes rolls a good fix back."""
+    model = actions.get(check.action) if actions is not None else None
+    if model is None or check.within is None:
+        return []
+    waits = _literal_waits(model, check.with_)
+    if waits is None or waits.at_least <= check.within.total_seconds():
+        return []
+    need = format_duration(dt.timedelta(seconds=waits.at_least))
+    return [doc.issue((*loc, "within"), f"this check can never pass: its action must hold "
+                      f"for {need}, but `within` ends the check after "
+                      f"{_fmt(check.within)}; raise `within` above {need} or shorten the hold")]
+
+
+def _literal_waits(model: Any, with_: dict[str, Any]) -> Waits | None:
+    """The action's own waiting, from the literal values of `with` (templated ones keep their
+    defaults); None when a literal does not validate (reported elsewhere)."""
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        for key in _input_keys(model, only=name) & set(with_):
+            if isinstance(with_[key], str) and is_template(with_[key]):
+                continue
+            try:
+                values[name] = TypeAdapter(info.rebuild_annotation()).validate_python(
+                    with_[key])
+            except ValidationError:
+                return None
+    waits = getattr(model.model_construct(**values), "waits", None)
+    return waits() if callable(waits) else None
 
 
 def _check_action(doc: YamlDoc, loc: Loc, action: str, with_: dict[str, Any],

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from app.actions.base import (
     ActionPlan,
     ActionResult,
     Plannable,
+    Waits,
     rendered_call,
 )
 from app.actions.registry import ActionRegistry, UnknownAction
@@ -153,15 +154,38 @@ async def run_check(
     registry: ActionRegistry, ctx: ActionContext, action_name: str, params: dict[str, Any], *,
     within: float | None, timeout: float, output_limit: int = 16_384,
 ) -> Outcome:
-    """Run a check once, or until it passes within `within` seconds."""
-    deadline = time.monotonic() + (within or 0)
-    interval = min(5.0, max((within or 0) / 10, 0.25))
+    """Run a check once, or again until it passes within `within` seconds.
+
+    `timeout` bounds each single request. An action that waits by design (a query that must
+    hold for `stable_for`) gets its own waiting time on top, and `within`, when set, bounds
+    the whole loop: cutting each attempt at `timeout` made a 5-minute hold impossible.
+    """
+    waits = waits_of(registry, action_name, params)
+    bound = within if within is not None else waits.at_most
+    started = time.monotonic()
+    deadline = started + bound
+    interval = min(5.0, max(bound / 10, 0.25))
     while True:
-        outcome = await run_action(registry, ctx, action_name, params, timeout=timeout,
+        remaining = max(deadline - time.monotonic(), 0.0)
+        outcome = await run_action(registry, ctx, action_name, params,
+                                   timeout=min(waits.at_most, remaining) + timeout,
                                    idempotent=True, output_limit=output_limit)
         if outcome.ok or time.monotonic() + interval > deadline:
+            if outcome.status == "timed_out" and waits.at_most > remaining:
+                message = (f"{action_name} did not pass within {bound:g}s "
+                           f"(cut while it was still waiting)")
+                return replace(outcome, summary=message, error=message)
             return outcome
         await asyncio.sleep(interval)
+
+
+def waits_of(registry: ActionRegistry, action_name: str, params: dict[str, Any]) -> Waits:
+    """The action's own waiting for these parameters; none when they do not validate (the
+    run then fails with its own message)."""
+    try:
+        return registry.get(action_name).Params.model_validate(params).waits()
+    except (UnknownAction, ValidationError):
+        return Waits()
 
 
 def _ms(started: float) -> int:

@@ -1,0 +1,43 @@
+"""Issue 14, defect 1: lint reports a check that can never pass (a hold longer than the
+check may run), so a verification that would roll a good fix back never loads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from app.actions.registry import default_registry
+from app.catalog.lint import lint
+from tests.support.catalog_fixtures import line_of, runbook_text, write_catalog
+
+VERIFY = '    verify: {action: noop, with: {message: "verify {{ params.model }}"}, within: 10m}'
+
+
+def held(hold: str, within: str) -> str:
+    return ("    verify: {action: prometheus.query, within: " + within + ", with: "
+            "{query: 'p99{model=\"{{ params.model }}\"}', expect: '< 0.25', stable_for: "
+            + hold + "}}")
+
+
+def issues_for(tmp_path, verify: str):
+    text = runbook_text(replace={VERIFY: verify})
+    mappings, remediations = write_catalog(tmp_path, {"drift": text})
+    found = lint(mappings, remediations, actions=default_registry().specs(),
+                 today=dt.date(2026, 11, 26))
+    return text, [i for i in found if i.severity == "error"]
+
+
+def test_a_hold_longer_than_the_check_may_run_is_an_error(tmp_path) -> None:
+    text, [issue] = issues_for(tmp_path, held("5m", "2m"))
+    assert "this check can never pass: its action must hold for 5m" in issue.message
+    assert "`within` ends the check after 2m" in issue.message
+    assert issue.line == line_of(text, "stable_for: 5m")
+
+
+def test_a_hold_that_fits_is_clean(tmp_path) -> None:
+    _, issues = issues_for(tmp_path, held("5m", "15m"))
+    assert issues == []
+
+
+def test_a_templated_hold_is_not_guessed(tmp_path) -> None:
+    _, issues = issues_for(tmp_path, held("'{{ params.model }}'", "2m"))
+    assert all("never pass" not in i.message for i in issues)
