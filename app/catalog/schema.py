@@ -87,6 +87,9 @@ class RollbackSpec(Strict):
     timeout: Duration | None = None
 
 
+OnResolve = Literal["cancel", "continue"]
+
+
 class Step(Strict):
     id: Slug
     title: str = Field(min_length=1)
@@ -101,6 +104,10 @@ class Step(Strict):
     verify: CheckSpec | None = None
     on_failure: OnFailure = "stop"
     rollback: RollbackSpec | None = None
+    # While the execution is at this step, this decides what the resolve of its alerts does
+    # (None: the runbook's `on_resolve`). A fix that works resolves its own alert, so a
+    # follow-up such as retraining says `continue` to survive it.
+    on_resolve: OnResolve | None = None
     description: str = ""
 
     @field_validator("approvals", mode="before")
@@ -167,7 +174,7 @@ class Runbook(Strict):
     preconditions: list[CheckSpec] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
     escalation: list[EscalationTier] = Field(default_factory=list)
-    on_resolve: Literal["cancel", "continue"] = "cancel"
+    on_resolve: OnResolve = "cancel"
     postmortem: str = Field(min_length=1)
     dashboards: dict[str, str] = Field(default_factory=dict)
 
@@ -179,6 +186,15 @@ class Runbook(Strict):
 
     def step_index(self, step_id: str) -> int:
         return next(i for i, s in enumerate(self.steps) if s.id == step_id)
+
+    def on_resolve_at(self, step_id: str | None) -> tuple[OnResolve, str]:
+        """What the resolve of every alert does while the execution is at `step_id` (None:
+        not started), and who says so."""
+        step = next((s for s in self.steps if s.id == step_id), None) if step_id else \
+            self.steps[0]
+        if step is not None and step.on_resolve is not None:
+            return step.on_resolve, f"step {step.id}"
+        return self.on_resolve, "the runbook"
 
 
 class Mapping(Strict):

@@ -120,8 +120,9 @@ async def on_alert_resolved(
     session: AsyncSession, *, alert_id: int, runbook_of: RunbookSource,
     actor: str = "system:resolve",
 ) -> list[int]:
-    """When every alert of an execution has resolved, cancel it unless its runbook says
-    `on_resolve: continue`. Returns the ids of the executions that were cancelled."""
+    """When every alert of an execution has resolved, cancel it unless the step it is at, or
+    else its runbook, says `on_resolve: continue`. Returns the ids of the executions that were
+    cancelled."""
     execution_ids = (await session.execute(
         select(ExecutionAlert.execution_id).where(ExecutionAlert.alert_id == alert_id)
     )).scalars().all()
@@ -140,10 +141,11 @@ async def on_alert_resolved(
         execution.alerts_resolved_at = utcnow()
         runbook = await runbook_of.get(session, execution.runbook_id,
                                        execution.runbook_version)
-        if runbook.on_resolve == "continue":
+        policy, decider = runbook.on_resolve_at(execution.cursor)
+        if policy == "continue":
             record_event(session, kind="alert.resolved", entity="execution", actor=actor,
                          execution_id=execution_id,
-                         reason="every alert resolved; the runbook says on_resolve: continue")
+                         reason=f"every alert resolved; {decider} says on_resolve: continue")
             continue
         await cancel_execution(session, execution_id, actor=actor,
                                reason="every alert of this execution resolved")
