@@ -7,6 +7,7 @@ Outside `RUNBOOKD_ENV=dev`, empty or placeholder secrets are refused at start-up
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +22,27 @@ PLACEHOLDER_SECRETS = frozenset(
 
 # The shortest secret accepted outside dev (a token, a password, the link secret).
 MIN_SECRET_LENGTH = 8
+
+# Environment variables a command may be given (RUNBOOKD_COMMAND_ENV, a step's env): a strict
+# name, and never one that changes which code the child loads or where it finds programs, nor
+# one of runbookd's own settings (RUNBOOKD_SECRETS would hand every secret to the child).
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+FORBIDDEN_ENV = re.compile(
+    r"^(PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|LD_.*|DYLD_.*|GCONV_PATH|LOCPATH|"
+    r"PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONUSERBASE|PYTHONINSPECT|NODE_OPTIONS|"
+    r"NODE_PATH|PERL5LIB|PERL5OPT|PERLLIB|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|"
+    r"RUNBOOKD_.*)$")
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why `name` may not be given to a command, or None when it may."""
+    if not ENV_NAME.match(name):
+        return f"{name[:60]!r} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+    if FORBIDDEN_ENV.match(name):
+        return (f"environment variable {name} changes what code a command loads, or holds "
+                "runbookd's own settings")
+    return None
+
 
 CommaList = Annotated[list[str], NoDecode]
 CommaSecrets = Annotated[list[SecretStr], NoDecode]
@@ -77,6 +99,8 @@ class Settings(BaseSettings):
     # Actions.
     http_allowlist: CommaList = Field(default_factory=list)
     command_allowlist: CommaList = Field(default_factory=list)
+    # Variables of runbookd's own environment that pass through to commands (KUBECONFIG,HOME).
+    command_env: CommaList = Field(default_factory=list)
     registry_dir: Path = Path("var/registry")
     # The only directories artifact.verify reads local files under; empty: registry_dir.
     artifact_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -107,7 +131,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "webhook_tokens", "webhook_basic_auth", "pagerduty_secrets", "http_allowlist",
-        "command_allowlist", "artifact_roots", "trusted_proxies", mode="before",
+        "command_allowlist", "command_env", "artifact_roots", "trusted_proxies", mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -123,6 +147,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"RUNBOOKD_TRUSTED_PROXIES entries must be IP addresses or "
                                  f"CIDR networks, not {entry[:60]!r}") from None
         return entries
+
+    @field_validator("command_env")
+    @classmethod
+    def _command_env_names(cls, names: list[str]) -> list[str]:
+        problems = [problem for name in names if (problem := env_name_problem(name))]
+        if problems:
+            raise ValueError(f"RUNBOOKD_COMMAND_ENV: {'; '.join(problems)}")
+        return names
 
     @field_validator("webhook_basic_auth")
     @classmethod

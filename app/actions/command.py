@@ -3,9 +3,15 @@
 Each argv element reaches the program as exactly one argument, so a label value such as
 `$(rm -rf /)` or `; ls` is only ever text. The executable must be on RUNBOOKD_COMMAND_ALLOWLIST:
 an entry with a slash allows that absolute path; a bare name allows that name as found on PATH
-(a path like `/tmp/x/python` never matches the bare entry `python`). The child gets a
-restricted environment (PATH, LANG and the step's `env`), its own process group, and on a
-timeout or a cancellation the whole group is killed.
+(a path like `/tmp/x/python` never matches the bare entry `python`). The child gets its own
+process group, and on a timeout or a cancellation the whole group is killed.
+
+The child's environment is built, never inherited: PATH and LANG; then the variables of
+runbookd's own environment that RUNBOOKD_COMMAND_ENV lists (`KUBECONFIG,HOME`, so that kubectl
+finds its kubeconfig; unset ones are skipped); then the step's `env` (plain values, which the
+approval covers); then `secret_env` (variable -> name of a secret in RUNBOOKD_SECRETS; the value
+is redacted from the captured output and never recorded). Names that change which code the
+child loads (PATH, LD_*, PYTHONPATH...) or that hold runbookd's settings are refused.
 
 Its plan is the argv as it will run ("argv: kubectl argo rollouts abort fraud-v3 -n
 ml-serving"), with the executable resolved against the allow-list; `resolved` holds both.
@@ -16,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shlex
 import shutil
 import signal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from app.actions._support import redact, secret_value
 from app.actions.base import (
@@ -33,13 +38,11 @@ from app.actions.base import (
     ActionPlan,
     ActionResult,
 )
+from app.config import env_name_problem
 from app.durations import Duration
 
 OUTPUT_LIMIT = 8 * 1024
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-# Variables that would change which code the child loads, or where it finds programs.
-FORBIDDEN_ENV = re.compile(r"^(PATH|LD_.*|DYLD_.*|PYTHONPATH|PYTHONSTARTUP|BASH_ENV|ENV)$")
 
 
 class CommandParams(ActionParams):
@@ -63,11 +66,16 @@ class CommandParams(ActionParams):
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
         for name in env:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-            if FORBIDDEN_ENV.match(name):
-                raise ValueError(f"environment variable {name} may not be set by a runbook")
+            if problem := env_name_problem(name):
+                raise ValueError(f"{problem}: it may not be set by a runbook")
         return env
+
+    @model_validator(mode="after")
+    def _one_source_per_variable(self) -> CommandParams:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"{', '.join(both)} is in both env and secret_env: keep one")
+        return self
 
 
 def resolve_executable(program: str, allowlist: list[str]) -> str:
@@ -92,6 +100,15 @@ def resolve_executable(program: str, allowlist: list[str]) -> str:
     if resolved is None:
         raise ActionFailed(f"executable {program!r} is allowed but not found on PATH")
     return resolved
+
+
+def child_environment(passed: list[str], env: dict[str, str], secrets: dict[str, str],
+                      ) -> dict[str, str]:
+    """The child's whole environment: PATH and LANG, the allow-listed variables of runbookd's
+    own environment that are set, the step's `env`, then its secrets (later ones win)."""
+    inherited = {name: os.environ[name] for name in passed if name in os.environ}
+    return {"PATH": os.environ.get("PATH", DEFAULT_PATH),
+            "LANG": os.environ.get("LANG", "C.UTF-8"), **inherited, **env, **secrets}
 
 
 class _Tail:
@@ -160,8 +177,7 @@ class CommandRun:
             where = f" in {cwd}" if cwd else ""
             return ActionResult(f"would run {shown}{where}",
                                 {"argv": [executable, *params.argv[1:]]})
-        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH),
-               "LANG": os.environ.get("LANG", "C.UTF-8"), **params.env, **secrets}
+        env = child_environment(ctx.settings.command_env, params.env, secrets)
         try:
             process = await asyncio.create_subprocess_exec(
                 executable, *params.argv[1:], stdin=asyncio.subprocess.DEVNULL,

@@ -173,3 +173,101 @@ async def _gone(pid: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"process {pid} outlived the step")
+
+
+# -- the environment a command may inherit (RUNBOOKD_COMMAND_ENV) -------------------------------
+
+FAKE_KUBECTL = """#!/bin/sh
+# Behaves like kubectl without a kubeconfig: no KUBECONFIG (and no ~/.kube/config) means it
+# talks to localhost:8080 and fails.
+if [ -z "$KUBECONFIG" ] || [ ! -f "$KUBECONFIG" ]; then
+  echo "The connection to the server localhost:8080 was refused -" \
+       "did you specify the right host or port?" >&2
+  exit 1
+fi
+echo "context $(sed -n 's/^current-context: //p' "$KUBECONFIG") home=$HOME token=$KUBE_TOKEN"
+"""
+
+
+@pytest.fixture
+def kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake kubectl that needs KUBECONFIG, and runbookd's own environment carrying one."""
+    fake = tmp_path / "bin" / "kubectl"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_KUBECTL)
+    fake.chmod(0o755)
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\ncurrent-context: prod-eu\n")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return fake
+
+
+async def test_kubectl_without_the_allow_listed_environment_finds_no_kubeconfig(
+        kubectl: Path) -> None:
+    context = make_ctx(command_allowlist=[str(kubectl)])
+    with pytest.raises(ActionFailed, match="exited with code 1: The connection to the server"):
+        await run_action(ACTION, context, argv=[str(kubectl), "get", "pods"])
+
+
+async def test_allow_listed_variables_pass_through_to_the_command(kubectl: Path,
+                                                                  tmp_path: Path) -> None:
+    context = make_ctx(command_allowlist=[str(kubectl)], command_env=["KUBECONFIG", "HOME"])
+    result = await run_action(ACTION, context, argv=[str(kubectl), "get", "pods"])
+    assert result.output["stdout"] == f"context prod-eu home={tmp_path} token=\n"
+
+
+async def test_only_the_listed_variables_pass_and_unset_ones_are_skipped(
+        kubectl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNBOOKD_TEST_LEAK", "should-not-pass")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    context = make_ctx(command_allowlist=["printenv"],
+                       command_env=["KUBECONFIG", "AWS_PROFILE"])
+    result = await run_action(ACTION, context, argv=["printenv"])
+    names = {line.split("=", 1)[0] for line in result.output["stdout"].splitlines()}
+    assert names == {"PATH", "LANG", "KUBECONFIG"}
+
+
+async def test_step_env_and_secret_env_reach_the_command_and_the_secret_stays_hidden(
+        kubectl: Path, tmp_path: Path) -> None:
+    other = tmp_path / "staging.kubeconfig"
+    other.write_text("current-context: staging\n")
+    context = make_ctx(command_allowlist=[str(kubectl)], command_env=["KUBECONFIG", "HOME"],
+                       secrets={"kube_token": SecretStr("tok-0123456789abcdef")})
+    # A step may point at another cluster's kubeconfig, and take a token from a secret.
+    result = await run_action(ACTION, context, argv=[str(kubectl), "get", "pods"],
+                              env={"KUBECONFIG": str(other)},
+                              secret_env={"KUBE_TOKEN": "kube_token"})
+    assert result.output["stdout"] == f"context staging home={tmp_path} token=***\n"
+    assert "tok-0123456789abcdef" not in json.dumps(result.output) + result.summary
+
+
+def test_command_env_is_read_as_a_comma_separated_list(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.config import Settings
+
+    monkeypatch.setenv("RUNBOOKD_COMMAND_ENV", " KUBECONFIG, HOME ,")
+    assert Settings(env="dev").command_env == ["KUBECONFIG", "HOME"]
+
+
+@pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH",
+                                  "BASH_ENV", "RUNBOOKD_SECRETS", "BAD-NAME", "1X", "A B"])
+def test_command_env_refuses_names_that_change_the_code_or_leak_runbookd(name: str) -> None:
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="RUNBOOKD_COMMAND_ENV"):
+        Settings(env="dev", command_env=["KUBECONFIG", name])
+
+
+@pytest.mark.parametrize("name", ["LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES", "PYTHONHOME",
+                                  "NODE_OPTIONS", "RUNBOOKD_SECRETS"])
+def test_a_step_may_not_set_variables_that_change_the_code(name: str) -> None:
+    for field in ("env", "secret_env"):
+        with pytest.raises(ValidationError, match="may not be set by a runbook"):
+            CommandRun.Params.model_validate({"argv": ["echo"], field: {name: "x"}})
+
+
+def test_a_variable_in_both_env_and_secret_env_is_refused() -> None:
+    with pytest.raises(ValidationError, match="TOKEN is in both env and secret_env"):
+        CommandRun.Params.model_validate({"argv": ["echo"], "env": {"TOKEN": "x"},
+                                          "secret_env": {"TOKEN": "t"}})
