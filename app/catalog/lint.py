@@ -204,6 +204,10 @@ def _check_step(doc: YamlDoc, i: int, step: Step, rb: Runbook, actions: ActionSp
     issues = _check_action(doc, loc, step.action, step.with_, actions)
     issues += _templates(doc, (*loc, "with"), step.with_, params=params, steps=earlier)
     issues += _url_paths(doc, (*loc, "with"), step.with_, rb)
+    if step.rate_key is not None:
+        # A shared budget is keyed by what the alert is about, never by a step's output.
+        issues += _templates(doc, (*loc, "rate_key"), step.rate_key, params=params,
+                             scope=TARGET_SCOPE)
     # A verification and a rollback run after the step, so they may read its own output.
     after = earlier | {step.id}
     if step.verify is not None:

@@ -87,6 +87,11 @@ class RollbackSpec(Strict):
     timeout: Duration | None = None
 
 
+class RateLimit(Strict):
+    count: int = Field(ge=1)
+    per: Duration
+
+
 OnResolve = Literal["cancel", "continue"]
 
 
@@ -108,7 +113,19 @@ class Step(Strict):
     # (None: the runbook's `on_resolve`). A fix that works resolves its own alert, so a
     # follow-up such as retraining says `continue` to survive it.
     on_resolve: OnResolve | None = None
+    # A budget on this step alone: when it is spent the step is skipped with its reason and
+    # the runbook goes on. Steps that share `rate_key` (a template over params, e.g.
+    # "retrain:{{ params.model }}") share one budget, across runbooks; without one the key is
+    # the runbook, the step and the target.
+    rate: list[RateLimit] = Field(default_factory=list)
+    rate_key: str | None = Field(default=None, min_length=1, max_length=256)
     description: str = ""
+
+    @model_validator(mode="after")
+    def _keyed_rate(self) -> Step:
+        if self.rate_key is not None and not self.rate:
+            raise ValueError("rate_key names a shared budget, but the step has no `rate`")
+        return self
 
     @field_validator("approvals", mode="before")
     @classmethod
@@ -126,11 +143,6 @@ class TriageItem(Strict):
     then: str = ""
 
 
-class RateLimit(Strict):
-    count: int = Field(ge=1)
-    per: Duration
-
-
 class Breaker(Strict):
     """Pause the runbook after `failures` failed executions inside `within`."""
 
@@ -140,7 +152,10 @@ class Breaker(Strict):
 
 class Limits(Strict):
     rate: list[RateLimit] = Field(default_factory=list)
+    # How many executions may run at once: per target (one model waiting for approval does
+    # not hold up another), or across every target of the runbook.
     concurrent: int = Field(default=1, ge=1)
+    concurrent_scope: Literal["target", "runbook"] = "target"
     # None: the engine's defaults (settings) apply.
     breaker: Breaker | None = None
 

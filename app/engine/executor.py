@@ -9,6 +9,7 @@ starts, so after a crash nobody runs a non-idempotent step again without a human
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,23 +20,25 @@ from app import metrics
 from app.actions.base import ActionContext, ActionPlan
 from app.actions.registry import ActionRegistry
 from app.catalog.schema import ApprovalSpec, Runbook, Step
-from app.catalog.templating import RenderError, render_value
+from app.catalog.templating import RenderError, render_string, render_value
 from app.config import Settings
 from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
 from app.engine.context import approval_channels, step_context
-from app.engine.executions import cancel_open_steps
+from app.engine.executions import cancel_open_steps, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
 from app.engine.outcomes import Outcomes
 from app.engine.proposals import Proposals, ProposePlan
-from app.engine.ratelimit import check_rate
+from app.engine.ratelimit import check_rate, check_step_rate, lock_budget
 from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash
 from app.engine.transitions import lock_execution, transition_step
 from app.events import record_event
 from app.outbound import OutboundHttp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -160,14 +163,14 @@ class Executor(Outcomes, Proposals):
 
     async def _at_concurrency_limit(self, session: AsyncSession, execution: Execution,
                                     runbook: Runbook) -> bool:
-        busy = (await session.execute(
-            select(func.count()).select_from(Execution).where(
-                Execution.runbook_id == runbook.id, Execution.id != execution.id,
-                Execution.started_at.is_not(None),
-                Execution.status.in_(states.ACTIVE_EXECUTION - {states.PAUSED}),
-            )
-        )).scalar_one()
-        return busy >= runbook.limits.concurrent
+        query = select(func.count()).select_from(Execution).where(
+            Execution.runbook_id == runbook.id, Execution.id != execution.id,
+            Execution.started_at.is_not(None),
+            Execution.status.in_(states.ACTIVE_EXECUTION - {states.PAUSED}),
+        )
+        if runbook.limits.concurrent_scope == "target":
+            query = query.where(Execution.target == execution.target)
+        return (await session.execute(query)).scalar_one() >= runbook.limits.concurrent
 
     async def _next(self, session: AsyncSession, execution: Execution, runbook: Runbook) -> Plan:
         runs = {(r.kind, r.step_id): r for r in (await session.execute(
@@ -206,6 +209,10 @@ class Executor(Outcomes, Proposals):
                 return Stop(execution.status)
             return await self._next(session, execution, runbook)
         verify = _verify(step, context)
+        budgeted = step.rate and not execution.dry_run and run.status in (
+            states.STEP_PENDING, states.STEP_APPROVED)
+        if budgeted and await self._spent(session, execution, runbook, step, run, context):
+            return await self._next(session, execution, runbook)
 
         if run.status == states.STEP_AWAITING_APPROVAL:
             await self._move(session, execution, states.AWAITING_APPROVAL,
@@ -233,6 +240,39 @@ class Executor(Outcomes, Proposals):
         return RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
                        timeout=self._timeout(step), retries=step.retries,
                        idempotent=run.idempotent, verify=verify, started=True)
+
+    async def _spent(self, session: AsyncSession, execution: Execution, runbook: Runbook,
+                     step: Step, run: StepRun, context: dict[str, Any]) -> bool:
+        """Skip a step whose rate budget is spent (the runbook goes on); otherwise mark the
+        run as spending the budget when it starts. Checked before approval is asked, so
+        nobody approves a step that cannot run, and again before it runs."""
+        try:
+            key = (render_string(step.rate_key, context) if step.rate_key
+                   else f"{runbook.id}:{step.id}:{execution.target}")
+        except RenderError as exc:
+            key = f"{runbook.id}:{step.id}:{execution.target}"
+            log.warning("execution %s step %s: rate_key does not render (%s); using %s",
+                             execution.id, step.id, exc, key)
+        await lock_budget(session, key)
+        verdict = await check_step_rate(session, key=key, limits=step.rate, now=utcnow(),
+                                        exclude_id=run.id)
+        run.rate_key = key
+        if verdict.allowed:
+            return False
+        reason = f"skipped: {verdict.describe()}"
+        await void_approvals(session, run, reason=reason, actor=self.actor)
+        await transition_step(session, run, states.STEP_SKIPPED, actor=self.actor,
+                              reason=reason, summary=reason, finished_at=utcnow())
+        record_event(session, kind="step.rate_limited", entity="step", actor=self.actor,
+                     execution_id=execution.id, step_run_id=run.id, step_id=step.id,
+                     reason=reason, data={"rate_key": key, "next_allowed_at":
+                                          verdict.next_allowed_at.isoformat()
+                                          if verdict.next_allowed_at else None})
+        self._notify(session, execution, runbook, kind="rate_limited",
+                     channels=approval_channels(runbook), text=f"step {step.id} {reason}",
+                     step=run)
+        await self._advance(session, execution, runbook, step)
+        return True
 
     async def _next_rollback(
         self, session: AsyncSession, execution: Execution, runs: dict[tuple[str, str], StepRun],

@@ -88,6 +88,7 @@ class StepRun(Base):
     __table_args__ = (
         UniqueConstraint("execution_id", "step_id", "kind"),
         Index("ix_step_runs_escalation", "status", "next_escalation_at"),
+        Index("ix_step_runs_rate", "rate_key", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -119,6 +120,9 @@ class StepRun(Base):
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     approval_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The budget a rate-limited step spends when it starts (real runs only): steps of any
+    # runbook with the same key share it.
+    rate_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
 
 class Approval(Base):

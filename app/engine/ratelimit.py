@@ -1,19 +1,24 @@
-"""Durable rate limits per (runbook, target), counted from the database.
+"""Durable rate limits, counted from the database: per (runbook, target) for whole
+executions, and per key for a step (a budget that steps of several runbooks may share).
 
-Counting executions that started inside each window, rather than keeping counters in
-memory, is what makes a limit survive restarts and hold across replicas.
+Counting what started inside each window, rather than keeping counters in memory, is what
+makes a limit survive restarts and hold across replicas. A cancelled execution spent
+nothing that counts; a skipped step never started.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import RateLimit
-from app.engine.models import Execution
+from app.durations import format_duration
+from app.engine import states
+from app.engine.models import Execution, StepRun
 
 
 @dataclass(frozen=True)
@@ -22,12 +27,15 @@ class Verdict:
     limit: RateLimit | None = None
     next_allowed_at: dt.datetime | None = None
 
+    key: str | None = None
+
     def describe(self) -> str:
         if self.allowed or self.limit is None or self.next_allowed_at is None:
             return "allowed"
-        seconds = int(self.limit.per.total_seconds())
-        return (f"rate limit of {self.limit.count} per {seconds}s reached; next run allowed "
-                f"at {self.next_allowed_at.isoformat(timespec='seconds')}")
+        budget = f" for {self.key}" if self.key else ""
+        return (f"rate limit of {self.limit.count} per {format_duration(self.limit.per)}"
+                f"{budget} reached; next run allowed at "
+                f"{self.next_allowed_at.isoformat(timespec='seconds')}")
 
 
 async def check_rate(
@@ -40,6 +48,7 @@ async def check_rate(
         query = select(func.count(), func.min(Execution.started_at)).where(
             Execution.runbook_id == runbook_id, Execution.target == target,
             Execution.started_at >= since, Execution.dry_run.is_(False),
+            Execution.status != states.CANCELLED,
         )
         if exclude_id is not None:
             query = query.where(Execution.id != exclude_id)
@@ -49,3 +58,27 @@ async def check_rate(
             # limit), this is an early estimate, and the check simply runs again then.
             return Verdict(False, limit, (oldest or now) + limit.per)
     return Verdict(True)
+
+
+async def check_step_rate(session: AsyncSession, *, key: str, limits: list[RateLimit],
+                          now: dt.datetime, exclude_id: int | None = None) -> Verdict:
+    """Whether a step spending the budget `key` may start now."""
+    for limit in limits:
+        query = select(func.count(), func.min(StepRun.started_at)).where(
+            StepRun.rate_key == key, StepRun.started_at >= now - limit.per)
+        if exclude_id is not None:
+            query = query.where(StepRun.id != exclude_id)
+        count, oldest = (await session.execute(query)).one()
+        if count >= limit.count:
+            return Verdict(False, limit, (oldest or now) + limit.per, key=key)
+    return Verdict(True, key=key)
+
+
+async def lock_budget(session: AsyncSession, key: str) -> None:
+    """Hold the budget `key` until the transaction ends, so that two replicas cannot both
+    see one run left and both spend it. SQLite has a single writer already."""
+    if session.bind.dialect.name != "postgresql":
+        return
+    lock_id = int.from_bytes(hashlib.sha256(f"rate:{key}".encode()).digest()[:8], "big",
+                             signed=True)
+    await session.execute(select(func.pg_advisory_xact_lock(lock_id)))

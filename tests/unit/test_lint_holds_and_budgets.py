@@ -1,5 +1,5 @@
-"""Issue 14, defect 1: lint reports a check that can never pass (a hold longer than the
-check may run), so a verification that would roll a good fix back never loads."""
+"""Issue 14: lint reports a check that can never pass (a hold longer than the check may run,
+which would roll a good fix back) and a step budget keyed by anything but params."""
 
 from __future__ import annotations
 
@@ -41,3 +41,14 @@ def test_a_hold_that_fits_is_clean(tmp_path) -> None:
 def test_a_templated_hold_is_not_guessed(tmp_path) -> None:
     _, issues = issues_for(tmp_path, held("'{{ params.model }}'", "2m"))
     assert all("never pass" not in i.message for i in issues)
+
+
+def test_a_rate_key_may_use_params_only(tmp_path) -> None:
+    text = runbook_text(replace={
+        "    on_failure: rollback": "    on_failure: rollback\n    rate: [{count: 1, per: 6h}]\n"
+                                   "    rate_key: 'retrain:{{ steps.check.output.version }}'"})
+    mappings, remediations = write_catalog(tmp_path, {"drift": text})
+    found = lint(mappings, remediations, actions=default_registry().specs(),
+                 today=dt.date(2026, 11, 26))
+    assert any("steps" in i.message and i.line == line_of(text, "rate_key:")
+               for i in found if i.severity == "error"), found
