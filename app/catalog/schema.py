@@ -165,9 +165,12 @@ class Objectives(Strict):
     time_to_restore: Duration
 
 
+Channel = Annotated[str, Field(pattern=r"^(slack|pagerduty|webhook):[A-Za-z0-9_.#-]+$")]
+
+
 class EscalationTier(Strict):
     after: Duration
-    notify: list[Annotated[str, Field(pattern=r"^(slack|pagerduty|webhook):[A-Za-z0-9_.#-]+$")]]
+    notify: list[Channel]
 
 
 class Runbook(Strict):
@@ -189,6 +192,9 @@ class Runbook(Strict):
     preconditions: list[CheckSpec] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
     escalation: list[EscalationTier] = Field(default_factory=list)
+    # Who hears when an execution fails, needs attention or is rate limited, beside the
+    # first tier: a failed automatic rollback of a critical model must page someone.
+    on_failure_notify: list[Channel] = Field(default_factory=list)
     on_resolve: OnResolve = "cancel"
     postmortem: str = Field(min_length=1)
     dashboards: dict[str, str] = Field(default_factory=dict)

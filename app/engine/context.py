@@ -54,3 +54,9 @@ def approval_deadlines(
 def approval_channels(runbook: Runbook) -> list[str]:
     """Who is asked first: the first escalation tier's channels."""
     return list(runbook.escalation[0].notify) if runbook.escalation else []
+
+
+def failure_channels(runbook: Runbook) -> list[str]:
+    """Who hears that an execution failed, needs attention or was held by a limit: the first
+    tier, and whoever the runbook's `on_failure_notify` names."""
+    return list(dict.fromkeys([*approval_channels(runbook), *runbook.on_failure_notify]))

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
-from app.engine.context import approval_channels, step_context
+from app.engine.context import failure_channels, step_context
 from app.engine.executions import cancel_open_steps, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
@@ -151,7 +151,7 @@ class Executor(Outcomes, Proposals):
                                  data={"next_allowed_at": verdict.next_allowed_at.isoformat()
                                        if verdict.next_allowed_at else None})
                 self._notify(session, execution, runbook, kind="rate_limited",
-                             channels=approval_channels(runbook), text=reason)
+                             channels=failure_channels(runbook), text=reason)
                 return Stop(reason)
         if await self._at_concurrency_limit(session, execution, runbook):
             execution.wake_at = now + dt.timedelta(seconds=self.settings.poll_seconds * 5)
@@ -269,7 +269,7 @@ class Executor(Outcomes, Proposals):
                                           verdict.next_allowed_at.isoformat()
                                           if verdict.next_allowed_at else None})
         self._notify(session, execution, runbook, kind="rate_limited",
-                     channels=approval_channels(runbook), text=f"step {step.id} {reason}",
+                     channels=failure_channels(runbook), text=f"step {step.id} {reason}",
                      step=run)
         await self._advance(session, execution, runbook, step)
         return True
@@ -317,7 +317,7 @@ class Executor(Outcomes, Proposals):
         runbook = await self.runbooks.get(session, execution.runbook_id,
                                           execution.runbook_version)
         self._notify(session, execution, runbook, kind="needs_attention",
-                     channels=approval_channels(runbook), text=reason)
+                     channels=failure_channels(runbook), text=reason)
         return Stop("needs attention")
 
     # -- doing ----------------------------------------------------------------------------

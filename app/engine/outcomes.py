@@ -15,7 +15,7 @@ from app.catalog.schema import Goto, Runbook, Step
 from app.config import Settings
 from app.db import after_commit, utcnow
 from app.engine import states
-from app.engine.context import approval_channels
+from app.engine.context import failure_channels
 from app.engine.guards import trip_breaker_if_needed
 from app.engine.models import Execution, StepRun
 from app.engine.transitions import transition_execution
@@ -94,7 +94,7 @@ class Outcomes:
             return
         await self._move(session, execution, states.FAILED, reason=reason)
         self._notify(session, execution, runbook, kind="failed",
-                     channels=approval_channels(runbook), text=reason)
+                     channels=failure_channels(runbook), text=reason)
         breaker = getattr(runbook.limits, "breaker", None)
         failures = breaker.failures if breaker else self.settings.breaker_failures
         within = (breaker.within if breaker
@@ -102,7 +102,7 @@ class Outcomes:
         if not execution.dry_run and await trip_breaker_if_needed(
                 session, runbook.id, failures=failures, within=within):
             self._notify(session, execution, runbook, kind="breaker",
-                         channels=approval_channels(runbook),
+                         channels=failure_channels(runbook),
                          text=f"runbook {runbook.id} paused by its circuit breaker")
 
     async def _move(self, session: AsyncSession, execution: Execution, to_state: str, *,

@@ -180,6 +180,9 @@ def test_every_runbook_is_complete(catalog, runbook_id):
                if s.action.split(".")[-1].startswith(("get", "list", "query", "verify")))
     assert all(s.timeout for s in rb.steps), "every step bounds its time"
     assert all(spec.pattern or spec.allowed for spec in rb.params.values())
+    if rb.severity == "critical":
+        assert any(c.startswith("pagerduty:") for c in rb.on_failure_notify), \
+            "a critical runbook that fails must page (on_failure_notify)"
 
 
 def postmortem_scope(params: dict) -> dict:
