@@ -10,25 +10,27 @@ pointed before in a registered-model tag that these actions write:
 
 `mlflow.set_alias` and `mlflow.rollback_alias` append to it. When the alias was moved outside
 runbookd (the UI, a training job), the version found there is appended first, so the history
-still ends with the version the alias held. `mlflow.rollback_alias` walks the history back to
-the newest version other than the current one that still exists and is READY (and, with
-`verify: true`, still matches its manifest). A rollback whose newest history entry is a
-rollback written by the same execution and step is already done and changes nothing, so a
-retried or resumed step never goes back twice: the tag is written before the alias moves, so
-after a crash in between the retry finds its own entry and completes that same move.
-Concurrent rollbacks of one model are kept apart by the engine's per-target lock.
+still ends with the version the alias held. Where `mlflow.rollback_alias` goes is the runbook's
+`previous:` policy (runbookd's history, the newest older READY version, or the newest older
+version carrying a tag CI sets; see `app.actions.mlflow_previous`), and with `verify: true` it
+skips versions whose files fail the `manifest:` policy (`app.actions.mlflow_artifacts`, which
+reads files only through MLflow, whatever store holds them). A rollback whose newest history
+entry is a rollback written by the same execution and step is already done and changes
+nothing, so a retried or resumed step never goes back twice: the tag is written before the
+alias moves, so after a crash in between the retry finds its own entry and completes that same
+move. Concurrent rollbacks of one model are kept apart by the engine's per-target lock.
 
 Auth: `auth_secret` names a secret in settings.secrets; it is sent as a Bearer token, or as
 HTTP basic auth (`user:password`) with `auth_scheme: Basic`. It never appears in outputs.
 
 Plans (read-only): `set_alias`, `rollback_alias` and `set_tag` resolve the change against the
 server as `run` would, with the same code, e.g. "champion of fraud-v3 (MLflow): version 7 →
-version 6"; `resolved` holds the server's host, the model, and the values before and after.
+version 6 (newest older READY version; no runbookd history)"; `resolved` holds the server's
+host, the model, and the values before and after.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -36,12 +38,12 @@ from pydantic import Field, model_validator
 from app.actions._support import VersionStr
 from app.actions.base import ActionContext, ActionFailed, ActionPlan, ActionResult
 from app.actions.checksums import MANIFEST_NAME
-from app.actions.mlflow_client import (
-    HISTORY_TAG,
-    Mlflow,
-    MlflowParams,
-    verify_artifacts,
-)
+from app.actions.mlflow_artifacts import ManifestPolicy, verify_files
+from app.actions.mlflow_client import HISTORY_TAG, AliasParams, Mlflow, MlflowParams
+from app.actions.mlflow_previous import RollbackParams, resolve_rollback
+
+__all__ = ["HISTORY_TAG", "MlflowGetAlias", "MlflowRollbackAlias", "MlflowSetAlias",
+           "MlflowSetTag", "MlflowVerifyVersion", "RollbackParams", "mlflow_actions"]
 
 
 def _read_only(ctx: ActionContext) -> str:
@@ -60,10 +62,6 @@ def _alias_plan(api: Mlflow, params: AliasParams, *, current: str | None, target
     return ActionPlan(summary=summary, resolved={
         "mlflow": api.host, "model": params.model, "alias": params.alias, "from": current,
         "to": target})
-
-
-class AliasParams(MlflowParams):
-    alias: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class MlflowGetAlias:
@@ -136,31 +134,25 @@ class MlflowSetAlias:
                                  history=history, verb="set", kind="set")
 
 
-class RollbackParams(AliasParams):
-    # Also skip candidates whose artifacts no longer match their manifest.
-    verify: bool = False
-    manifest: str = MANIFEST_NAME
-
-
 class MlflowRollbackAlias:
     name: ClassVar[str] = "mlflow.rollback_alias"
     Params = RollbackParams
     # A second run by the same step finds its own history entry and changes nothing.
     idempotent: ClassVar[bool] = True
     description: ClassVar[str] = (
-        "Moves an MLflow alias back to the previous version that held it, from the history "
-        "that runbookd records in the tag runbookd.alias_history.<alias>."
+        "Moves an MLflow alias back to the previous version: from runbookd's alias history, "
+        "the newest older READY version, or the newest older version carrying a tag CI sets "
+        "(`previous:`); with `verify: true`, skips versions whose files fail `manifest:`."
     )
 
     async def plan(self, ctx: ActionContext, params: RollbackParams) -> ActionPlan:
         """The rollback as it would happen now, with `previous` resolved as `run` does."""
         api = Mlflow(ctx, params)
-        found = await _resolve_rollback(ctx, api, params)
+        found = await resolve_rollback(ctx, api, params)
         if found.resumed:
             why = " (finishing this step's own rollback)"
         else:
-            why = (" (the last version that held it"
-                   + ("; its artifacts verify" if params.verify else "") + ")")
+            why = f" ({found.why}" + (f"; {_checked(params)}" if params.verify else "") + ")"
         plan = _alias_plan(api, params, current=found.current, target=found.target, why=why)
         if found.skipped:
             return ActionPlan(summary=f"{plan.summary}; skipped {', '.join(found.skipped)}",
@@ -169,58 +161,22 @@ class MlflowRollbackAlias:
 
     async def run(self, ctx: ActionContext, params: RollbackParams) -> ActionResult:
         api = Mlflow(ctx, params)
-        found = await _resolve_rollback(ctx, api, params)
+        found = await resolve_rollback(ctx, api, params)
         if found.resumed:
             return await _resume(ctx, api, params, current=found.current, target=found.target)
         result = await _move_alias(ctx, api, params, target=found.target, current=found.current,
                                    history=found.history, verb="roll back", kind="rollback")
-        result.output["skipped"] = found.skipped
+        result.output.update(skipped=found.skipped, previous=found.policy, why=found.why)
         return result
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Rollback:
-    """Where a rollback would take the alias, and what it found on the way."""
-
-    current: str
-    target: str
-    history: list[dict[str, Any]]
-    skipped: list[str]
-    # This very step already recorded its rollback to `target` (a retry or a resume).
-    resumed: bool = False
-
-
-async def _resolve_rollback(ctx: ActionContext, api: Mlflow,
-                            params: RollbackParams) -> _Rollback:
-    """Resolve `previous`: the one code path for `plan` and `run`. Reads only."""
-    current = await api.get_alias(params.model, params.alias)
-    if current is None:
-        raise ActionFailed(f"alias {params.alias!r} of MLflow model {params.model!r} is not "
-                           "set, so there is nothing to roll back")
-    history = await api.history(params.model, params.alias)
-    last = history[-1] if history else {}
-    if (ctx.execution_id is not None and ctx.step_id is not None
-            and (last.get("x"), last.get("s"), last.get("k")) == (ctx.execution_id,
-                                                                    ctx.step_id, "rollback")):
-        return _Rollback(current=current, target=str(last["v"]), history=history, skipped=[],
-                         resumed=True)
-    skipped: list[str] = []
-    seen = {current}
-    for entry in reversed(history):
-        candidate = str(entry["v"])
-        if candidate in seen:
-            continue
-        seen.add(candidate)
-        reason = await _unusable(ctx, api, params, candidate)
-        if reason is None:
-            return _Rollback(current=current, target=candidate, history=history,
-                             skipped=skipped)
-        skipped.append(f"version {candidate}: {reason}")
-    detail = f"; skipped {'; '.join(skipped)}" if skipped else ""
-    raise ActionFailed(
-        f"alias {params.alias!r} of MLflow model {params.model!r} has no previous version "
-        f"to roll back to (current {current}; history in tag {HISTORY_TAG}{params.alias} "
-        f"has {len(history)} entries{detail})")
+def _checked(params: RollbackParams) -> str:
+    """How the target's files were checked, in a few words for the plan."""
+    if params.manifest == "run_artifacts":
+        return "its artifacts read back as MLflow lists them"
+    if params.manifest == "if_present":
+        return f"its artifacts verify where it has a {params.manifest_file}"
+    return "its artifacts verify"
 
 
 async def _resume(ctx: ActionContext, api: Mlflow, params: RollbackParams, *, current: str,
@@ -238,20 +194,6 @@ async def _resume(ctx: ActionContext, api: Mlflow, params: RollbackParams, *, cu
     await api.set_alias(params.model, params.alias, target)
     return ActionResult(f"finished rolling back {described} from version {current} to version "
                         f"{target}", {**output, "changed": True})
-
-
-async def _unusable(ctx: ActionContext, api: Mlflow, params: RollbackParams,
-                    version: str) -> str | None:
-    found = await api.get_version(params.model, version)
-    if found is None:
-        return "deleted"
-    if found.get("status", "READY") != "READY":
-        return f"status {found['status']}"
-    if params.verify:
-        _, problems = await verify_artifacts(ctx, api, params.model, found, params.manifest)
-        if problems:
-            return "fails verification: " + "; ".join(p.describe() for p in problems[:3])
-    return None
 
 
 class SetTagParams(MlflowParams):
@@ -306,7 +248,8 @@ def _shown(value: str | None) -> str:
 class VerifyParams(MlflowParams):
     version: VersionStr | None = None
     alias: str | None = Field(default=None, max_length=255)
-    manifest: str = Field(default=MANIFEST_NAME, min_length=1, max_length=512)
+    manifest: ManifestPolicy = "require"
+    manifest_file: str = Field(default=MANIFEST_NAME, min_length=1, max_length=512)
 
     @model_validator(mode="after")
     def _one_target(self) -> VerifyParams:
@@ -320,8 +263,9 @@ class MlflowVerifyVersion:
     Params = VerifyParams
     idempotent: ClassVar[bool] = True
     description: ClassVar[str] = (
-        "Streams an MLflow model version's artifacts and checks them against the manifest "
-        "stored with them; names each file that fails."
+        "Streams an MLflow model version's files through MLflow and checks them against its "
+        "manifest, or against MLflow's own listing (`manifest: run_artifacts`); names each "
+        "file that fails."
     )
 
     async def run(self, ctx: ActionContext, params: VerifyParams) -> ActionResult:
@@ -334,15 +278,21 @@ class MlflowVerifyVersion:
                                    f"is not set (at {api.host})")
         assert version is not None
         found = await api.require_version(params.model, version)
-        checked, problems = await verify_artifacts(ctx, api, params.model, found, params.manifest)
-        output = {"model": params.model, "version": version, "files_checked": checked,
+        checked = await verify_files(api, params.model, found, policy=params.manifest,
+                                     manifest_file=params.manifest_file)
+        problems = checked.problems
+        output = {"model": params.model, "version": version, "files_checked": checked.checked,
                   "failed": [p.as_dict() for p in problems[:20]], "ok": not problems}
+        if checked.checksum is not None:
+            output["checksum"] = checked.checksum
         label = f"{_read_only(ctx)}MLflow model {params.model} version {version}"
         if problems:
             listed = "; ".join(p.describe() for p in problems[:5])
-            raise ActionFailed(f"{label} fails verification ({len(problems)} of {checked} "
-                               f"file(s)): {listed}", output=output)
-        return ActionResult(f"{label}: all {checked} file(s) match {params.manifest}", output)
+            raise ActionFailed(f"{label} fails verification ({len(problems)} of "
+                               f"{checked.checked} file(s)): {listed}", output=output)
+        if not checked.checked:
+            return ActionResult(f"{label} has {checked.basis}", output)
+        return ActionResult(f"{label}: all {checked.checked} file(s) {checked.basis}", output)
 
 
 def mlflow_actions() -> list[Any]:

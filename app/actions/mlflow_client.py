@@ -7,22 +7,22 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import Field
 
 from app.actions._support import error_detail, host_of, outbound_failure, secret_value
 from app.actions.base import ActionContext, ActionFailed, ActionParams
-from app.actions.checksums import ManifestError, Problem, compare, parse_manifest
-from app.actions.downloads import fetch_small, stream_digest
 
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 HISTORY_TAG = "runbookd.alias_history."
 HISTORY_LIMIT = 20
+SEARCH_PAGE = 100
+# How many older versions a search for `previous` reads before it gives up.
+SEARCH_LIMIT = 2_000
 
 
 class MlflowParams(ActionParams):
@@ -30,6 +30,10 @@ class MlflowParams(ActionParams):
     tracking_uri: str | None = Field(default=None, pattern=r"^https?://")
     auth_secret: str | None = None
     auth_scheme: Literal["Bearer", "Basic"] = "Bearer"
+
+
+class AliasParams(MlflowParams):
+    alias: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class Mlflow:
@@ -96,6 +100,28 @@ class Mlflow:
                         body={"name": model, "alias": alias, "version": version},
                         doing=f"setting alias {alias} of {model} to version {version}")
 
+    async def older_versions(self, model: str, below: int) -> AsyncIterator[dict[str, Any]]:
+        """The versions of `model` numbered below `below`, newest first (MLflow's search)."""
+        params = {"filter": _name_filter(model), "order_by": "version_number DESC",
+                  "max_results": str(SEARCH_PAGE)}
+        read = 0
+        while True:
+            page = await self.call("GET", "model-versions/search", params=params,
+                                   doing=f"searching the versions of {model}")
+            assert page is not None
+            for found in page.get("model_versions", []):
+                read += 1
+                number = version_number(found.get("version"))
+                if found.get("name") == model and number is not None and number < below:
+                    yield found
+            token = page.get("next_page_token")
+            if not token:
+                return
+            if read >= SEARCH_LIMIT:
+                raise ActionFailed(f"searched {read} versions of MLflow model {model!r} below "
+                                   f"version {below} without finding one to roll back to")
+            params["page_token"] = token
+
     async def history(self, model: str, alias: str) -> list[dict[str, Any]]:
         """The alias history runbookd recorded in its registered-model tag, oldest first."""
         found = await self.call("GET", "registered-models/get", params={"name": model},
@@ -128,6 +154,22 @@ class Mlflow:
                         doing=f"recording the history of alias {alias} of {model}")
 
 
+def version_number(version: object) -> int | None:
+    """An MLflow version number (a string of digits), or None for anything else."""
+    text = str(version)
+    return int(text) if text.isdigit() else None
+
+
+def _name_filter(model: str) -> str:
+    # MLflow's filter grammar has no escape for quotes, but takes either kind.
+    if "'" not in model:
+        return f"name='{model}'"
+    if '"' not in model:
+        return f'name="{model}"'
+    raise ActionFailed(f"MLflow model {model!r} has both kinds of quote in its name, so "
+                       "MLflow's search cannot find its versions: use previous: history")
+
+
 def _error(response: httpx.Response) -> tuple[str, str]:
     try:
         body = response.json()
@@ -147,46 +189,3 @@ def _alias_missing(response: httpx.Response) -> bool:
 def _version_missing(response: httpx.Response) -> bool:
     _, message = _error(response)
     return response.status_code == 404 and message.startswith("Model Version")
-
-
-async def artifact_path(api: Mlflow, model: str, found: dict[str, Any]) -> str:
-    """The version's path under the artifact proxy, from its `source`."""
-    source = str(found.get("source", ""))
-    if source.startswith("mlflow-artifacts:"):
-        return urlsplit(source).path.strip("/")
-    if source.startswith("runs:/"):
-        run_id, _, sub = source.removeprefix("runs:/").partition("/")
-        run = await api.call("GET", "runs/get", params={"run_id": run_id},
-                             doing=f"reading run {run_id} of {model}")
-        assert run is not None
-        root = str(run["run"]["info"]["artifact_uri"])
-        if root.startswith("mlflow-artifacts:"):
-            return "/".join(p for p in (urlsplit(root).path.strip("/"), sub.strip("/")) if p)
-        source = root
-    raise ActionFailed(f"{model} version {found.get('version')}: source {source!r} is not "
-                       "served by the MLflow artifact proxy (mlflow-artifacts:/ or runs:/)")
-
-
-async def verify_artifacts(ctx: ActionContext, api: Mlflow, model: str, found: dict[str, Any],
-                  manifest_name: str) -> tuple[int, list[Problem]]:
-    """Stream every file the manifest lists; returns how many were checked and the bad ones."""
-    label = f"{model} version {found.get('version')}"
-    root = f"{api.base}{ARTIFACTS}/{quote(await artifact_path(api, model, found))}"
-    doing = f"verifying {label}"
-    raw = await fetch_small(ctx, f"{root}/{quote(manifest_name)}", doing=doing,
-                            headers=api.headers)
-    if raw is None:
-        raise ActionFailed(f"{label} has no {manifest_name} among its artifacts "
-                           f"(MLflow at {api.host})")
-    try:
-        manifest = parse_manifest(raw, source=f"{manifest_name} of {label}")
-    except ManifestError as exc:
-        raise ActionFailed(str(exc)) from None
-    problems = []
-    for name, expected in sorted(manifest.items()):
-        digest = await stream_digest(ctx, f"{root}/{quote(name)}", doing=doing,
-                                     headers=api.headers)
-        problem = Problem(name, "missing") if digest is None else compare(name, expected, digest)
-        if problem:
-            problems.append(problem)
-    return len(manifest), problems

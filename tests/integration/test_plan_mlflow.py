@@ -136,3 +136,25 @@ async def test_set_alias_and_set_tag_plans(mlflow_server: Peer, tmp_path: Path) 
     with pytest.raises(ActionFailed, match=rf"MLflow at {mlflow_server.url.removeprefix('http://')}"
                                            f" has no version 9 of model '{model}'"):
         await plan(MlflowSetAlias(), context, model=model, alias="champion", version=9)
+
+
+async def test_a_plan_names_the_policy_that_found_previous(mlflow_server: Peer,
+                                                           tmp_path: Path) -> None:
+    model = await new_model(mlflow_server, tmp_path, 3)
+    await move_alias(mlflow_server, model, "champion", "3")  # CI: no runbookd history
+    context = ctx(mlflow_server)
+    before = await state(mlflow_server, model)
+    checked = await plan(MlflowRollbackAlias(), context, model=model, alias="champion",
+                         verify=True, manifest="run_artifacts")
+    assert checked.summary == (f"champion of {model} (MLflow): version 3 → version 2 (newest "
+                               "older READY version; no runbookd history; its artifacts read "
+                               "back as MLflow lists them)")
+    # A policy that finds nothing says so, in the plan already (before anyone approves).
+    with pytest.raises(ActionFailed, match=rf"history in tag {HISTORY_TAG}champion has 0 "):
+        await plan(MlflowRollbackAlias(), context, model=model, alias="champion",
+                   previous="history")
+    with pytest.raises(ActionFailed, match="no version older than 3 carries the tag "
+                                           "validated='true'"):
+        await plan(MlflowRollbackAlias(), context, model=model, alias="champion",
+                   previous="tag", tag={"key": "validated", "value": "true"})
+    assert await state(mlflow_server, model) == before
