@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     artifact_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     prometheus_url: str = "http://127.0.0.1:9090"
     mlflow_url: str = "http://127.0.0.1:5000"
+    # airflow.* actions: the base URL, the REST API (v2: Airflow 3, JWT; v1: Airflow 2, basic
+    # auth) and the name of the secret holding `user:password`; a step may override each.
+    airflow_url: str | None = Field(default=None, pattern=r"^https?://")
+    airflow_api: Literal["v2", "v1"] = "v2"
+    airflow_auth_secret: str | None = None
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
     # Engine.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.actions.airflow import airflow_actions
 from app.actions.artifact import ArtifactVerify
 from app.actions.base import Action
 from app.actions.command import CommandRun
@@ -19,6 +20,6 @@ def all_actions() -> list[Action]:
     return [
         Noop(), Sleep(), Fail(),
         ArtifactVerify(), *registry_actions(), *mlflow_actions(), HttpRequest(), CommandRun(),
-        PrometheusQuery(), Wait(),
+        PrometheusQuery(), Wait(), *airflow_actions(),
         NotifySlack(), NotifyWebhook(), PagerdutyTrigger(), PagerdutyResolve(),
     ]

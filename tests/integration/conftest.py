@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support.airflow import AirflowPeer, run_airflow
 from tests.support.binaries import need_binary, need_module
 from tests.support.fake_receivers import FakeApi, Receiver, run_fake_api, run_receiver
 from tests.support.peers import Exporter, Peer, run_exporter, run_mlflow, run_prometheus
@@ -40,6 +41,13 @@ async def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     """A real MLflow tracking server with a SQLite store and proxied artifacts."""
     need_module("mlflow")
     async with run_mlflow(tmp_path_factory.mktemp("mlflow")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+async def airflow(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AirflowPeer]:
+    """A real Airflow 3 (api-server, scheduler, dag-processor) running tests/airflow_dags/."""
+    async with run_airflow(tmp_path_factory.mktemp("airflow")) as peer:
         yield peer
 
 

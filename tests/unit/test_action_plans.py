@@ -38,7 +38,8 @@ NEVER_SHOWN = [*SECRETS.values(), "services/T000", "hook-path-secret", "hook-que
 # The built-ins with a side effect: each must resolve its change in a plan() of its own.
 WITH_SIDE_EFFECTS = {"registry.set_alias", "mlflow.set_alias", "mlflow.rollback_alias",
                      "mlflow.set_tag", "http.request", "command.run", "notify.slack",
-                     "notify.webhook", "pagerduty.trigger", "pagerduty.resolve"}
+                     "notify.webhook", "pagerduty.trigger", "pagerduty.resolve",
+                     "airflow.trigger", "airflow.clear_failed", "airflow.pause", "airflow.unpause"}
 
 
 class Recorder:
