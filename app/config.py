@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     artifact_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     prometheus_url: str = "http://127.0.0.1:9090"
     mlflow_url: str = "http://127.0.0.1:5000"
+    # The kubeconfig of kubernetes.* and argo.*; none: KUBECONFIG, then the service account.
+    kubeconfig: Path | None = None
     # airflow.* actions: the base URL, the REST API (v2: Airflow 3, JWT; v1: Airflow 2, basic
     # auth) and the name of the secret holding `user:password`; a step may override each.
     airflow_url: str | None = Field(default=None, pattern=r"^https?://")

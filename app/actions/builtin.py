@@ -8,6 +8,8 @@ from app.actions.base import Action
 from app.actions.command import CommandRun
 from app.actions.embedded_registry_actions import registry_actions
 from app.actions.http import HttpRequest
+from app.actions.kubernetes import kubernetes_actions
+from app.actions.kubernetes_argo import argo_actions
 from app.actions.mlflow import mlflow_actions
 from app.actions.notify import NotifySlack, NotifyWebhook, PagerdutyResolve, PagerdutyTrigger
 from app.actions.prometheus import PrometheusQuery
@@ -21,5 +23,6 @@ def all_actions() -> list[Action]:
         Noop(), Sleep(), Fail(),
         ArtifactVerify(), *registry_actions(), *mlflow_actions(), HttpRequest(), CommandRun(),
         PrometheusQuery(), Wait(), *airflow_actions(),
+        *kubernetes_actions(), *argo_actions(),
         NotifySlack(), NotifyWebhook(), PagerdutyTrigger(), PagerdutyResolve(),
     ]

@@ -41,6 +41,9 @@ WITH_SIDE_EFFECTS = {"registry.set_alias", "mlflow.set_alias", "mlflow.rollback_
                      "notify.webhook", "pagerduty.trigger", "pagerduty.resolve",
                      "airflow.trigger", "airflow.clear_failed", "airflow.pause", "airflow.unpause"}
 
+WITH_SIDE_EFFECTS |= {"kubernetes.rollout_restart", "kubernetes.rollout_undo",
+                      "kubernetes.scale", "argo.rollout_abort", "argo.rollout_promote"}
+
 
 class Recorder:
     """An HTTP client whose transport records every request (a plan must send none)."""
