@@ -490,3 +490,71 @@ async def test_argo_status_waits_for_healthy(kube: FakeKube, kubeconfig: Path) -
                               within="5s", interval="100ms")
     await task
     assert result.output["phase"] == "Healthy"
+
+
+# -- the token stays out of what runbookd records ----------------------------------------------
+
+async def test_the_clusters_token_never_shows_in_plans_outputs_or_errors(
+        kube: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+    add_deployment(kube, NS, APP, images=["fraud:v4", "fraud:v5"])
+    add_rollout(kube, NS, "canary", canary="5d8e1a2b3", step=2, weight=20, paused=True)
+    shown = []
+    for action, params in [(RolloutRestart(), {}), (RolloutUndo(), {}),
+                           (Scale(), {"replicas": 4}), (RolloutPromote(), {"name": "canary"}),
+                           (RolloutAbort(), {"name": "canary"})]:
+        values = {"namespace": NS, "name": APP, **params}
+        shown.append((await plan(action, ctx(kubeconfig), **values)).as_dict())
+        result = await run_action(action, ctx(kubeconfig), **values)
+        shown += [result.summary, result.output]
+    bad = kube.kubeconfig(tmp_path / "bad", token="wrong-token-should-not-show")
+    with pytest.raises(ActionFailed) as failed:
+        await run_action(Scale(), ctx(bad), namespace=NS, name=APP, replicas=2)
+    shown.append(failed.value.message)
+    assert kube.token not in repr(shown)
+    assert "wrong-token-should-not-show" not in repr(shown)
+
+
+# -- the fake checks what the real API server checks -------------------------------------------
+
+async def test_the_fake_api_refuses_what_the_real_one_refuses(kube: FakeKube) -> None:
+    import httpx
+
+    add_deployment(kube, NS, APP, images=["fraud:v5"])
+    add_rollout(kube, NS, "canary")
+    auth = {"Authorization": f"Bearer {kube.token}"}
+    deployment = f"/apis/apps/v1/namespaces/{NS}/deployments/{APP}"
+    rollout = f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts/canary"
+    async with httpx.AsyncClient(base_url=kube.url) as http:
+        assert (await http.get(deployment)).status_code == 401
+        assert (await http.get(f"{deployment}x", headers=auth)).json()["reason"] == "NotFound"
+        assert (await http.get(f"/api/v1/namespaces/{NS}/pods", headers=auth)).status_code == 404
+        assert (await http.delete(deployment, headers=auth)).status_code == 405
+        body = b'{"spec": {"replicas": 2}}'
+        for content_type, where, code in [("application/json", deployment, 415),
+                                          ("text/plain", deployment, 415),
+                                          (STRATEGIC, rollout, 415), (STRATEGIC, deployment, 200)]:
+            answer = await http.patch(where, content=body,
+                                      headers={**auth, "Content-Type": content_type})
+            assert answer.status_code == code, (content_type, where, answer.text)
+        stored = kube.get("deployments", NS, APP)
+        assert stored["metadata"]["generation"] == 2
+        stale = {**stored, "metadata": {**stored["metadata"], "resourceVersion": "1"}}
+        answer = await http.put(deployment, json=stale, headers=auth)
+        assert (answer.status_code, answer.json()["reason"]) == (409, "Conflict")
+        answer = await http.put(deployment, json={**stored, "metadata": {
+            **stored["metadata"], "name": "other"}}, headers=auth)
+        assert answer.status_code == 400
+        no_version = kube.get("rollouts", NS, "canary")
+        del no_version["metadata"]["resourceVersion"]
+        assert (await http.put(rollout, json=no_version, headers=auth)).status_code == 422
+        bad_patch = [{"op": "test", "path": "/spec/replicas", "value": 99}]
+        answer = await http.patch(deployment, json=bad_patch,
+                                  headers={**auth, "Content-Type": JSON_PATCH})
+        assert answer.status_code == 422
+        unchanged = kube.get("deployments", NS, APP)["metadata"]["resourceVersion"]
+        same = await http.patch(deployment, content=body,
+                                headers={**auth, "Content-Type": MERGE})
+        assert same.json()["metadata"]["resourceVersion"] == unchanged
+        selected = await http.get(f"/apis/apps/v1/namespaces/{NS}/replicasets", headers=auth,
+                                  params={"labelSelector": f"app={APP},pod-template-hash"})
+        assert len(selected.json()["items"]) == 1
