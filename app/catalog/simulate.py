@@ -20,6 +20,7 @@ from app.catalog.matcher import CompiledMapping
 from app.catalog.params import ParamError, render_target, resolve_params
 from app.catalog.parser import ActionSpecs
 from app.catalog.schema import CheckSpec, Runbook, Step
+from app.catalog.simulate_limits import SimLimits, SimStepRate, limits_of, step_rate
 from app.catalog.templating import RenderError, make_context, render_string
 from app.durations import format_duration
 from app.errors import Invalid, describe_validation_errors
@@ -101,7 +102,8 @@ class SimStep(_Out):
     title: str
     action: str
     risk: Literal["safe", "risky"]
-    decision: Literal["run", "needs_approval", "held"]
+    # `skipped`: the step's budget is spent (known only when the database was read).
+    decision: Literal["run", "needs_approval", "held", "skipped"]
     reason: str
     approvals: SimApprovals | None = None
     idempotent: bool | None = None
@@ -112,6 +114,7 @@ class SimStep(_Out):
     errors: list[str] = Field(default_factory=list)
     verify: SimCheck | None = None
     rollback: SimCheck | None = None
+    rate: SimStepRate | None = None
     # With `--plan` only (it reads live systems): the concrete change, or why there is none.
     plan: str | None = None
     plan_error: str | None = None
@@ -134,7 +137,7 @@ class SimRunbook(_Out):
     param_errors: list[SimParamError] = Field(default_factory=list)
     target: str | None = None
     held_by: str | None = None
-    limits: list[str] = Field(default_factory=list)
+    limits: SimLimits
     preconditions: list[SimCheck] = Field(default_factory=list)
     steps: list[SimStep] = Field(default_factory=list)
 
@@ -183,8 +186,7 @@ def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, 
     held = guards.holds(rb.id)
     out = SimRunbook(mapping=mapping.name, runbook=rb.id, title=rb.title, version=loaded.version,
                      severity=rb.severity, would_execute=False, reason="", held_by=held,
-                     limits=[f"{r.count} per {_dur(r.per)} per target" for r in rb.limits.rate]
-                     + [f"{rb.limits.concurrent} concurrent"])
+                     limits=limits_of(rb))
     params: dict[str, Any] | None = None
     try:
         params = resolve_params(rb, labels=labels, annotations=annotations,
@@ -207,6 +209,8 @@ def _plan(mapping: CompiledMapping, loaded: LoadedRunbook, labels: Mapping[str, 
                           else "an execution would start")
     out.preconditions = [_check(c, context, None, actions) for c in rb.preconditions]
     out.steps = [_step(i, step, rb, context, held, actions) for i, step in enumerate(rb.steps)]
+    for sim, step in zip(out.steps, rb.steps, strict=True):
+        sim.rate = step_rate(step, rb, context, out.target)
     return out
 
 

@@ -1,9 +1,9 @@
 """`runbookd lint` and `runbookd simulate`: the catalog's command-line tools.
 
-Both read only files (and, for simulate, the guard switches when a database is there), so
-they are safe in a pre-commit hook: `runbookd lint` with no arguments checks the configured
-mappings file and remediations directory; it needs the whole catalog for its cross-file
-checks, so run the hook with `pass_filenames: false`.
+Both read only files (and, for simulate, the guard switches and the spent budgets of the
+limits when a database is there), so they are safe in a pre-commit hook: `runbookd lint`
+with no arguments checks the configured mappings file and remediations directory; it needs
+the whole catalog for its cross-file checks, so run the hook with `pass_filenames: false`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from app.config import get_settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from app.catalog.simulate import SimCheck, SimRunbook, SimulationReport
-    from app.engine.guards import GuardState
+    from app.catalog.loader import Catalog
+    from app.catalog.simulate import SimAlert, SimCheck, SimRunbook, SimulationReport
+    from app.catalog.simulate_limits import SimLimits, SimStepRate
+    from app.config import Settings
 
 app = typer.Typer()
 
@@ -81,7 +83,7 @@ def simulate_command(
     """Show what the catalog would do with an alert: matches, params and every step."""
     # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: lint needs none of them.
     from app.catalog.loader import load_catalog
-    from app.catalog.simulate import SimAlert, alerts_from_body, simulate_alerts
+    from app.catalog.simulate import SimAlert, alerts_from_body
     from app.errors import CatalogInvalid, Invalid
 
     if (alert_json is None) == (not label):
@@ -106,8 +108,7 @@ def simulate_command(
     except Invalid as exc:
         details = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details or [])
         raise typer.BadParameter(f"{exc.message}{': ' + details if details else ''}") from None
-    state, note = _guards(read=guards)
-    report = simulate_alerts(catalog, alerts, guards=state, actions=specs)
+    report, note = _simulate_live(catalog, alerts, specs, read=guards)
     if note:
         report.notes.append(note)
     if as_json:
@@ -126,32 +127,49 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def _guards(*, read: bool) -> tuple[GuardState, str | None]:
-    """The guard switches from the configured database; none (with a note) if not read."""
+def _simulate_live(catalog: Catalog, alerts: list[SimAlert], specs: dict[str, Any], *,
+                   read: bool) -> tuple[SimulationReport, str | None]:
+    """The simulation with the guard switches and the limits' budgets read from the
+    configured database; without them (and a note saying why) when it cannot be read."""
     # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it needs no SQLAlchemy.
     from sqlalchemy.engine import make_url
 
-    from app.engine.guards import GuardState
+    from app.catalog.simulate import simulate_alerts
+
+    def offline(note: str) -> tuple[SimulationReport, str]:
+        return simulate_alerts(catalog, alerts, actions=specs), note
 
     if not read:
-        return GuardState(), "guards not read (--no-guards)"
+        return offline("guards and limits not read (--no-guards)")
     try:
-        url = get_settings().database_url
-        parsed = make_url(url)
+        settings = get_settings()
+        parsed = make_url(settings.database_url)
         if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-            return GuardState(), f"guards not read: no database at {parsed.database}"
-        return asyncio.run(on_fresh_engine(url, _read_guard_state)), None
+            return offline(f"guards and limits not read: no database at {parsed.database}")
+
+        async def live(factory: async_sessionmaker[AsyncSession]) -> SimulationReport:
+            return await _read_live(factory, catalog, alerts, specs, settings)
+
+        return asyncio.run(on_fresh_engine(settings.database_url, live)), None
     except Exception as exc:
-        return GuardState(), f"guards not read: {type(exc).__name__}: {str(exc)[:200]}"
+        return offline(f"guards and limits not read: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-async def _read_guard_state(factory: async_sessionmaker[AsyncSession]) -> GuardState:
-    """The switches, read in one session; a database that hangs gets 5 seconds."""
+async def _read_live(factory: async_sessionmaker[AsyncSession], catalog: Catalog,
+                     alerts: list[SimAlert], specs: dict[str, Any],
+                     settings: Settings) -> SimulationReport:
+    """The switches and the budgets, read in one session; a database that hangs gets 5
+    seconds."""
     # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it needs no SQLAlchemy.
+    from app.catalog.simulate import simulate_alerts
     from app.engine.guards import current_guard_state
+    from app.engine.simulate_plans import add_limits
 
     async with factory() as session:
-        return await asyncio.wait_for(current_guard_state(session), timeout=5)
+        state = await asyncio.wait_for(current_guard_state(session), timeout=5)
+        report = simulate_alerts(catalog, alerts, guards=state, actions=specs)
+        return await asyncio.wait_for(add_limits(report, session=session, settings=settings),
+                                      timeout=5)
 
 
 def format_report(report: SimulationReport) -> str:
@@ -181,7 +199,7 @@ def _format_plan(plan: SimRunbook) -> list[str]:
         lines.append("    params:  " + "  ".join(f"{k}={v}" for k, v in plan.params.items()))
     if plan.target is not None:
         lines.append(f"    target:  {plan.target}")
-    lines.append(f"    limits:  {'; '.join(plan.limits)}")
+    lines += _format_limits(plan.limits)
     for check in plan.preconditions if plan.params is not None else []:
         lines += _format_check("precondition", check, indent=4)
     lines.append("    steps:")
@@ -190,18 +208,50 @@ def _format_plan(plan: SimRunbook) -> list[str]:
         return lines
     for step in plan.steps:
         tag = {"run": "RUNS ON ITS OWN", "needs_approval": "NEEDS APPROVAL",
-               "held": "HELD"}[step.decision]
+               "held": "HELD", "skipped": "SKIPPED"}[step.decision]
         lines.append(f"      {step.position}. {step.id}: {step.title}")
         lines.append(f"         [{tag}] {step.reason}")
         lines.append(f"         {step.action}" + (f", on failure: {step.on_failure}"
                                                   if step.on_failure != "stop" else ""))
         lines += _format_with(step.with_, indent=11)
+        if step.rate is not None:
+            lines.append(f"         rate: {_format_step_rate(step.rate)}")
         lines += [f"         ! {e}" for e in step.errors]
         if step.verify is not None:
             lines += _format_check("verify", step.verify, indent=9)
         if step.rollback is not None:
             lines += _format_check("rollback", step.rollback, indent=9)
     return lines
+
+
+def _format_limits(limits: SimLimits) -> list[str]:
+    """The runbook's limits, with what is spent now when the database was read."""
+    scope = "per target" if limits.concurrent_scope == "target" else "across the runbook"
+    concurrent = f"{limits.concurrent} {scope}"
+    if limits.active is not None:
+        concurrent += f" ({limits.active} running now)"
+    lines = [f"    limits:  rate per target: "
+             f"{'; '.join(b.describe() for b in limits.rate) or 'none'}",
+             f"             concurrent: {concurrent}"]
+    breaker = limits.breaker
+    if breaker is not None:
+        text = f"{breaker.failures} failures within {breaker.within}"
+        text += " (the engine's default)" if breaker.default else ""
+        if breaker.failed is not None:
+            text += f"; {breaker.failed} failed in that window now"
+        lines.append(f"             breaker: {text}")
+    else:
+        lines.append("             breaker: the engine's default")
+    if limits.verdict is not None:
+        lines.append(f"             now: {limits.verdict}")
+    return lines
+
+
+def _format_step_rate(rate: SimStepRate) -> str:
+    budgets = "; ".join(b.describe() for b in rate.budgets)
+    key = rate.key if rate.key is not None else "not known yet"
+    text = f"{budgets} for {'shared budget ' if rate.shared else 'budget '}{key}"
+    return text + (f" ({rate.note})" if rate.note else "")
 
 
 def _format_check(kind: str, check: SimCheck, *, indent: int) -> list[str]:

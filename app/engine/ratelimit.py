@@ -38,21 +38,43 @@ class Verdict:
                 f"{self.next_allowed_at.isoformat(timespec='seconds')}")
 
 
+async def executions_spent(
+    session: AsyncSession, *, runbook_id: str, target: str, limit: RateLimit,
+    now: dt.datetime, exclude_id: int | None = None,
+) -> tuple[int, dt.datetime | None]:
+    """How many real executions of (runbook, target) count in the window of `limit`, and
+    when the oldest of them started."""
+    query = select(func.count(), func.min(Execution.started_at)).where(
+        Execution.runbook_id == runbook_id, Execution.target == target,
+        Execution.started_at >= now - limit.per, Execution.dry_run.is_(False),
+        Execution.status != states.CANCELLED,
+    )
+    if exclude_id is not None:
+        query = query.where(Execution.id != exclude_id)
+    count, oldest = (await session.execute(query)).one()
+    return count, oldest
+
+
+async def steps_spent(session: AsyncSession, *, key: str, limit: RateLimit, now: dt.datetime,
+                      exclude_id: int | None = None) -> tuple[int, dt.datetime | None]:
+    """How many step runs spent the budget `key` in the window of `limit`, and when the
+    oldest of them started."""
+    query = select(func.count(), func.min(StepRun.started_at)).where(
+        StepRun.rate_key == key, StepRun.started_at >= now - limit.per)
+    if exclude_id is not None:
+        query = query.where(StepRun.id != exclude_id)
+    count, oldest = (await session.execute(query)).one()
+    return count, oldest
+
+
 async def check_rate(
     session: AsyncSession, *, runbook_id: str, target: str, limits: list[RateLimit],
     now: dt.datetime, exclude_id: int | None = None,
 ) -> Verdict:
     """Whether one more real (non-drill) execution may start now."""
     for limit in limits:
-        since = now - limit.per
-        query = select(func.count(), func.min(Execution.started_at)).where(
-            Execution.runbook_id == runbook_id, Execution.target == target,
-            Execution.started_at >= since, Execution.dry_run.is_(False),
-            Execution.status != states.CANCELLED,
-        )
-        if exclude_id is not None:
-            query = query.where(Execution.id != exclude_id)
-        count, oldest = (await session.execute(query)).one()
+        count, oldest = await executions_spent(session, runbook_id=runbook_id, target=target,
+                                               limit=limit, now=now, exclude_id=exclude_id)
         if count >= limit.count:
             # The oldest start in the window leaves it first; with count > limit (a lowered
             # limit), this is an early estimate, and the check simply runs again then.
@@ -64,11 +86,8 @@ async def check_step_rate(session: AsyncSession, *, key: str, limits: list[RateL
                           now: dt.datetime, exclude_id: int | None = None) -> Verdict:
     """Whether a step spending the budget `key` may start now."""
     for limit in limits:
-        query = select(func.count(), func.min(StepRun.started_at)).where(
-            StepRun.rate_key == key, StepRun.started_at >= now - limit.per)
-        if exclude_id is not None:
-            query = query.where(StepRun.id != exclude_id)
-        count, oldest = (await session.execute(query)).one()
+        count, oldest = await steps_spent(session, key=key, limit=limit, now=now,
+                                          exclude_id=exclude_id)
         if count >= limit.count:
             return Verdict(False, limit, (oldest or now) + limit.per, key=key)
     return Verdict(True, key=key)

@@ -18,7 +18,7 @@ from app.catalog.simulate import SimAlert, SimulationReport, alerts_from_body, s
 from app.db import SessionDep, utcnow
 from app.durations import format_duration
 from app.engine.guards import current_guard_state
-from app.engine.simulate_plans import add_plans
+from app.engine.simulate_plans import add_limits, add_plans
 from app.identity import Identity
 from app.identity.deps import require
 
@@ -90,8 +90,10 @@ async def simulate_alert(request: Request, body: SimulateRequest, session: Sessi
                          _: Viewer, plan: bool = False) -> SimulationReport:
     """What the catalog would do with an alert; nothing is stored and nothing runs.
 
-    With `plan=true`, each risky step also shows its plan: the concrete change it would make
-    now, read from the live systems (read-only)."""
+    The limits show how much of each budget is spent now, and whether this alert would join
+    a running execution, be rate limited, wait for a slot, or have a step skipped. With
+    `plan=true`, each risky step also shows its plan: the concrete change it would make now,
+    read from the live systems (read-only)."""
     if body.alert is not None:
         alerts = alerts_from_body(body.alert)
     else:
@@ -101,6 +103,7 @@ async def simulate_alert(request: Request, body: SimulateRequest, session: Sessi
     actions = request.app.state.catalog.actions
     report = simulate_alerts(_catalog(request), alerts, guards=guards,
                              actions=actions if isinstance(actions, dict) else None)
+    report = await add_limits(report, session=session, settings=request.app.state.settings)
     if plan:
         engine = request.app.state.engine
         report = await add_plans(report, registry=engine.registry, settings=engine.settings,

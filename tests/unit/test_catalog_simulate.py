@@ -29,7 +29,10 @@ def test_the_plan_of_a_matching_alert(catalog):
     assert plan.version == catalog.runbooks["drift"].version
     assert plan.params == {"model": "fraud-v3", "env": "production"}
     assert plan.target == "model:fraud-v3"
-    assert plan.limits == ["1 per 6h per target", "1 concurrent"]
+    assert plan.limits.model_dump() == {
+        "rate": [{"count": 1, "per": "6h", "spent": None, "next_allowed_at": None}],
+        "concurrent": 1, "concurrent_scope": "target", "active": None, "breaker": None,
+        "verdict": None}
     check, change = plan.steps
     assert (check.decision, check.with_["message"]) == ("run", "checking fraud-v3 in production")
     assert change.decision == "needs_approval"
@@ -167,7 +170,7 @@ def test_the_simulate_command_with_labels(cli):
     assert "mapping 'to-drift' -> runbook drift" in out
     assert "[RUNS ON ITS OWN]" in out and "[NEEDS APPROVAL]" in out
     assert "message: rolling back from <output.version of step check>" in out
-    assert "note: guards not read: no database at" in out
+    assert "note: guards and limits not read: no database at" in out
 
 
 def test_the_simulate_command_with_a_body_as_json(cli, tmp_path):
@@ -190,3 +193,66 @@ def test_the_simulate_command_refuses_bad_input(cli, tmp_path):
     assert CliRunner().invoke(cli, ["simulate"]).exit_code == 2
     assert CliRunner().invoke(cli, ["simulate", "--label", "novalue"]).exit_code == 2
     assert CliRunner().invoke(cli, ["simulate", str(tmp_path / "bad.json")]).exit_code == 2
+
+
+LIMITED = {
+    "limits: {rate: [{count: 1, per: 6h}], concurrent: 1}":
+    "limits: {rate: [{count: 1, per: 6h}, {count: 3, per: 7d}], concurrent: 2, "
+    "concurrent_scope: runbook, breaker: {failures: 2, within: 30m}}",
+    "    approval_timeout: 2h\n":
+    "    approval_timeout: 2h\n"
+    "    rate: [{count: 1, per: 6h}]\n"
+    "    rate_key: \"retrain:{{ params.model }}:{{ params.env }}\"\n",
+    "    idempotent: true\n":
+    "    idempotent: true\n    rate: [{count: 10, per: 1d}]\n",
+}
+
+
+def limited_catalog(tmp_path, replace=None):
+    from tests.support.catalog_fixtures import runbook_text
+
+    mappings_path, remediations = write_catalog(
+        tmp_path, {"drift": runbook_text(replace={**LIMITED, **(replace or {})})})
+    return load_catalog(mappings_path, remediations, action_names=ACTIONS)
+
+
+def test_the_limits_that_would_apply(tmp_path):
+    (plan,) = simulate(limited_catalog(tmp_path), labels=DRIFT_LABELS, actions=ACTIONS).runbooks
+    limits = plan.limits
+    assert [(b.count, b.per) for b in limits.rate] == [(1, "6h"), (3, "7d")]
+    assert (limits.concurrent, limits.concurrent_scope) == (2, "runbook")
+    assert (limits.breaker.failures, limits.breaker.within) == (2, "30m")
+    check, change = plan.steps
+    # A shared key is rendered over the params, as the engine renders it.
+    assert change.rate.model_dump() == {
+        "key": "retrain:fraud-v3:production", "shared": True, "note": None,
+        "budgets": [{"count": 1, "per": "6h", "spent": None, "next_allowed_at": None}]}
+    # Without rate_key the budget is the step's own, per target.
+    assert (check.rate.key, check.rate.shared) == ("drift:check:model:fraud-v3", False)
+    # Nothing was read from a database: no counts, no verdict.
+    assert limits.verdict is None and change.rate.budgets[0].spent is None
+
+
+def test_a_key_without_valid_params_is_not_rendered(tmp_path):
+    (plan,) = simulate(limited_catalog(tmp_path), labels={**DRIFT_LABELS,
+                                                          "model": "Bad"}).runbooks
+    assert plan.steps[1].rate.key is None
+    assert plan.steps[1].rate.note == "the key needs valid parameters and a target"
+
+
+def test_the_terminal_shows_the_limits(tmp_path):
+    from app.cli.catalog import format_report
+
+    report = simulate_alerts(limited_catalog(tmp_path), alerts_from_body(
+        {"labels": DRIFT_LABELS}), actions=ACTIONS)
+    text = format_report(report)
+    assert "    limits:  rate per target: 1 per 6h; 3 per 7d\n" in text
+    assert "             concurrent: 2 across the runbook\n" in text
+    assert "             breaker: 2 failures within 30m\n" in text
+    assert ("         rate: 1 per 6h for shared budget retrain:fraud-v3:production\n"
+            in text)
+    report.results[0].runbooks[0].limits.rate[0].spent = 1
+    report.results[0].runbooks[0].limits.verdict = "rate limited: (as the engine says)"
+    text = format_report(report)
+    assert "rate per target: 1 per 6h: 1 spent; 3 per 7d\n" in text
+    assert "             now: rate limited: (as the engine says)\n" in text
