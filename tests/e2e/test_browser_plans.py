@@ -100,6 +100,7 @@ def registry_plan(model: str, alias: str, before: str, after: str, *, why: str =
 
 LAST_GOOD = " (the last version that held it; its manifest verifies)"
 MLFLOW_PREVIOUS = " (the last version that held it; its artifacts verify)"
+MLFLOW_LISTED = " (the last version that held it; its artifacts read back as MLflow lists them)"
 RUN_ID = "scheduled__2026-11-26T06:00:00+00:00"
 
 CASES = [
@@ -123,7 +124,7 @@ CASES = [
                     registry_plan("ranker-v5", "champion", "3", "1")[1]),
          complete=False),
     Case("model-drift-mlflow", {"model": "fraud-v3", "env": "production"},
-         lambda w: (f"champion of fraud-v3 (MLflow): version 3 → version 2{MLFLOW_PREVIOUS}",
+         lambda w: (f"champion of fraud-v3 (MLflow): version 3 → version 2{MLFLOW_LISTED}",
                     {"mlflow": w.mlflow_host, "model": "fraud-v3", "alias": "champion",
                      "from": "3", "to": "2"}),
          outputs={"read-champion": alias_read("fraud-v3", "champion", "3")}, mlflow=True),

@@ -30,6 +30,18 @@ PLANS = {
         [("read-alias", RUN), ("verify-current", RUN), ("verify-previous", RUN),
          ("rollback", ASK)],
     ),
+    "registry-quick-rollback-mlflow": (
+        {"alertname": "ModelRollbackRequested", "model": "fraud-v3", "registry": "mlflow"},
+        "registry-quick-rollback-mlflow",
+        [("read-alias", RUN), ("verify-current", RUN), ("rollback", ASK)],
+    ),
+    "model-artifact-corrupt-mlflow": (
+        {"alertname": "ModelArtifactCorrupt", "team": "ml-platform", "model": "fraud-v3",
+         "alias": "champion", "severity": "critical", "registry": "mlflow"},
+        "model-artifact-corrupt-mlflow",
+        [("verify-artifact", RUN), ("check-storage", RUN), ("read-alias", RUN),
+         ("rollback-alias", ASK), ("check-serving-errors", RUN)],
+    ),
     "model-drift": (
         {"alertname": "ModelDrift", "severity": "critical", "team": "ml-platform",
          "model": "demo-model", "env": "production"},
