@@ -168,7 +168,10 @@ async def run_mlflow(workdir: Path) -> AsyncIterator[Peer]:
             "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
             "--artifacts-destination", str(workdir / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    # Without its job runner: MLflow would start eight more processes (huey consumers for
+    # GenAI jobs no test uses), which slows its start and every test beside it.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     async with run_process_peer(argv, ready_url=f"http://127.0.0.1:{port}/health", port=port,
                                 workdir=workdir, timeout=120, env=env) as peer:
         yield peer
