@@ -79,12 +79,16 @@ OnFailure = Literal["stop", "continue", "rollback"] | Goto
 
 
 class RollbackSpec(Strict):
-    """The step that undoes a step; runs when `on_failure: rollback` fires."""
+    """The step that undoes a step: when `on_failure: rollback` fires, or started by hand.
+
+    Undoing a risky step is a risky change too, so it needs the step's approvers unless the
+    runbook says `auto: true` (an undo that is always safe, such as pointing an alias back)."""
 
     title: str
     action: str
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     timeout: Duration | None = None
+    auto: bool = False
 
 
 class RateLimit(Strict):

@@ -1,6 +1,7 @@
-"""`runbookd approve` and `runbookd reject`: a decision on a risky step, from a terminal.
+"""`runbookd approve`, `runbookd reject` and `runbookd rollback`: decisions on risky steps,
+and a step's rollback started by hand, from a terminal.
 
-Both go through the engine's one approval path (`decide`), so the rules are the API's.
+Decisions go through the engine's one approval path (`decide`), so the rules are the API's.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from app.cli.common import TokenOption, identity_of, in_session, in_transaction
 from app.config import get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from app.engine.approvals import Decision
+    from app.engine.models import Execution
     from app.identity import Identity
 
 app = typer.Typer()
 
 ExecutionId = Annotated[int, typer.Argument(help="The execution's id, as `history` lists it.")]
-StepId = Annotated[str, typer.Argument(help="The id of the step that awaits approval.")]
+StepId = Annotated[str, typer.Argument(
+    help="The id of the step that awaits approval (`STEP.rollback` for its rollback).")]
 CommentOption = Annotated[str, typer.Option(help="Why; recorded with the decision.")]
 PlanHashOption = Annotated[str | None, typer.Option(
     "--plan-hash", help="The plan hash you reviewed (`runbookd show ID` prints it); a step "
@@ -86,3 +91,31 @@ def _decide(execution_id: int, step_id: str, decision: Decision, *, comment: str
     outcome = in_transaction(partial(decide, request=request,
                                      runbooks=RunbookVersions(lambda: None)))
     typer.echo(json.dumps(outcome.as_dict()))
+
+
+@app.command()
+def rollback(
+    execution_id: ExecutionId,
+    step_id: Annotated[str, typer.Argument(help="The step whose declared rollback to run.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded with the new execution.")] = "",
+    token: TokenOption = None,
+) -> None:
+    """Start a step's rollback by hand: a new execution linked to this one. The rollback of
+    a risky step then waits for the step's approvers (`runbookd approve NEW STEP.rollback`)."""
+    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it needs no SQLAlchemy.
+    from app.engine.executions import start_rollback
+    from app.engine.runbooks import RunbookVersions
+    from app.engine.schemas import ExecutionOut
+    from app.errors import Forbidden
+
+    identity = identity_of(get_settings(), token)
+
+    async def start(session: AsyncSession) -> Execution:
+        if not identity.has_role("responder"):  # the API's rule, reported the API's way
+            raise Forbidden(f"identity {identity.name!r} may not start a rollback: it needs "
+                            "the responder role or higher")
+        return await start_rollback(session, execution_id, step_id,
+                                    runbook_of=RunbookVersions(lambda: None),
+                                    actor=identity.name, reason=reason)
+
+    typer.echo(ExecutionOut.of(in_transaction(start)).model_dump_json())

@@ -96,12 +96,25 @@ def decision_blocker(identity: Identity, *, started_by: str | None,
     return None
 
 
+def split_ref(ref: str) -> tuple[str, str]:
+    """`change` to ("change", "step"); `change.rollback` to ("change", "rollback"). A step id
+    never holds a dot, so the two cannot be confused."""
+    step_id, dot, kind = ref.partition(".")
+    return (step_id, kind) if dot and kind == "rollback" else (ref, "step")
+
+
+def _run_of(execution_id: int, ref: str) -> Any:
+    step_id, kind = split_ref(ref)
+    return select(StepRun).where(StepRun.execution_id == execution_id,
+                                 StepRun.step_id == step_id, StepRun.kind == kind)
+
+
 async def lock_step_run(session: AsyncSession, execution_id: int, step_id: str) -> StepRun:
-    """The step run of a runbook step, locked; NotFound when it has not been reached yet."""
+    """The step run of a runbook step (or of its rollback, `<step>.rollback`), locked;
+    NotFound when it has not been reached yet."""
     step = (await session.execute(
-        select(StepRun).where(StepRun.execution_id == execution_id, StepRun.step_id == step_id,
-                              StepRun.kind == "step")
-        .with_for_update().execution_options(populate_existing=True)
+        _run_of(execution_id, step_id).with_for_update()
+        .execution_options(populate_existing=True)
     )).scalar_one_or_none()
     if step is None:
         raise NotFound(f"execution {execution_id} has no step {step_id!r} waiting or run yet")
@@ -110,11 +123,9 @@ async def lock_step_run(session: AsyncSession, execution_id: int, step_id: str) 
 
 
 async def find_step_run(session: AsyncSession, execution_id: int, step_id: str) -> StepRun:
-    """The step run of a runbook step, unlocked (for pages and links that only read)."""
-    step = (await session.execute(
-        select(StepRun).where(StepRun.execution_id == execution_id, StepRun.step_id == step_id,
-                              StepRun.kind == "step")
-    )).scalar_one_or_none()
+    """The step run of a runbook step or its rollback, unlocked (for pages and links that
+    only read)."""
+    step = (await session.execute(_run_of(execution_id, step_id))).scalar_one_or_none()
     if step is None:
         raise NotFound(f"execution {execution_id} has no step {step_id!r} waiting or run yet")
     return step
@@ -164,7 +175,8 @@ async def decide(
     execution = await lock_execution(session, execution_id)
     runbook = await runbooks.get(session, execution.runbook_id, execution.runbook_version)
     step = await lock_step_run(session, execution_id, step_id)
-    spec = runbook.step(step_id).approvals or ApprovalSpec()
+    # A rollback is approved by those who approve its step.
+    spec = runbook.step(step.step_id).approvals or ApprovalSpec()
     if admit is not None:
         admit(execution, step, spec)
     if execution.status != states.AWAITING_APPROVAL or step.status != states.STEP_AWAITING_APPROVAL:

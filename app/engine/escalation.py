@@ -39,7 +39,7 @@ async def process_due_approvals(factory: async_sessionmaker[AsyncSession],
             since = step.awaiting_since or now
             base = {"execution_id": execution.id, "runbook": runbook.id,
                     "runbook_title": runbook.title, "target": execution.target,
-                    "step_id": step.step_id, "step_title": step.title, "action": step.action,
+                    "step_id": step.ref, "step_title": step.title, "action": step.action,
                     "severity": runbook.severity, "dry_run": execution.dry_run}
             while step.escalation_level < len(tiers) and since + tiers[
                     step.escalation_level].after <= now:

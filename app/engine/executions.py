@@ -9,13 +9,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalog.schema import Runbook
+from app.catalog.schema import Runbook, Step
 from app.db import utcnow
 from app.engine import states
 from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
 from app.engine.runbooks import RunbookSource
 from app.engine.transitions import lock_execution, transition_execution, transition_step
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.events import record_event
 from app.intake.models import RESOLVED, Alert
 
@@ -204,3 +204,83 @@ async def resolve_attention(
                                 else states.CURSOR_END)
     return await transition_execution(session, execution, states.PENDING, actor=actor,
                                       reason=reason, source_addr=source_addr, wake_at=None)
+
+
+def rollback_run(execution: Execution, runbook: Runbook, step: Step) -> StepRun:
+    """A queued rollback of `step`: risky (approved by the step's approvers) when the step is
+    risky, unless the runbook marks the rollback `auto`."""
+    assert step.rollback is not None
+    return StepRun(
+        execution_id=execution.id, step_id=step.id, kind="rollback",
+        position=runbook.step_index(step.id), title=step.rollback.title,
+        action=step.rollback.action, risky=step.risk == "risky" and not step.rollback.auto,
+        idempotent=False, status=states.STEP_PENDING, attempts=0, params=step.rollback.with_,
+        created_at=utcnow(),
+    )
+
+
+# A step that started may have changed something, whatever its end: its undo may be wanted.
+_UNDOABLE = frozenset({states.STEP_SUCCEEDED, states.STEP_FAILED, states.STEP_TIMED_OUT,
+                       states.STEP_INTERRUPTED})
+
+
+async def start_rollback(
+    session: AsyncSession, execution_id: int, step_id: str, *, runbook_of: RunbookSource,
+    actor: str, reason: str = "", source_addr: str | None = None,
+) -> Execution:
+    """Start, by hand, the declared rollback of a step that ran: a new execution of the same
+    runbook version and target, linked to the first, whose one step is that rollback. It asks
+    the step's approvers when the step was risky, like any risky step; the per-target lock
+    keeps it from running beside another execution on the same target."""
+    source = await lock_execution(session, execution_id)
+    runbook = await runbook_of.get(session, source.runbook_id, source.runbook_version)
+    try:
+        step = runbook.step(step_id)
+    except KeyError:
+        raise NotFound(f"runbook {runbook.id} has no step {step_id!r}") from None
+    if step.rollback is None:
+        raise Conflict(f"step {step_id} of runbook {runbook.id} has no rollback to run",
+                       current_state=source.status)
+    ran = (await session.execute(
+        select(StepRun).where(StepRun.execution_id == execution_id, StepRun.step_id == step_id,
+                              StepRun.kind == "step"))).scalar_one_or_none()
+    if ran is None or ran.status not in _UNDOABLE:
+        raise Conflict(f"step {step_id} never ran in execution {execution_id}: there is "
+                       "nothing to roll back", current_state=ran.status if ran else None)
+    busy = await active_execution_for(session, runbook.id, source.target)
+    if busy is not None:
+        raise Conflict(f"execution {busy.id} is active on {source.target}; cancel it or wait "
+                       "for it before rolling back", current_state=busy.status)
+    now = utcnow()
+    execution = Execution(
+        runbook_id=runbook.id, runbook_version=source.runbook_version, target=source.target,
+        status=states.PENDING, params=source.params, dry_run=source.dry_run,
+        trigger="rollback", started_by=actor, parent_id=source.id, created_at=now,
+        updated_at=now, cursor=states.CURSOR_ROLLBACK,
+    )
+    try:
+        if session.bind.dialect.name == "sqlite":
+            session.add(execution)  # one writer: nothing raced the check above
+            await session.flush()
+        else:
+            async with session.begin_nested():
+                session.add(execution)
+                await session.flush()
+    except IntegrityError:
+        raise Conflict(f"another execution became active on {source.target}; try again once "
+                       "it ends", current_state=None) from None
+    session.add(rollback_run(execution, runbook, step))
+    record_event(
+        session, kind="execution.created", entity="execution", actor=actor,
+        execution_id=execution.id, to_state=states.PENDING, source_addr=source_addr,
+        reason=f"rollback of step {step_id} of execution {source.id}"
+               + (f": {reason}" if reason else ""),
+        data={"params": source.params, "parent_id": source.id, "step_id": step_id,
+              "version": source.runbook_version},
+    )
+    record_event(session, kind="rollback.started", entity="execution", actor=actor,
+                 execution_id=source.id, source_addr=source_addr,
+                 reason=f"rollback of step {step_id} started as execution {execution.id}"
+                        + (f": {reason}" if reason else ""),
+                 data={"rollback_execution_id": execution.id, "step_id": step_id})
+    return execution

@@ -141,6 +141,12 @@ class Executor(Outcomes, Proposals):
         self, session: AsyncSession, execution: Execution, runbook: Runbook,
     ) -> Plan | None:
         now = utcnow()
+        if execution.trigger == "rollback":
+            # A person asked for this undo: limits and the runbook's preconditions (which
+            # ask whether the problem is real) do not apply to it.
+            await self._move(session, execution, states.RUNNING, reason="started",
+                             started_at=now)
+            return None
         if not execution.dry_run:
             verdict = await check_rate(session, runbook_id=runbook.id, target=execution.target,
                                        limits=runbook.limits.rate, now=now,
@@ -277,16 +283,21 @@ class Executor(Outcomes, Proposals):
     async def _next_rollback(
         self, session: AsyncSession, execution: Execution, runs: dict[tuple[str, str], StepRun],
     ) -> Plan:
+        """The next queued rollback, newest step first. The rollback of a risky step asks its
+        approvers first (unless the runbook marks it `auto`), as the step itself did."""
         queued = sorted((r for (kind, _), r in runs.items()
-                         if kind == "rollback" and r.status == states.STEP_PENDING),
+                         if kind == "rollback" and r.status in states.OPEN_STEP),
                         key=lambda r: -r.position)
+        runbook = await self.runbooks.get(session, execution.runbook_id,
+                                          execution.runbook_version)
         if not queued:
-            runbook = await self.runbooks.get(session, execution.runbook_id,
-                                              execution.runbook_version)
-            await self._finish_execution(session, execution, runbook, succeeded=False,
-                                         reason=execution.status_reason or "rolled back")
-            return Stop("failed after rollback")
+            await self._end_rollback(session, execution, runbook, runs)
+            return Stop("rolled back")
         run = queued[0]
+        if run.status == states.STEP_AWAITING_APPROVAL:
+            await self._move(session, execution, states.AWAITING_APPROVAL,
+                             reason=f"step {run.ref} awaits approval")
+            return Stop("awaiting approval")
         context = await step_context(session, execution)
         try:
             params = render_value(run.params or {}, context)
@@ -294,12 +305,55 @@ class Executor(Outcomes, Proposals):
             await transition_step(session, run, states.STEP_FAILED, actor=self.actor,
                                   reason=str(exc), error=str(exc), finished_at=utcnow())
             return await self._next_rollback(session, execution, runs)
+        step = runbook.step(run.step_id)
+        timeout = (step.rollback.timeout.total_seconds() if step.rollback
+                   and step.rollback.timeout else self.settings.default_step_timeout_seconds)
+        if run.risky:
+            propose = ProposePlan(step_run_id=run.id, action=run.action, params=params,
+                                  timeout=timeout)
+            if run.status != states.STEP_APPROVED:
+                return propose
+            approved = ActionPlan.of(run.plan) if run.plan is not None else None
+            spec = step.approvals or ApprovalSpec()
+            unchanged = step_hash(run.action, params, approved) == run.step_hash
+            if unchanged and len(await valid_approvers(session, run)) >= spec.count:
+                return RunStep(step_run_id=run.id, kind="rollback", action=run.action,
+                               params=params, timeout=timeout, retries=0, idempotent=False,
+                               verify=None, started=False, approved_plan=approved)
+            return replace(propose, revote_reason="the rendered rollback changed before it ran")
         await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
                               params=params, step_hash=step_hash(run.action, params),
                               started_at=utcnow(), attempts=run.attempts + 1)
         return RunStep(step_run_id=run.id, kind="rollback", action=run.action, params=params,
-                       timeout=self.settings.default_step_timeout_seconds, retries=0,
-                       idempotent=False, verify=None, started=True)
+                       timeout=timeout, retries=0, idempotent=False, verify=None,
+                       started=True)
+
+    async def _end_rollback(self, session: AsyncSession, execution: Execution,
+                            runbook: Runbook, runs: dict[tuple[str, str], StepRun]) -> None:
+        """Every rollback is done: a failed execution stays failed; a rollback started by hand
+        succeeds when its rollbacks did."""
+        if execution.trigger != "rollback":
+            # Said again from the failed step: waiting for a rollback's approval replaced
+            # the execution's reason meanwhile.
+            failed = next((r for (kind, _), r in runs.items() if kind == "step"
+                           and r.status in (states.STEP_FAILED, states.STEP_TIMED_OUT)), None)
+            reason = (f"step {failed.step_id} failed: {failed.error or failed.summary}"
+                      f"; rolled back"[:2000] if failed is not None
+                      else execution.status_reason or "rolled back")
+            await self._finish_execution(session, execution, runbook, succeeded=False,
+                                         reason=reason)
+            return
+        undone = [r for (kind, _), r in runs.items() if kind == "rollback"]
+        names = ", ".join(r.step_id for r in undone)
+        if all(r.status == states.STEP_SUCCEEDED for r in undone):
+            await self._finish_execution(
+                session, execution, runbook, succeeded=True,
+                reason=f"rolled back step {names} of execution {execution.parent_id}")
+        else:
+            await self._finish_execution(
+                session, execution, runbook, succeeded=False,
+                reason=f"the rollback of step {names} of execution {execution.parent_id} "
+                       "did not succeed")
 
     async def _recover(self, session: AsyncSession, execution: Execution, run: StepRun) -> Plan:
         """A step left `running` by a worker that crashed or lost its lease."""
@@ -356,8 +410,10 @@ class Executor(Outcomes, Proposals):
             execution = await lock_execution(session, execution_id)
             runbook = await self.runbooks.get(session, execution.runbook_id,
                                               execution.runbook_version)
+            # Preconditions ask whether the problem is real before a change; an undo is
+            # wanted whether or not it still is.
             checks = (_checks(runbook, await step_context(session, execution))
-                      if runbook.preconditions else ())
+                      if runbook.preconditions and plan.kind == "step" else ())
         if checks:
             failure = await self._run_checks(execution_id, CheckFirst(checks, plan.step_run_id),
                                              dry_run)

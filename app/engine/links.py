@@ -153,7 +153,7 @@ async def create_link_row(session: AsyncSession, settings: Settings, *, step_run
     session.add(link)
     record_event(session, kind="link.created", entity="link", actor=created_by,
                  execution_id=step_run.execution_id, step_run_id=step_run.id,
-                 step_id=step_run.step_id,
+                 step_id=step_run.ref,
                  data={"link_id": link.id, "intended": intended,
                        "expires_at": link.expires_at.isoformat()})
     await session.flush()

@@ -52,7 +52,10 @@ class Execution(Base):
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(Json)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
-    trigger: Mapped[str] = mapped_column(String(16))  # alert | manual
+    trigger: Mapped[str] = mapped_column(String(16))  # alert | manual | rollback
+    # The execution this one was started from: a rollback started by hand.
+    parent_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("executions.id", ondelete="SET NULL"), nullable=True, index=True)
     started_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -123,6 +126,11 @@ class StepRun(Base):
     # The budget a rate-limited step spends when it starts (real runs only): steps of any
     # runbook with the same key share it.
     rate_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+    @property
+    def ref(self) -> str:
+        """How people and URLs name this run: the step id, or `<step>.rollback`."""
+        return self.step_id if self.kind == "step" else f"{self.step_id}.{self.kind}"
 
 
 class Approval(Base):

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.context import failure_channels
+from app.engine.executions import rollback_run
 from app.engine.guards import trip_breaker_if_needed
 from app.engine.models import Execution, StepRun
 from app.engine.transitions import transition_execution
@@ -71,20 +72,15 @@ class Outcomes:
         for step in runbook.steps[: runbook.step_index(failed.id) + 1]:
             if step.rollback is None or (step.id != failed.id and step.id not in done):
                 continue
-            session.add(StepRun(
-                execution_id=execution.id, step_id=step.id, kind="rollback",
-                position=runbook.step_index(step.id), title=step.rollback.title,
-                action=step.rollback.action, risky=False, idempotent=False,
-                status=states.STEP_PENDING, attempts=0, params=step.rollback.with_,
-                created_at=utcnow(),
-            ))
+            session.add(rollback_run(execution, runbook, step))
             queued = True
         return queued
 
     async def _finish_execution(self, session: AsyncSession, execution: Execution,
                                 runbook: Runbook, *, succeeded: bool, reason: str = "") -> None:
         if succeeded:
-            await self._move(session, execution, states.SUCCEEDED, reason="all steps succeeded")
+            await self._move(session, execution, states.SUCCEEDED,
+                             reason=reason or "all steps succeeded")
             fired = execution.alert_fired_at
             if fired is not None:
                 seconds = (utcnow() - fired).total_seconds()
@@ -118,7 +114,7 @@ class Outcomes:
             "runbook_title": runbook.title, "severity": runbook.severity,
             "target": execution.target, "status": execution.status,
             "dry_run": execution.dry_run,
-            "step_id": step.step_id if step else None,
+            "step_id": step.ref if step else None,
             "step_title": step.title if step else None,
             "action": step.action if step else None, **(extra or {}),
         }

@@ -145,11 +145,13 @@ class Proposals:
 
     async def _fail_unplanned(self, session: AsyncSession, execution: Execution,
                               runbook: Runbook, step: Step, run: StepRun, why: str) -> None:
-        """No plan, no approval: the step fails and the runbook's on_failure applies."""
+        """No plan, no approval: the step fails and the runbook's on_failure applies (a
+        rollback that fails leaves the next rollback to run)."""
         message = why if why.startswith("cannot plan") else f"no plan: {why}"
         await transition_step(session, run, states.STEP_FAILED, actor=self.actor,
                               reason=message, error=message, finished_at=utcnow())
-        await self._after_failure(session, execution, runbook, step, message)
+        if run.kind == "step":
+            await self._after_failure(session, execution, runbook, step, message)
 
     async def _request_approval(
         self, session: AsyncSession, execution: Execution, runbook: Runbook, step: Step,
@@ -158,7 +160,7 @@ class Proposals:
         now = utcnow()
         default = dt.timedelta(seconds=self.settings.default_approval_timeout_seconds)
         expires, next_due = approval_deadlines(runbook, step, now, default)
-        digest = step_hash(step.action, params, plan)
+        digest = step_hash(run.action, params, plan)  # a rollback's own action
         await transition_step(session, run, states.STEP_AWAITING_APPROVAL, actor=self.actor,
                               reason=(f"{reason}; earlier approvals are void" if reason
                                       else "risky step needs approval"),
@@ -167,11 +169,11 @@ class Proposals:
                               next_escalation_at=next_due, escalation_level=0,
                               data={"plan": plan.summary})
         await self._move(session, execution, states.AWAITING_APPROVAL,
-                         reason=f"step {step.id} awaits approval")
+                         reason=f"step {run.ref} awaits approval")
         spec = step.approvals or ApprovalSpec()
         self._notify(session, execution, runbook, kind="approval_request",
                      channels=approval_channels(runbook), step=run,
-                     text=f"{step.title}: approval needed ({spec.count} of "
+                     text=f"{run.title}: approval needed ({spec.count} of "
                           f"{', '.join(spec.roles + spec.identities)})",
                      extra={"params": params, "step_hash": digest, "plan": plan.summary,
                             "required": spec.count, "expires_at": expires.isoformat()})

@@ -12,7 +12,12 @@ from app.catalog.templating import RenderError
 from app.db import SessionDep, after_commit
 from app.engine import states
 from app.engine.approvals import DecisionRequest, decide
-from app.engine.executions import cancel_execution, resolve_attention, start_or_attach
+from app.engine.executions import (
+    cancel_execution,
+    resolve_attention,
+    start_or_attach,
+    start_rollback,
+)
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
 from app.engine.schemas import ExecutionOut
 from app.engine.services import EngineRuntime
@@ -148,6 +153,25 @@ async def cancel(execution_id: RowId, request: Request, session: SessionDep, ide
     execution = await cancel_execution(session, execution_id, actor=identity.name,
                                        reason=comment or f"cancelled by {identity.name}",
                                        source_addr=_addr(request))
+    return ExecutionOut.of(execution)
+
+
+class RollbackBody(_Body):
+    reason: str = Field(default="", max_length=4000)
+
+
+@router.post("/executions/{execution_id}/steps/{step_id}/rollback", response_model=ExecutionOut,
+             status_code=201, responses={403: {}, 404: {}, 409: {}})
+async def rollback_step(execution_id: RowId, step_id: str, request: Request,
+                        session: SessionDep, identity: Responder,
+                        body: RollbackBody | None = None) -> ExecutionOut:
+    """Start a step's declared rollback by hand, as a new execution linked to this one; the
+    rollback of a risky step then waits for the step's approvers."""
+    engine = _engine(request)
+    execution = await start_rollback(session, execution_id, step_id, runbook_of=engine.runbooks,
+                                     actor=identity.name, reason=(body or RollbackBody()).reason,
+                                     source_addr=_addr(request))
+    after_commit(session, engine.wake)
     return ExecutionOut.of(execution)
 
 

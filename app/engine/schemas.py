@@ -19,8 +19,10 @@ class ExecutionOut(BaseModel):
     status_reason: str | None
     params: dict[str, Any]
     dry_run: bool
-    trigger: str
+    trigger: str  # alert | manual | rollback
     started_by: str | None
+    # The execution a rollback started by hand undoes a step of.
+    parent_id: int | None = None
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None

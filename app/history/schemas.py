@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from app.engine.models import Approval, StepRun
 from app.engine.schemas import ExecutionOut
@@ -71,6 +71,12 @@ class StepOut(BaseModel):
     awaiting_since: dt.datetime | None
     approval_expires_at: dt.datetime | None
     approvals: list[ApprovalOut] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        """How the API, the CLI and pages name this run: the step id, or `<step>.rollback`."""
+        return self.step_id if self.kind == "step" else f"{self.step_id}.{self.kind}"
 
     @classmethod
     def of(cls, step: StepRun, approvals: list[ApprovalOut]) -> StepOut:

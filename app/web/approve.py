@@ -125,16 +125,16 @@ async def approve_by_link(
                 raise (rights.refuse or Unauthenticated)(rights.why_not)
 
         outcome = await decide(session, DecisionRequest(
-            execution_id=link.execution_id, step_id=step.step_id,
+            execution_id=link.execution_id, step_id=step.ref,
             identity=acting, decision=decision, channel="link", comment=comment,
             source_addr=client_addr(request), seen_hash=link.step_hash,
         ), runbooks=engine.runbooks, admit=admit, on_approved=engine.wake)
         if outcome.counted:
             # A repeat that counted for nothing leaves a shared link for the others.
             links.consume(session, link, actor=acting.name,
-                          source_addr=client_addr(request), step_id=step.step_id)
+                          source_addr=client_addr(request), step_id=step.ref)
     if current_identity(request) is not None:
-        return redirect(f"/executions/{outcome.execution_id}#step-{step.step_id}")
+        return redirect(f"/executions/{outcome.execution_id}#step-{step.ref}")
     return render(request, "approve_result.html", {
         "title": "Decision recorded", "outcome": outcome, "acting": acting,
         "step_title": step.title})

@@ -22,9 +22,10 @@ from app.catalog.service import list_versions
 from app.db import SessionDep, after_commit
 from app.engine import links, states
 from app.engine.approvals import DecisionRequest, decide
+from app.engine.executions import start_rollback
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
 from app.engine.models import Execution, Guard
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
 from app.events import Event, record_event
 from app.history.queries import ExecutionFilter, execution_detail, list_executions
 from app.history.routes import execution_filter
@@ -80,6 +81,8 @@ class StepView:
     approvers: list[str]
     can_decide: bool
     why_not: str
+    # A finished execution's step that ran and declares a rollback: a responder may start it.
+    can_roll_back: bool = False
 
 
 def _step_views(detail: ExecutionDetail, runbook: Runbook | None,
@@ -96,8 +99,22 @@ def _step_views(detail: ExecutionDetail, runbook: Runbook | None,
             detail.status == states.AWAITING_APPROVAL
         why = (decision_blocker(me, detail.started_by, spec) if spec and awaiting
                else "not awaiting")
-        views.append(StepView(run, spec, standing_approvers(run), awaiting and not why, why))
+        views.append(StepView(run, spec, standing_approvers(run), awaiting and not why, why,
+                              _can_roll_back(detail, runbook, run, me)))
     return views
+
+
+def _can_roll_back(detail: ExecutionDetail, runbook: Runbook | None, run: StepOut,
+                   me: Identity | None) -> bool:
+    if (me is None or not me.has_role("responder") or runbook is None or run.kind != "step"
+            or detail.status not in states.FINAL_EXECUTION
+            or run.status not in (states.STEP_SUCCEEDED, states.STEP_FAILED,
+                                  states.STEP_TIMED_OUT)):
+        return False
+    try:
+        return runbook.step(run.step_id).rollback is not None
+    except KeyError:
+        return False
 
 
 async def _last_event(session: AsyncSession, execution_id: int) -> int:
@@ -195,6 +212,24 @@ async def decide_on_page(execution_id: RowId, step_id: str, request: Request,
             seen_hash=step_hash,
         ), runbooks=engine.runbooks, on_approved=engine.wake)
     return redirect(f"/executions/{execution_id}#step-{step_id}")
+
+
+@router.post("/executions/{execution_id}/steps/{step_id}/rollback")
+async def rollback_on_page(execution_id: RowId, step_id: str, request: Request,
+                           reason: Text = "", csrf_token: Csrf = "") -> Response:
+    """Start a step's rollback from the execution page; shows the new execution."""
+    me = require_identity(request)
+    verify_csrf(request, csrf_token)
+    if not me.has_role("responder"):
+        raise Forbidden(f"identity {me.name!r} may not start a rollback: it needs the "
+                        "responder role or higher")
+    engine = request.app.state.engine
+    async with transaction(request) as session:
+        started = await start_rollback(session, execution_id, step_id,
+                                       runbook_of=engine.runbooks, actor=me.name,
+                                       reason=reason, source_addr=client_addr(request))
+        after_commit(session, engine.wake)
+    return redirect(f"/executions/{started.id}")
 
 
 @router.post("/executions/{execution_id}/links/{link_id}/revoke")

@@ -1,4 +1,7 @@
-"""step rate keys: a rate limit on a step, with a budget that runbooks may share
+"""step rate keys and execution parents
+
+A rate limit on a step, with a budget that runbooks may share; and the execution a rollback
+started by hand came from.
 
 Revision ID: 0005
 Revises: 0004
@@ -20,9 +23,21 @@ def upgrade() -> None:
     with op.batch_alter_table("step_runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("rate_key", sa.String(length=512), nullable=True))
         batch_op.create_index("ix_step_runs_rate", ["rate_key", "started_at"], unique=False)
+    with op.batch_alter_table("executions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("parent_id", sa.BigInteger().with_variant(
+            sa.Integer(), "sqlite"), nullable=True))
+        batch_op.create_index(batch_op.f("ix_executions_parent_id"), ["parent_id"],
+                              unique=False)
+        batch_op.create_foreign_key(batch_op.f("fk_executions_parent_id_executions"),
+                                    "executions", ["parent_id"], ["id"], ondelete="SET NULL")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("executions", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_executions_parent_id_executions"),
+                                 type_="foreignkey")
+        batch_op.drop_index(batch_op.f("ix_executions_parent_id"))
+        batch_op.drop_column("parent_id")
     with op.batch_alter_table("step_runs", schema=None) as batch_op:
         batch_op.drop_index("ix_step_runs_rate")
         batch_op.drop_column("rate_key")

@@ -16,7 +16,7 @@ async def test_a_failed_execution_pages_who_the_runbook_names(make_rig) -> None:
     book = runbook("critical", [step("rollback", "fail")], **TIERS)
     async with make_rig([book]) as r:
         await r.fire("critical")
-        [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "failed")
+        await r.wait_for(lambda rows: rows and rows[0].status == "failed")
         sent = {(n.kind, n.channel) for n in await r.notifications()}
     assert ("failed", "slack:ml-oncall") in sent
     assert ("failed", "pagerduty:ml-platform") in sent
