@@ -7,6 +7,7 @@ from app.actions.artifact import ArtifactVerify
 from app.actions.base import Action
 from app.actions.command import CommandRun
 from app.actions.embedded_registry_actions import registry_actions
+from app.actions.handoff import RunbookStart
 from app.actions.http import HttpRequest
 from app.actions.kubernetes import kubernetes_actions
 from app.actions.kubernetes_argo import argo_actions
@@ -22,7 +23,7 @@ def all_actions() -> list[Action]:
     return [
         Noop(), Sleep(), Fail(),
         ArtifactVerify(), *registry_actions(), *mlflow_actions(), HttpRequest(), CommandRun(),
-        PrometheusQuery(), Wait(), *airflow_actions(),
+        PrometheusQuery(), Wait(), *airflow_actions(), RunbookStart(),
         *kubernetes_actions(), *argo_actions(),
         NotifySlack(), NotifyWebhook(), PagerdutyTrigger(), PagerdutyResolve(),
     ]

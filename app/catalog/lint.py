@@ -25,6 +25,7 @@ from jinja2.defaults import DEFAULT_NAMESPACE
 from pydantic import AliasChoices, TypeAdapter, ValidationError
 
 from app.actions.base import Waits
+from app.actions.handoff import NAME as HANDOFF
 from app.catalog.matcher import CompiledMapping, redos_warning, risky_regex, shadows
 from app.catalog.params import check_value, spec_problems
 from app.catalog.parser import (
@@ -126,6 +127,9 @@ def analyse(
                                           check_runbooks=bool(out.runbooks))
         out.mappings += compiled
         out.issues += issues
+    for p in out.runbooks:
+        if p.runbook is not None:
+            out.issues += _hand_offs(p.doc, p.runbook, known, broken)
     if mapping_docs:
         mapped = {m.runbook for m in out.mappings}
         for p in out.runbooks:
@@ -134,6 +138,27 @@ def analyse(
                                               f"alerts to runbook {p.runbook.id!r}",
                                               severity="warning"))
     return out
+
+
+def _hand_offs(doc: YamlDoc, rb: Runbook, known: dict[str, Runbook],
+               broken: set[str]) -> list[Issue]:
+    """A `runbook.start` step must name a runbook of this catalog and only its params."""
+    issues = []
+    for i, step in enumerate(rb.steps):
+        other = step.with_.get("runbook") if step.action == HANDOFF else None
+        if not isinstance(other, str) or is_template(other) or other in broken:
+            continue
+        if other not in known:
+            issues.append(doc.issue(("steps", i, "with", "runbook"), f"runbook.start names "
+                                    f"runbook {other!r}, which is not in this catalog"))
+            continue
+        given = step.with_.get("params") or {}
+        unknown = sorted(set(given) - set(known[other].params)) if isinstance(given, dict) else []
+        if unknown:
+            issues.append(doc.issue(("steps", i, "with", "params"), f"runbook {other!r} takes "
+                                    f"no parameter {', '.join(map(repr, unknown))}; it takes: "
+                                    f"{', '.join(sorted(known[other].params)) or 'nothing'}"))
+    return issues
 
 
 def check_runbook(doc: YamlDoc, rb: Runbook, actions: ActionSpecs | None, *,
@@ -219,13 +244,14 @@ def _check_step(doc: YamlDoc, i: int, step: Step, rb: Runbook, actions: ActionSp
                                 step.rollback.with_, actions)
         issues += _templates(doc, (*loc, "rollback", "with"), step.rollback.with_,
                              params=params, steps=after)
-    target = getattr(step.on_failure, "goto", None)
-    if target is not None and target not in ids:
-        issues.append(doc.issue((*loc, "on_failure"), f"goto {target!r}: no step has that id"))
-    elif target is not None and rb.step_index(target) <= i:
-        # The engine only jumps forward, so a loop can never form.
-        issues.append(doc.issue((*loc, "on_failure"), f"goto {target!r} points back (or to "
-                                "itself); on_failure can only go to a later step"))
+    for key in ("on_failure", "on_success"):
+        target = getattr(getattr(step, key), "goto", None)
+        if target is not None and target not in ids:
+            issues.append(doc.issue((*loc, key), f"goto {target!r}: no step has that id"))
+        elif target is not None and rb.step_index(target) <= i:
+            # The engine only jumps forward, so a loop can never form.
+            issues.append(doc.issue((*loc, key), f"goto {target!r} points back (or to "
+                                    f"itself); {key} can only go to a later step"))
     # `rollback` undoes this step and the earlier ones that succeeded: one of them needs one.
     if step.on_failure == "rollback" and not any(s.rollback for s in rb.steps[:i + 1]):
         issues.append(doc.issue((*loc, "on_failure"), "on_failure is rollback, but neither "

@@ -76,6 +76,9 @@ class Goto(Strict):
 
 
 OnFailure = Literal["stop", "continue", "rollback"] | Goto
+# After a step succeeds: the next step, the end (the execution succeeds), or a later step
+# (staged promotion: a watch that passes goes to `promote`, one that fails to `retire`).
+OnSuccess = Literal["next", "end"] | Goto
 
 
 class RollbackSpec(Strict):
@@ -112,6 +115,7 @@ class Step(Strict):
     retries: int = Field(default=0, ge=0, le=10)
     verify: CheckSpec | None = None
     on_failure: OnFailure = "stop"
+    on_success: OnSuccess = "next"
     rollback: RollbackSpec | None = None
     # While the execution is at this step, this decides what the resolve of its alerts does
     # (None: the runbook's `on_resolve`). A fix that works resolves its own alert, so a

@@ -36,6 +36,7 @@ async def start_or_attach(
     session: AsyncSession, *, runbook: Runbook, version: str, target: str,
     params: dict[str, Any], alert_id: int | None, alert_fired_at: dt.datetime | None,
     actor: str, trigger: str = "alert", started_by: str | None = None, dry_run: bool = False,
+    parent_id: int | None = None, reason: str = "",
 ) -> tuple[Execution, bool]:
     """Start an execution for (runbook, target), or attach the alert to the active one.
 
@@ -49,7 +50,7 @@ async def start_or_attach(
             runbook_id=runbook.id, runbook_version=version, target=target,
             status=states.PENDING, params=params, dry_run=dry_run, trigger=trigger,
             started_by=started_by, created_at=now, updated_at=now,
-            alert_fired_at=alert_fired_at,
+            alert_fired_at=alert_fired_at, parent_id=parent_id,
         )
         try:
             if session.bind.dialect.name == "sqlite":
@@ -71,8 +72,11 @@ async def start_or_attach(
             record_event(
                 session, kind="execution.created", entity="execution", actor=actor,
                 execution_id=execution.id, to_state=states.PENDING,
-                reason=f"{trigger}: {runbook.id} on {target}" + (" (drill)" if dry_run else ""),
-                data={"params": params, "alert_id": alert_id, "version": version},
+                reason=f"{trigger}: {runbook.id} on {target}" + (" (drill)" if dry_run else "")
+                + (f" from execution {parent_id}" if parent_id else "")
+                + (f": {reason}" if reason else ""),
+                data={"params": params, "alert_id": alert_id, "version": version,
+                      **({"parent_id": parent_id} if parent_id else {})},
             )
             return execution, True
 

@@ -13,12 +13,16 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.actions.base import ActionContext, ActionPlan
+from app.actions.handoff import NAME as HANDOFF
+from app.actions.handoff import StartParams
 from app.actions.registry import ActionRegistry
+from app.catalog.params import ParamError, render_target, validate_manual_params
 from app.catalog.schema import ApprovalSpec, Runbook, Step
 from app.catalog.templating import RenderError, render_string, render_value
 from app.config import Settings
@@ -26,7 +30,7 @@ from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
 from app.engine.context import failure_channels, step_context
-from app.engine.executions import cancel_open_steps, void_approvals
+from app.engine.executions import cancel_open_steps, start_or_attach, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
 from app.engine.outcomes import Outcomes
@@ -200,7 +204,10 @@ class Executor(Outcomes, Proposals):
             await session.flush()
         if run.status == states.STEP_RUNNING:
             return await self._recover(session, execution, run)
-        if run.status in (states.STEP_SUCCEEDED, states.STEP_SKIPPED):
+        if run.status == states.STEP_SUCCEEDED:
+            await self._after_success(session, execution, runbook, step)
+            return await self._next(session, execution, runbook)
+        if run.status == states.STEP_SKIPPED:
             await self._advance(session, execution, runbook, step)
             return await self._next(session, execution, runbook)
 
@@ -432,6 +439,8 @@ class Executor(Outcomes, Proposals):
 
     async def _execute(self, execution_id: int, plan: RunStep, dry_run: bool) -> Outcome:
         ctx = self._context(execution_id, str(plan.step_run_id), dry_run)
+        if plan.action == HANDOFF:
+            return await self._hand_off(execution_id, plan.params, dry_run)
         outcome = await run_action(self.registry, ctx, plan.action, plan.params,
                                    timeout=plan.timeout, retries=plan.retries,
                                    idempotent=plan.idempotent,
@@ -451,6 +460,41 @@ class Executor(Outcomes, Proposals):
                               attempts=outcome.attempts,
                               duration_ms=outcome.duration_ms + check.duration_ms)
         return outcome
+
+    async def _hand_off(self, execution_id: int, params: dict[str, Any],
+                        dry_run: bool) -> Outcome:
+        """`runbook.start`: start another runbook with params, linked to this execution, in
+        one transaction (a repeat finds the execution it started: the per-target lock)."""
+        try:
+            start = StartParams.model_validate(params)
+        except ValidationError as exc:
+            message = f"invalid parameters for runbook.start: {exc.errors()[0]['msg']}"
+            return Outcome("failed", message, error=message)
+        async with session_scope(self.factory) as session:
+            execution = await lock_execution(session, execution_id)
+            loaded = self.runbooks.current(start.runbook)
+            if loaded is None:
+                message = f"runbook {start.runbook!r} is not in the catalog"
+                return Outcome("failed", message, error=message)
+            try:
+                child_params = validate_manual_params(loaded.runbook, start.params)
+                target = render_target(loaded.runbook, child_params)
+            except (ParamError, RenderError, ValueError) as exc:
+                message = f"params for runbook {start.runbook}: {exc}"
+                return Outcome("failed", message, error=message)
+            if dry_run:
+                return Outcome("succeeded", f"would start runbook {start.runbook} on {target}",
+                               {"runbook": start.runbook, "target": target})
+            child, created = await start_or_attach(
+                session, runbook=loaded.runbook, version=loaded.version, target=target,
+                params=child_params, alert_id=None, alert_fired_at=execution.alert_fired_at,
+                actor=self.actor, trigger="runbook", started_by=None,
+                parent_id=execution_id, reason=start.reason)
+            verb = "started" if created else "joined the active"
+        summary = f"{verb} runbook {start.runbook} as execution {child.id} on {target}"
+        return Outcome("succeeded", summary, {"execution_id": child.id,
+                                              "runbook": start.runbook, "target": target,
+                                              "created": created})
 
     # -- recording ------------------------------------------------------------------------
 
@@ -479,7 +523,7 @@ class Executor(Outcomes, Proposals):
                                               execution.runbook_version)
             step = runbook.step(run.step_id)
             if outcome.ok:
-                await self._advance(session, execution, runbook, step)
+                await self._after_success(session, execution, runbook, step)
             else:
                 await self._after_failure(session, execution, runbook, step,
                                           outcome.error or outcome.summary)

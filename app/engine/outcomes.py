@@ -37,6 +37,21 @@ class Outcomes:
         execution.cursor = (runbook.steps[index + 1].id if index + 1 < len(runbook.steps)
                             else states.CURSOR_END)
 
+    async def _after_success(self, session: AsyncSession, execution: Execution,
+                             runbook: Runbook, step: Step) -> None:
+        """Follow the step's `on_success`: the next step, a later one, or the end."""
+        policy = step.on_success
+        if policy == "end":
+            execution.cursor = states.CURSOR_END
+        elif isinstance(policy, Goto) and (runbook.step_index(policy.goto)
+                                           > runbook.step_index(step.id)):
+            execution.cursor = policy.goto
+            record_event(session, kind="step.goto", entity="execution", actor=self.actor,
+                         execution_id=execution.id,
+                         reason=f"step {step.id} succeeded; going to {policy.goto}")
+        else:
+            await self._advance(session, execution, runbook, step)
+
     async def _after_failure(self, session: AsyncSession, execution: Execution,
                              runbook: Runbook, step: Step, error: str) -> None:
         """Follow the step's `on_failure`: continue, go to a later step, roll back, or stop."""

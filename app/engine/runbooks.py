@@ -8,7 +8,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalog.loader import Catalog
+from app.catalog.loader import Catalog, LoadedRunbook
 from app.catalog.models import RunbookVersion
 from app.catalog.schema import Runbook
 from app.errors import NotFound
@@ -16,6 +16,11 @@ from app.errors import NotFound
 
 class RunbookSource(Protocol):
     """Where the exact runbook version of an execution comes from (RunbookVersions)."""
+
+    def current(self, runbook_id: str) -> LoadedRunbook | None:
+        """The live catalog's version of a runbook (a hand-off starts what is loaded now)."""
+        catalog = self._current()
+        return catalog.runbooks.get(runbook_id) if catalog else None
 
     async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook: ...
 
@@ -27,6 +32,11 @@ class RunbookVersions:
     def __init__(self, current: Callable[[], Catalog | None]) -> None:
         self._current = current  # the live catalog; None in the CLI, which has none loaded
         self._parsed: dict[tuple[str, str], Runbook] = {}
+
+    def current(self, runbook_id: str) -> LoadedRunbook | None:
+        """The live catalog's version of a runbook (a hand-off starts what is loaded now)."""
+        catalog = self._current()
+        return catalog.runbooks.get(runbook_id) if catalog else None
 
     async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook:
         catalog = self._current()

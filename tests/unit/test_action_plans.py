@@ -42,7 +42,8 @@ WITH_SIDE_EFFECTS = {"registry.set_alias", "mlflow.set_alias", "mlflow.rollback_
                      "airflow.trigger", "airflow.clear_failed", "airflow.pause", "airflow.unpause"}
 
 WITH_SIDE_EFFECTS |= {"kubernetes.rollout_restart", "kubernetes.rollout_undo",
-                      "kubernetes.scale", "argo.rollout_abort", "argo.rollout_promote"}
+                      "kubernetes.scale", "argo.rollout_abort", "argo.rollout_promote",
+                      "runbook.start"}
 
 
 class Recorder:

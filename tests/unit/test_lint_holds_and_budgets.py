@@ -52,3 +52,31 @@ def test_a_rate_key_may_use_params_only(tmp_path) -> None:
                  today=dt.date(2026, 11, 26))
     assert any("steps" in i.message and i.line == line_of(text, "rate_key:")
                for i in found if i.severity == "error"), found
+
+
+def test_on_success_goto_must_point_forward(tmp_path) -> None:
+    text = runbook_text(replace={"    on_failure: rollback": "    on_failure: rollback\n"
+                                                           "    on_success: {goto: check}"})
+    mappings, remediations = write_catalog(tmp_path, {"drift": text})
+    found = lint(mappings, remediations, actions=default_registry().specs(),
+                 today=dt.date(2026, 11, 26))
+    assert any("goto 'check' points back" in i.message and "on_success" in i.message
+               for i in found), found
+
+
+def test_a_hand_off_names_a_runbook_of_the_catalog_and_its_params(tmp_path) -> None:
+    hand_off = ("  - id: hand-off\n    title: Follow the other runbook\n"
+                "    action: runbook.start\n    timeout: 1m\n"
+                "    with: {runbook: RUNBOOK, params: {PARAM: x}}\n")
+    def issues(runbook: str, param: str) -> list[str]:
+        text = runbook_text(replace={"escalation:": hand_off.replace("RUNBOOK", runbook)
+                                     .replace("PARAM", param) + "escalation:"})
+        mappings, remediations = write_catalog(tmp_path, {"drift": text})
+        return [i.message for i in lint(mappings, remediations,
+                                        actions=default_registry().specs(),
+                                        today=dt.date(2026, 11, 26)) if i.severity == "error"]
+    assert any("names runbook 'nowhere', which is not in this catalog" in m
+               for m in issues("nowhere", "model"))
+    assert any("takes no parameter 'colour'; it takes: env, model" in m
+               for m in issues("drift", "colour"))
+    assert issues("drift", "model") == []
