@@ -124,6 +124,10 @@ class Executor(Outcomes, Proposals):
             execution = await lock_execution(session, execution_id)
             if execution.lease_owner != self.me:
                 return Stop("lease lost")
+            held_by_limit = execution.status == states.RATE_LIMITED
+            if held_by_limit:
+                await self._move(session, execution, states.PENDING,
+                                 reason="its rate-limit window passed: trying again")
             if execution.status not in (states.PENDING, states.RUNNING):
                 return Stop(execution.status)
             runbook = await self.runbooks.get(session, execution.runbook_id,
@@ -134,7 +138,8 @@ class Executor(Outcomes, Proposals):
                 return Stop(hold)
             if execution.status == states.PENDING:
                 if execution.started_at is None:
-                    first = await self._first_start(session, execution, runbook)
+                    first = await self._first_start(session, execution, runbook,
+                                                    again=held_by_limit)
                     if first is not None:
                         return first
                 else:
@@ -142,8 +147,12 @@ class Executor(Outcomes, Proposals):
             return await self._next(session, execution, runbook)
 
     async def _first_start(
-        self, session: AsyncSession, execution: Execution, runbook: Runbook,
+        self, session: AsyncSession, execution: Execution, runbook: Runbook, *,
+        again: bool = False,
     ) -> Plan | None:
+        """Start an execution, unless a limit holds it: a rate limit holds it until its
+        window passes (notified once, `again` is a later try), the concurrency limit until a
+        slot frees."""
         now = utcnow()
         if execution.trigger == "rollback":
             # A person asked for this undo: limits and the runbook's preconditions (which
@@ -158,10 +167,13 @@ class Executor(Outcomes, Proposals):
             if not verdict.allowed:
                 reason = verdict.describe()
                 await self._move(session, execution, states.RATE_LIMITED, reason=reason,
+                                 wake_at=verdict.next_allowed_at,
                                  data={"next_allowed_at": verdict.next_allowed_at.isoformat()
                                        if verdict.next_allowed_at else None})
-                self._notify(session, execution, runbook, kind="rate_limited",
-                             channels=failure_channels(runbook), text=reason)
+                if not again:
+                    self._notify(session, execution, runbook, kind="rate_limited",
+                                 channels=failure_channels(runbook),
+                                 text=f"{reason}; it starts then if its alerts still fire")
                 return Stop(reason)
         if await self._at_concurrency_limit(session, execution, runbook):
             execution.wake_at = now + dt.timedelta(seconds=self.settings.poll_seconds * 5)

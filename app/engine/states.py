@@ -21,7 +21,9 @@ EXECUTION_STATES: Final = (
     PENDING, RUNNING, AWAITING_APPROVAL, PAUSED, NEEDS_ATTENTION,
     SUCCEEDED, FAILED, REJECTED, CANCELLED, EXPIRED, RATE_LIMITED,
 )
-ACTIVE_EXECUTION: Final = frozenset({PENDING, RUNNING, AWAITING_APPROVAL, PAUSED, NEEDS_ATTENTION})
+# Rate limited is active: the execution waits for its window, holding its target's lock.
+ACTIVE_EXECUTION: Final = frozenset({PENDING, RUNNING, AWAITING_APPROVAL, PAUSED, NEEDS_ATTENTION,
+                                     RATE_LIMITED})
 FINAL_EXECUTION: Final = frozenset(EXECUTION_STATES) - ACTIVE_EXECUTION
 
 EXECUTION_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
@@ -37,6 +39,8 @@ EXECUTION_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     PAUSED: frozenset({PENDING, CANCELLED}),
     # A human chooses: retry or skip (pending again), abort (failed), or cancel.
     NEEDS_ATTENTION: frozenset({PENDING, FAILED, CANCELLED}),
+    # Its window passed (tried again), or its alerts resolved or a human cancelled it.
+    RATE_LIMITED: frozenset({PENDING, CANCELLED}),
     **{state: frozenset() for state in FINAL_EXECUTION},
 }
 

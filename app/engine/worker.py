@@ -111,6 +111,7 @@ class Worker:
             or_(
                 and_(Execution.status == states.PENDING,
                      or_(Execution.wake_at.is_(None), Execution.wake_at <= now)),
+                and_(Execution.status == states.RATE_LIMITED, Execution.wake_at <= now),
                 Execution.status == states.RUNNING,
             ),
         )

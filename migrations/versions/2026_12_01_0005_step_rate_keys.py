@@ -1,7 +1,8 @@
-"""step rate keys and execution parents
+"""step rate keys, execution parents, rate-limited executions hold their target
 
-A rate limit on a step, with a budget that runbooks may share; and the execution a rollback
-started by hand came from.
+A rate limit on a step, with a budget that runbooks may share; the execution a rollback
+started by hand came from; and `rate_limited` joins the active states (it waits for its
+window), so the per-target lock covers it.
 
 Revision ID: 0005
 Revises: 0004
@@ -12,6 +13,19 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+_OLD_ACTIVE = ("status IN ('pending', 'running', 'awaiting_approval', 'paused', "
+               "'needs_attention')")
+_NEW_ACTIVE = ("status IN ('pending', 'running', 'awaiting_approval', 'paused', "
+               "'needs_attention', 'rate_limited')")
+
+
+def _active_target_index(where: str) -> None:
+    with op.batch_alter_table("executions", schema=None) as batch_op:
+        batch_op.drop_index("uq_executions_active_target")
+        batch_op.create_index("uq_executions_active_target", ["runbook_id", "target"],
+                              unique=True, sqlite_where=sa.text(where),
+                              postgresql_where=sa.text(where))
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -30,9 +44,11 @@ def upgrade() -> None:
                               unique=False)
         batch_op.create_foreign_key(batch_op.f("fk_executions_parent_id_executions"),
                                     "executions", ["parent_id"], ["id"], ondelete="SET NULL")
+    _active_target_index(_NEW_ACTIVE)
 
 
 def downgrade() -> None:
+    _active_target_index(_OLD_ACTIVE)
     with op.batch_alter_table("executions", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_executions_parent_id_executions"),
                                  type_="foreignkey")

@@ -19,6 +19,7 @@ ALLOWED_EXECUTION = {
     ("paused", "pending"), ("paused", "cancelled"),
     ("needs_attention", "pending"), ("needs_attention", "failed"),
     ("needs_attention", "cancelled"),
+    ("rate_limited", "pending"), ("rate_limited", "cancelled"),
 }
 
 ALLOWED_STEP = {
