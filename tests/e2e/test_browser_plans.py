@@ -5,8 +5,9 @@ with each safe step, precondition and safe-step check replaced by a `noop` whose
 later templates read (`steps['read-champion'].output.version`), and every risky step exactly as
 shipped. That isolates the risky steps' plans from the safe steps' peers (Prometheus, Airflow
 reads), which other suites drill. What the plans themselves read is real: the embedded
-registry, a real MLflow server, the HTTP allow-list with the Airflow host and its secret (an
-http plan sends nothing), and a fake kubectl on the command allow-list.
+registry, a real MLflow server, a real Airflow 3 (the airflow.* plans read its DAGs and runs),
+the HTTP allow-list with the Airflow host and its secret (an http plan sends nothing), and fake
+kubectl and dataset-quarantine commands on the command allow-list.
 
 Each execution waits for approval on its first risky step. Headless Chromium, signed in as an
 approver, reads the plan on the execution page (and, for model-drift, on the approval-link
@@ -35,6 +36,7 @@ from app.actions.embedded_registry import ModelRegistry, create_demo_registry
 from app.actions.mlflow import MlflowSetAlias
 from tests.e2e.test_browser import SHOTS, sign_in
 from tests.support.action_ctx import make_ctx, run_action
+from tests.support.airflow import AirflowPeer, run_airflow
 from tests.support.auth import WEBHOOK_HEADERS
 from tests.support.binaries import need_module
 from tests.support.payloads import am_alert, am_body, go_json
@@ -47,7 +49,8 @@ REPO = Path(__file__).resolve().parents[2]
 PLANS = SHOTS / "plans"
 AIRFLOW = "https://airflow.ml.internal/api/v1/dags"
 AIRFLOW_TOKEN = "airflow-token-for-the-plans-test"
-QUARANTINE = "/opt/ml-platform/bin/dataset-quarantine"
+QUARANTINE = "dataset-quarantine"
+AIRFLOW_SECRET = "airflow"
 VIEWPORT = {"width": 1280, "height": 800}
 # `steps['read-champion'].output.version` and the like, in any template of a runbook.
 OUTPUT_REF = re.compile(r"""steps\[['"]([a-z0-9-]+)['"]\]\.output\.([A-Za-z_][A-Za-z0-9_]*)""")
@@ -57,11 +60,14 @@ SETTLED = {"awaiting_approval", "failed", "needs_attention", "paused", "cancelle
 
 @dataclass(frozen=True)
 class World:
-    """What an expected plan may name besides the execution: the fake kubectl, MLflow's host."""
+    """What an expected plan may name besides the execution: the fake commands, the hosts of
+    MLflow and Airflow."""
 
     execution_id: int
     kubectl: str
     mlflow_host: str
+    quarantine: str = ""
+    airflow_host: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class Case:
     # Outputs of the safe steps (now noops) that the risky steps' templates read.
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     mlflow: bool = False
+    airflow: bool = False
     # False: the summary goes on after the expected text (it lists the versions it skipped).
     complete: bool = True
 
@@ -101,7 +108,11 @@ def registry_plan(model: str, alias: str, before: str, after: str, *, why: str =
 LAST_GOOD = " (the last version that held it; its manifest verifies)"
 MLFLOW_PREVIOUS = " (the last version that held it; its artifacts verify)"
 MLFLOW_LISTED = " (the last version that held it; its artifacts read back as MLflow lists them)"
-RUN_ID = "scheduled__2026-11-26T06:00:00+00:00"
+# Airflow refuses a triggered run id that looks scheduled (scheduled__...): 400.
+RUN_ID = "failed_2026-11-26T06:00:00+00:00"
+# The Airflow cases' DAGs (tests/airflow_dags/): a run of FAILING that failed, as RUN_ID; a
+# retraining DAG to pause.
+FAILING, RETRAIN = "runbookd_fails", "retrain_drill_stale"
 
 CASES = [
     Case("canary-promotion-failed",
@@ -116,8 +127,9 @@ CASES = [
          {"dataset": "transactions_daily", "partition": "2026-11-26"},
          lambda w: ("argv: " + shlex.join([QUARANTINE, "add", "--dataset=transactions_daily",
                                            "--partition=2026-11-26",
-                                           f"--reason=runbookd execution {w.execution_id}"]),
-                    {"executable": QUARANTINE})),
+                                           f"--reason=runbookd execution {w.execution_id}"])
+                    + f" ({QUARANTINE} is {w.quarantine})",
+                    {"executable": w.quarantine})),
     Case("model-artifact-corrupt", {"model": "ranker-v5", "alias": "champion"},
          lambda w: (registry_plan("ranker-v5", "champion", "3", "1", why=LAST_GOOD)[0]
                     + "; skipped version 2 (fails verification: ",
@@ -150,12 +162,17 @@ CASES = [
                      "from": "2", "to": "1"}),
          outputs={"read-serving": alias_read("search-ranker", "serving", "2")}, mlflow=True),
     Case("stale-feature-store",
-         {"feature_view": "user_transactions_7d", "retrain_dag": "retrain_fraud_v3"},
-         lambda w: http_plan("PATCH", f"{AIRFLOW}/retrain_fraud_v3", {"is_paused": True})),
-    Case("training-pipeline-failed", {"dag_id": "retrain_fraud", "run_id": RUN_ID},
-         lambda w: http_plan("POST", f"{AIRFLOW}/retrain_fraud/clearTaskInstances", {
-             "dag_run_id": RUN_ID, "only_failed": True, "reset_dag_runs": True,
-             "dry_run": False})),
+         {"feature_view": "user_transactions_7d", "retrain_dag": RETRAIN},
+         lambda w: (f"pause DAG {RETRAIN} on {w.airflow_host}: unpaused → paused",
+                    {"airflow": w.airflow_host, "dag_id": RETRAIN, "from": False,
+                     "to": True}),
+         airflow=True),
+    Case("training-pipeline-failed", {"dag_id": FAILING, "run_id": RUN_ID},
+         lambda w: (f"clear 1 failed task instance(s) of run {RUN_ID} of {FAILING} on "
+                    f"{w.airflow_host}: broken (the run goes back to queued)",
+                    {"airflow": w.airflow_host, "dag_id": FAILING, "dag_run_id": RUN_ID,
+                     "tasks": ["broken"]}),
+         airflow=True),
 ]
 
 
@@ -167,17 +184,10 @@ class Gap:
     reason: str
 
 
-# input-data-quality names an absolute executable that a test cannot create (see the report of
-# this suite): command.run allows an absolute argv[0] only when that very file exists, and has
-# no allow-list mapping from a name to another path. The test still asserts the plan it should
-# show, and fails if the step fails in any other way; once the plan is made, remove the entry.
-KNOWN_GAPS = {
-    "input-data-quality": Gap(
-        error=f"cannot plan command.run: executable {QUARANTINE} does not exist or is not "
-              "executable",
-        reason=f"command.run cannot plan {QUARANTINE} unless that file exists, and a test may "
-               "not create it (command.run has no allow-list mapping)"),
-}
+# The test still asserts the plan a known gap should show, and fails if the step fails in any
+# other way; once the plan is made, remove the entry. (input-data-quality was one: it named an
+# absolute executable a test cannot create; it now names dataset-quarantine, found on PATH.)
+KNOWN_GAPS: dict[str, Gap] = {}
 
 
 def shipped(runbook_id: str) -> dict[str, Any]:
@@ -298,6 +308,35 @@ async def register(peer: Peer, workdir: Path, model: str, alias: str, count: int
         await run_action(MlflowSetAlias(), ctx, model=model, alias=alias, version=version)
 
 
+@dataclass(frozen=True)
+class AirflowPlans:
+    """The module's Airflow: the settings that point runbookd at it, and its host."""
+
+    peer: AirflowPeer
+
+    @property
+    def host(self) -> str:
+        return self.peer.host
+
+    def settings(self) -> dict[str, Any]:
+        return {"airflow_url": self.peer.url, "airflow_auth_secret": AIRFLOW_SECRET,
+                "secrets": {AIRFLOW_SECRET: f"{self.peer.username}:{self.peer.password}"}}
+
+
+@pytest.fixture(scope="module")
+async def airflow(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AirflowPlans]:
+    """One Airflow 3 for the module, holding what the airflow.* plans read: a failed run of
+    FAILING (RUN_ID) and the unpaused DAG RETRAIN. Plans change nothing, so every test reads
+    the same ones."""
+    async with run_airflow(tmp_path_factory.mktemp("airflow")) as peer:
+        await peer.trigger(FAILING, RUN_ID)
+        assert await peer.wait_for_state(FAILING, RUN_ID) == "failed"
+        async with peer.api() as http:
+            assert (await http.get(f"/api/v2/dags/{RETRAIN}")).status_code == 200
+        assert not await peer.is_paused(RETRAIN)
+        yield AirflowPlans(peer)
+
+
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
     """Debian's chromium, launched once for the module."""
@@ -317,6 +356,19 @@ def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return str(kubectl)
 
 
+@pytest.fixture
+def fake_quarantine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A `dataset-quarantine` first on PATH, allow-listed by name as the runbook's header says
+    (a plan never runs it)."""
+    bindir = tmp_path / "quarantine-bin"
+    bindir.mkdir()
+    command = bindir / QUARANTINE
+    command.write_text('#!/bin/sh\necho "fake dataset-quarantine $*"\n')
+    command.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return str(command)
+
+
 async def fire(r: Any, case: Case) -> None:
     labels = {"alertname": case.runbook, **case.labels}
     alert = am_alert(hashlib.sha256(case.runbook.encode()).hexdigest()[:16], labels=labels,
@@ -331,17 +383,20 @@ def first_risky(book: dict[str, Any]) -> str:
     return next(s["id"] for s in book["steps"] if s.get("risk") == "risky")
 
 
-def params(*, mlflow: bool) -> list[Any]:
-    return [pytest.param(c, id=c.runbook) for c in CASES if c.mlflow == mlflow]
+def params(*, mlflow: bool = False, airflow: bool = False) -> list[Any]:
+    return [pytest.param(c, id=c.runbook) for c in CASES
+            if c.mlflow == mlflow and c.airflow == airflow]
 
 
-# Plans read the registry, MLflow and the allow-list, not the database: SQLite is enough.
+# Plans read the registry, MLflow, Airflow and the allow-list, not the database: SQLite is
+# enough.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("case", params(mlflow=False))
+@pytest.mark.parametrize("case", params())
 async def test_the_first_risky_step_shows_its_concrete_plan(
         case: Case, make_rig: Callable[..., Any], tokens: dict[str, str], tmp_path: Path,
-        browser: Any, fake_kubectl: str) -> None:
-    await check_plan(case, make_rig, tokens, tmp_path, browser, kubectl=fake_kubectl)
+        browser: Any, fake_kubectl: str, fake_quarantine: str) -> None:
+    await check_plan(case, make_rig, tokens, tmp_path, browser, kubectl=fake_kubectl,
+                     quarantine=fake_quarantine)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -353,9 +408,19 @@ async def test_the_first_risky_mlflow_step_shows_its_concrete_plan(
                      mlflow=mlflow)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("case", params(airflow=True))
+async def test_the_first_risky_airflow_step_shows_its_concrete_plan(
+        case: Case, make_rig: Callable[..., Any], tokens: dict[str, str], tmp_path: Path,
+        browser: Any, fake_kubectl: str, airflow: AirflowPlans) -> None:
+    await check_plan(case, make_rig, tokens, tmp_path, browser, kubectl=fake_kubectl,
+                     airflow=airflow)
+
+
 async def check_plan(case: Case, make_rig: Callable[..., Any], tokens: dict[str, str],
-                     tmp_path: Path, browser: Any, *, kubectl: str,
-                     mlflow: MlflowPeer | None = None) -> None:
+                     tmp_path: Path, browser: Any, *, kubectl: str, quarantine: str = "",
+                     mlflow: MlflowPeer | None = None,
+                     airflow: AirflowPlans | None = None) -> None:
     """Fire the case's alert at a runbookd serving its isolated runbook, then read the plan
     of the first risky step in the database and on the execution page, as an approver."""
     from playwright.async_api import expect
@@ -374,13 +439,19 @@ async def check_plan(case: Case, make_rig: Callable[..., Any], tokens: dict[str,
         settings.update(mlflow_url=mlflow.url,
                         http_allowlist=[*settings["http_allowlist"], mlflow.host])
     mlflow_host = mlflow.host if mlflow is not None else ""
+    if airflow is not None:
+        settings.update(airflow.settings(),
+                        http_allowlist=[*settings["http_allowlist"], airflow.host],
+                        secrets={**settings["secrets"], **airflow.settings()["secrets"]})
+    airflow_host = airflow.host if airflow is not None else ""
 
     async with make_rig([isolate(book, case.outputs)], **settings) as r:
         await fire(r, case)
         [ex] = await r.wait_for(lambda rows: bool(rows) and rows[0].status in SETTLED,
                                 timeout=60)
         runs = {s.step_id: s for s in await r.steps(ex.id) if s.kind == "step"}
-        summary, resolved = case.expect(World(ex.id, kubectl, mlflow_host))
+        summary, resolved = case.expect(World(ex.id, kubectl, mlflow_host, quarantine,
+                                              airflow_host))
 
         context = await browser.new_context(viewport=VIEWPORT)
         try:

@@ -75,15 +75,15 @@ PLANS = {
         {"alertname": "TrainingRunFailed", "team": "ml-training", "dag_id": "retrain_fraud",
          "run_id": "scheduled__2026-11-26T06:00:00+00:00", "severity": "warning"},
         "training-run-failed",
-        [("read-run", RUN), ("read-failed-tasks", RUN), ("check-oom", RUN),
-         ("check-input", RUN), ("check-repeat", RUN), ("rerun-failed-tasks", ASK)],
+        [("check-oom", RUN), ("check-input", RUN), ("check-repeat", RUN),
+         ("rerun-failed-tasks", ASK), ("wait-for-rerun", RUN)],
     ),
     "stale-feature-store": (
         {"alertname": "FeatureViewStale", "severity": "warning",
          "feature_view": "user_transactions_7d", "retrain_dag": "retrain_fraud"},
         "stale-feature-store",
         [("check-materializer", RUN), ("pause-retraining", ASK), ("check-source", RUN),
-         ("backfill", ASK), ("resume-retraining", ASK)],
+         ("backfill", ASK), ("wait-for-backfill", RUN), ("resume-retraining", ASK)],
     ),
     "serving-latency-regression": (
         {"alertname": "ModelServingLatencyHigh", "severity": "critical", "env": "production",
