@@ -37,7 +37,7 @@ from app.engine.outcomes import Outcomes
 from app.engine.proposals import Proposals, ProposePlan
 from app.engine.ratelimit import check_rate, check_step_rate, lock_budget
 from app.engine.runbooks import RunbookVersions
-from app.engine.runner import Outcome, run_action, run_check, step_hash
+from app.engine.runner import Outcome, run_action, run_check, step_hash, waits_of
 from app.engine.transitions import lock_execution, transition_step
 from app.events import record_event
 from app.outbound import OutboundHttp
@@ -245,7 +245,7 @@ class Executor(Outcomes, Proposals):
             return Stop("awaiting approval")
         if step.risk == "risky":
             propose = ProposePlan(step_run_id=run.id, action=step.action, params=params,
-                                  timeout=self._timeout(step))
+                                  timeout=self._timeout(step, params))
             if run.status != states.STEP_APPROVED:
                 return propose
             approved = ActionPlan.of(run.plan) if run.plan is not None else None
@@ -253,7 +253,7 @@ class Executor(Outcomes, Proposals):
             unchanged = step_hash(step.action, params, approved) == run.step_hash
             if unchanged and len(await valid_approvers(session, run)) >= spec.count:
                 return RunStep(step_run_id=run.id, kind="step", action=step.action,
-                               params=params, timeout=self._timeout(step),
+                               params=params, timeout=self._timeout(step, params),
                                retries=step.retries, idempotent=run.idempotent,
                                verify=verify, started=False, approved_plan=approved)
             return replace(propose, revote_reason="the rendered step changed before it ran")
@@ -263,7 +263,7 @@ class Executor(Outcomes, Proposals):
                               started_at=utcnow(),
                               attempts=run.attempts + 1)
         return RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
-                       timeout=self._timeout(step), retries=step.retries,
+                       timeout=self._timeout(step, params), retries=step.retries,
                        idempotent=run.idempotent, verify=verify, started=True)
 
     async def _spent(self, session: AsyncSession, execution: Execution, runbook: Runbook,
@@ -556,10 +556,12 @@ class Executor(Outcomes, Proposals):
             return step.idempotent
         return bool(step.action in self.registry and self.registry.get(step.action).idempotent)
 
-    def _timeout(self, step: Step) -> float:
-        if step.timeout is not None:
-            return step.timeout.total_seconds()
-        return self.settings.default_step_timeout_seconds
+    def _timeout(self, step: Step, params: dict[str, Any]) -> float:
+        """The step's timeout bounds its requests; an action that waits by design
+        (airflow.wait, http.request with `until`) gets its declared wait on top."""
+        bound = (step.timeout.total_seconds() if step.timeout is not None
+                 else self.settings.default_step_timeout_seconds)
+        return bound + waits_of(self.registry, step.action, params).at_most
 
 
 def _checks(runbook: Runbook, context: dict[str, Any],

@@ -76,3 +76,22 @@ async def test_a_check_that_does_not_hold_long_enough_fails_at_its_bound(
     assert (execution.status, act.status) == ("failed", "failed")
     assert "did not hold" in act.summary, act.summary
     assert "timed out" not in act.summary
+
+
+async def test_a_step_that_waits_by_design_gets_its_wait_on_top_of_its_timeout(
+        make_rig, prometheus: PrometheusPeer) -> None:
+    """The same rule for a step's own action (airflow.wait, http.request until, a query
+    with stable_for): its timeout bounds each request, its declared wait comes on top."""
+    await healthy(prometheus, "verify_loop_step_wait")
+    book = runbook("waits", [
+        step("hold", "prometheus.query", timeout="1s", **{"with": {
+            "query": "verify_loop_step_wait", "expect": "== 1", "stable_for": "2s",
+            "interval": "250ms"}}),
+    ])
+    async with make_rig([book], prometheus_url=prometheus.url,
+                        http_allowlist=["127.0.0.1"]) as r:
+        await r.fire("waits")
+        [execution] = await r.wait_for(
+            lambda rows: rows and rows[0].status in ("succeeded", "failed"), timeout=30)
+        [hold] = await r.steps(execution.id)
+    assert (execution.status, hold.status) == ("succeeded", "succeeded"), hold.summary
