@@ -119,10 +119,12 @@ async def _verdict(session: AsyncSession, plan: SimRunbook, now: dt.datetime) ->
                             limits=[_limit(b) for b in limits.rate], now=now)
     if not rate.allowed:
         limits.verdict = f"rate limited: {rate.describe()}"
-        plan.reason = f"an execution would start and stop at once, {limits.verdict}"
+        plan.reason = (f"an execution would wait for its window, {limits.verdict}; it starts "
+                       "then if its alerts still fire")
         for step in plan.steps:
             if step.decision != "held":
-                step.decision, step.reason = "held", "not run: the execution is rate limited"
+                step.decision, step.reason = "held", ("not run yet: the execution waits for "
+                                                      "its rate-limit window")
         return
     scope = "for this target" if limits.concurrent_scope == "target" else "of this runbook"
     if limits.active is not None and limits.active >= limits.concurrent:

@@ -62,7 +62,7 @@ async def test_simulate_shows_spent_budgets_after_a_real_execution(make_rig) -> 
     assert limits["rate"][0]["next_allowed_at"] is not None
     assert limits["verdict"].startswith(
         "rate limited: rate limit of 1 per 6h reached; next run allowed at ")
-    assert after["reason"].startswith("an execution would start and stop at once, rate limited")
+    assert after["reason"].startswith("an execution would wait for its window, rate limited")
     assert {s["decision"] for s in after["steps"]} == {"held"}
     retrain = steps_of(after)["retrain"]["rate"]
     assert (retrain["key"], retrain["shared"]) == ("retrain:fraud-v3", True)
