@@ -318,8 +318,10 @@ class Shipped:
                         timeout: float = 30) -> dict[str, Any]:
         """Until step `ref` has `status`; the execution's detail. Fails early, with every
         step's status and error, when the execution ends first."""
+        last: dict[str, Any] = {}
+
         async def reached() -> dict[str, Any] | None:
-            detail = await self.detail(execution_id)
+            detail = last["detail"] = await self.detail(execution_id)
             if any(s["ref"] == ref and s["status"] == status for s in detail["steps"]):
                 return detail
             assert detail["status"] in ACTIVE, (
@@ -327,8 +329,15 @@ class Shipped:
                 f"{ref} was {status}; steps: {steps_brief(detail)}")
             return None
 
-        return await wait.eventually(reached, timeout=timeout, what=f"{ref} to be {status}",
-                                     interval=0.2)
+        try:
+            return await wait.eventually(reached, timeout=timeout, interval=0.2,
+                                         what=f"{ref} to be {status}")
+        except AssertionError as exc:
+            if "timed out" not in str(exc) or "detail" not in last:
+                raise
+            detail = last["detail"]
+            raise AssertionError(f"{exc}; execution {detail['status']}, steps: "
+                                 f"{steps_brief(detail)}") from None
 
     async def awaiting(self, execution_id: int, ref: str, *,
                        timeout: float = 30) -> dict[str, Any]:
