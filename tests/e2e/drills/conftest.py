@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from tests.e2e.drills.harness import (
     serve_shipped,
     shipped_settings,
 )
+from tests.support import wait
+from tests.support.airflow import AirflowPeer, run_airflow
 from tests.support.binaries import need_binary, need_module
 from tests.support.peers import run_exporter, run_mlflow, run_prometheus
 
@@ -88,6 +91,48 @@ async def mlflow(platform: Platform, tmp_path_factory: pytest.TempPathFactory,
     need_module("mlflow")
     async with run_mlflow(tmp_path_factory.mktemp("drill-mlflow")) as peer:
         yield MlflowPeer(peer=peer, workdir=tmp_path_factory.mktemp("drill-mlflow-uploads"))
+
+
+AIRFLOW_SECRET = "airflow"
+
+
+@dataclass(frozen=True)
+class AirflowDrillPeer:
+    """A real Airflow 3 running tests/airflow_dags/, and the settings that point runbookd's
+    airflow.* actions at it (its one user's `user:password` as a secret)."""
+
+    peer: AirflowPeer
+
+    def settings(self) -> dict[str, Any]:
+        return {"airflow_url": self.peer.url, "airflow_auth_secret": AIRFLOW_SECRET,
+                "secrets": {AIRFLOW_SECRET: f"{self.peer.username}:{self.peer.password}"}}
+
+    async def parsed(self, *dag_ids: str, timeout: float = 30) -> None:
+        """Until Airflow knows these DAGs (its readiness waits only for its own test DAGs)."""
+        async def known() -> bool:
+            async with self.peer.api() as http:
+                return all([(await http.get(f"/api/v2/dags/{d}")).status_code == 200
+                            for d in dag_ids])
+
+        await wait.eventually(known, timeout=timeout, what=f"Airflow to parse {dag_ids}",
+                              interval=0.5)
+
+    async def set_variable(self, key: str, value: str | None) -> None:
+        """Set an Airflow Variable (None deletes it): how a drill steers a test DAG."""
+        async with self.peer.api() as http:
+            await http.delete(f"/api/v2/variables/{key}")
+            if value is not None:
+                answer = await http.post("/api/v2/variables", json={"key": key,
+                                                                     "value": value})
+                answer.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+async def airflow(platform: Platform, tmp_path_factory: pytest.TempPathFactory,
+                  ) -> AsyncIterator[AirflowDrillPeer]:
+    """A real Airflow 3 (api-server, scheduler, dag-processor) running tests/airflow_dags/."""
+    async with run_airflow(tmp_path_factory.mktemp("drill-airflow")) as peer:
+        yield AirflowDrillPeer(peer=peer)
 
 
 # --- runbookd ---------------------------------------------------------------------------------
