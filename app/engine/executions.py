@@ -32,6 +32,19 @@ async def active_execution_for(
     )).scalar_one_or_none()
 
 
+async def insert_active(session: AsyncSession, execution: Execution) -> None:
+    """Insert an active execution; IntegrityError when another holds its target's lock (the
+    partial unique index), with the caller's transaction still usable."""
+    if session.bind.dialect.name == "sqlite":
+        # One writer: nothing can race between the caller's check and this insert.
+        session.add(execution)
+        await session.flush()
+        return
+    async with session.begin_nested():
+        session.add(execution)
+        await session.flush()
+
+
 async def start_or_attach(
     session: AsyncSession, *, runbook: Runbook, version: str, target: str,
     params: dict[str, Any], alert_id: int | None, alert_fired_at: dt.datetime | None,
@@ -53,14 +66,7 @@ async def start_or_attach(
             alert_fired_at=alert_fired_at, parent_id=parent_id,
         )
         try:
-            if session.bind.dialect.name == "sqlite":
-                # One writer: nothing can race between the check above and this insert.
-                session.add(execution)
-                await session.flush()
-            else:
-                async with session.begin_nested():
-                    session.add(execution)
-                    await session.flush()
+            await insert_active(session, execution)
         except IntegrityError:
             existing = await active_execution_for(session, runbook.id, target)
             if existing is None:
@@ -263,13 +269,7 @@ async def start_rollback(
         updated_at=now, cursor=states.CURSOR_ROLLBACK,
     )
     try:
-        if session.bind.dialect.name == "sqlite":
-            session.add(execution)  # one writer: nothing raced the check above
-            await session.flush()
-        else:
-            async with session.begin_nested():
-                session.add(execution)
-                await session.flush()
+        await insert_active(session, execution)
     except IntegrityError:
         raise Conflict(f"another execution became active on {source.target}; try again once "
                        "it ends", current_state=None) from None

@@ -243,28 +243,34 @@ class Executor(Outcomes, Proposals):
             await self._move(session, execution, states.AWAITING_APPROVAL,
                              reason=f"step {step.id} awaits approval")
             return Stop("awaiting approval")
+        ready = RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
+                        timeout=self._timeout(step, params), retries=step.retries,
+                        idempotent=run.idempotent, verify=verify, started=False)
         if step.risk == "risky":
-            propose = ProposePlan(step_run_id=run.id, action=step.action, params=params,
-                                  timeout=self._timeout(step, params))
-            if run.status != states.STEP_APPROVED:
-                return propose
-            approved = ActionPlan.of(run.plan) if run.plan is not None else None
-            spec = step.approvals or ApprovalSpec()
-            unchanged = step_hash(step.action, params, approved) == run.step_hash
-            if unchanged and len(await valid_approvers(session, run)) >= spec.count:
-                return RunStep(step_run_id=run.id, kind="step", action=step.action,
-                               params=params, timeout=self._timeout(step, params),
-                               retries=step.retries, idempotent=run.idempotent,
-                               verify=verify, started=False, approved_plan=approved)
-            return replace(propose, revote_reason="the rendered step changed before it ran")
+            return await self._approved_or_asked(session, run, step, ready)
+        return await self._start(session, run, ready)
 
+    async def _approved_or_asked(self, session: AsyncSession, run: StepRun, step: Step,
+                                 ready: RunStep) -> Plan:
+        """A risky run (a step, or the rollback of one): ask for approval of its plan, or run
+        it once approved, if it still renders the same and a full quorum stands."""
+        propose = ProposePlan(step_run_id=run.id, action=ready.action, params=ready.params,
+                              timeout=ready.timeout)
+        if run.status != states.STEP_APPROVED:
+            return propose
+        approved = ActionPlan.of(run.plan) if run.plan is not None else None
+        spec = step.approvals or ApprovalSpec()
+        if (step_hash(ready.action, ready.params, approved) == run.step_hash
+                and len(await valid_approvers(session, run)) >= spec.count):
+            return replace(ready, approved_plan=approved)
+        return replace(propose, revote_reason=f"the rendered {ready.kind} changed before it ran")
+
+    async def _start(self, session: AsyncSession, run: StepRun, ready: RunStep) -> RunStep:
+        """A run that needs no approval: committed as running before its action starts."""
         await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
-                              params=params, step_hash=step_hash(step.action, params),
-                              started_at=utcnow(),
-                              attempts=run.attempts + 1)
-        return RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
-                       timeout=self._timeout(step, params), retries=step.retries,
-                       idempotent=run.idempotent, verify=verify, started=True)
+                              params=ready.params, step_hash=step_hash(ready.action, ready.params),
+                              started_at=utcnow(), attempts=run.attempts + 1)
+        return replace(ready, started=True)
 
     async def _spent(self, session: AsyncSession, execution: Execution, runbook: Runbook,
                      step: Step, run: StepRun, context: dict[str, Any]) -> bool:
@@ -327,25 +333,12 @@ class Executor(Outcomes, Proposals):
         step = runbook.step(run.step_id)
         timeout = (step.rollback.timeout.total_seconds() if step.rollback
                    and step.rollback.timeout else self.settings.default_step_timeout_seconds)
+        ready = RunStep(step_run_id=run.id, kind="rollback", action=run.action, params=params,
+                        timeout=timeout, retries=0, idempotent=False, verify=None,
+                        started=False)
         if run.risky:
-            propose = ProposePlan(step_run_id=run.id, action=run.action, params=params,
-                                  timeout=timeout)
-            if run.status != states.STEP_APPROVED:
-                return propose
-            approved = ActionPlan.of(run.plan) if run.plan is not None else None
-            spec = step.approvals or ApprovalSpec()
-            unchanged = step_hash(run.action, params, approved) == run.step_hash
-            if unchanged and len(await valid_approvers(session, run)) >= spec.count:
-                return RunStep(step_run_id=run.id, kind="rollback", action=run.action,
-                               params=params, timeout=timeout, retries=0, idempotent=False,
-                               verify=None, started=False, approved_plan=approved)
-            return replace(propose, revote_reason="the rendered rollback changed before it ran")
-        await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
-                              params=params, step_hash=step_hash(run.action, params),
-                              started_at=utcnow(), attempts=run.attempts + 1)
-        return RunStep(step_run_id=run.id, kind="rollback", action=run.action, params=params,
-                       timeout=timeout, retries=0, idempotent=False, verify=None,
-                       started=True)
+            return await self._approved_or_asked(session, run, step, ready)
+        return await self._start(session, run, ready)
 
     async def _end_rollback(self, session: AsyncSession, execution: Execution,
                             runbook: Runbook, runs: dict[tuple[str, str], StepRun]) -> None:
