@@ -6,8 +6,9 @@ later templates read (`steps['read-champion'].output.version`), and every risky 
 shipped. That isolates the risky steps' plans from the safe steps' peers (Prometheus, Airflow
 reads), which other suites drill. What the plans themselves read is real: the embedded
 registry, a real MLflow server, a real Airflow 3 (the airflow.* plans read its DAGs and runs),
-the HTTP allow-list with the Airflow host and its secret (an http plan sends nothing), and fake
-kubectl and dataset-quarantine commands on the command allow-list.
+the fake Kubernetes API (the argo.* plans read the Rollout), the HTTP allow-list with the
+Airflow host and its secret (an http plan sends nothing), and fake kubectl and
+dataset-quarantine commands on the command allow-list.
 
 Each execution waits for approval on its first risky step. Headless Chromium, signed in as an
 approver, reads the plan on the execution page (and, for model-drift, on the approval-link
@@ -39,6 +40,7 @@ from tests.support.action_ctx import make_ctx, run_action
 from tests.support.airflow import AirflowPeer, run_airflow
 from tests.support.auth import WEBHOOK_HEADERS
 from tests.support.binaries import need_module
+from tests.support.fake_kube import add_rollout, run_fake_kube
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.peers import Peer, create_mlflow_version, run_mlflow
 from tests.support.web import launched_chromium
@@ -80,6 +82,8 @@ class Case:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     mlflow: bool = False
     airflow: bool = False
+    # The plan reads a Rollout from the fake Kubernetes API (see `kube_rollout`).
+    kube: bool = False
     # False: the summary goes on after the expected text (it lists the versions it skipped).
     complete: bool = True
 
@@ -113,16 +117,18 @@ RUN_ID = "failed_2026-11-26T06:00:00+00:00"
 # The Airflow cases' DAGs (tests/airflow_dags/): a run of FAILING that failed, as RUN_ID; a
 # retraining DAG to pause.
 FAILING, RETRAIN = "runbookd_fails", "retrain_drill_stale"
+# The canary case's Rollout: its stable and canary ReplicaSets.
+STABLE_RS, CANARY_RS = "6b7f9c4d5", "7c8d9e0f1"
 
 CASES = [
     Case("canary-promotion-failed",
          {"model": "fraud-v4", "env": "production", "rollout": "fraud-v4-serving",
           "namespace": "ml-serving"},
-         lambda w: (f"argv: kubectl argo rollouts abort fraud-v4-serving "
-                    f"--namespace=ml-serving (kubectl is {w.kubectl})",
-                    {"argv": ["kubectl", "argo", "rollouts", "abort", "fraud-v4-serving",
-                              "--namespace=ml-serving"], "executable": w.kubectl}),
-         outputs={"read-champion": alias_read("fraud-v4", "champion", "2")}),
+         lambda w: ("abort rollout ml-serving/fraud-v4-serving (canary at step 1/5, 20% "
+                    f"traffic) → all traffic to stable {STABLE_RS}",
+                    {"namespace": "ml-serving", "name": "fraud-v4-serving",
+                     "stable": STABLE_RS, "canary": CANARY_RS, "abort": True}),
+         outputs={"read-champion": alias_read("fraud-v4", "champion", "2")}, kube=True),
     Case("input-data-quality",
          {"dataset": "transactions_daily", "partition": "2026-11-26"},
          lambda w: ("argv: " + shlex.join([QUARANTINE, "add", "--dataset=transactions_daily",
@@ -357,6 +363,16 @@ def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
+async def kube_rollout(tmp_path: Path) -> AsyncIterator[Path]:
+    """The fake Kubernetes API holding the canary case's Rollout, paused at canary step 1/5
+    with 20% of the traffic; the kubeconfig that points runbookd at it."""
+    async with run_fake_kube() as fake:
+        add_rollout(fake, "ml-serving", "fraud-v4-serving", stable=STABLE_RS,
+                    canary=CANARY_RS, step=1, weight=20, paused=True)
+        yield fake.kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
 def fake_quarantine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A `dataset-quarantine` first on PATH, allow-listed by name as the runbook's header says
     (a plan never runs it)."""
@@ -383,9 +399,9 @@ def first_risky(book: dict[str, Any]) -> str:
     return next(s["id"] for s in book["steps"] if s.get("risk") == "risky")
 
 
-def params(*, mlflow: bool = False, airflow: bool = False) -> list[Any]:
+def params(*, mlflow: bool = False, airflow: bool = False, kube: bool = False) -> list[Any]:
     return [pytest.param(c, id=c.runbook) for c in CASES
-            if c.mlflow == mlflow and c.airflow == airflow]
+            if (c.mlflow, c.airflow, c.kube) == (mlflow, airflow, kube)]
 
 
 # Plans read the registry, MLflow, Airflow and the allow-list, not the database: SQLite is
@@ -417,10 +433,20 @@ async def test_the_first_risky_airflow_step_shows_its_concrete_plan(
                      airflow=airflow)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("case", params(kube=True))
+async def test_the_first_risky_kubernetes_step_shows_its_concrete_plan(
+        case: Case, make_rig: Callable[..., Any], tokens: dict[str, str], tmp_path: Path,
+        browser: Any, fake_kubectl: str, kube_rollout: Path) -> None:
+    await check_plan(case, make_rig, tokens, tmp_path, browser, kubectl=fake_kubectl,
+                     kubeconfig=kube_rollout)
+
+
 async def check_plan(case: Case, make_rig: Callable[..., Any], tokens: dict[str, str],
                      tmp_path: Path, browser: Any, *, kubectl: str, quarantine: str = "",
                      mlflow: MlflowPeer | None = None,
-                     airflow: AirflowPlans | None = None) -> None:
+                     airflow: AirflowPlans | None = None,
+                     kubeconfig: Path | None = None) -> None:
     """Fire the case's alert at a runbookd serving its isolated runbook, then read the plan
     of the first risky step in the database and on the execution page, as an approver."""
     from playwright.async_api import expect
@@ -444,6 +470,9 @@ async def check_plan(case: Case, make_rig: Callable[..., Any], tokens: dict[str,
                         http_allowlist=[*settings["http_allowlist"], airflow.host],
                         secrets={**settings["secrets"], **airflow.settings()["secrets"]})
     airflow_host = airflow.host if airflow is not None else ""
+    if kubeconfig is not None:
+        settings.update(kubeconfig=kubeconfig,
+                        http_allowlist=[*settings["http_allowlist"], "127.0.0.1"])
 
     async with make_rig([isolate(book, case.outputs)], **settings) as r:
         await fire(r, case)
