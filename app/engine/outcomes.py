@@ -78,14 +78,24 @@ class Outcomes:
 
     async def _queue_rollbacks(self, session: AsyncSession, execution: Execution,
                                runbook: Runbook, failed: Step) -> bool:
-        """Queue the rollbacks of the failed step and of the steps that succeeded before it,
-        newest first."""
-        done = {r.step_id for r in (await session.execute(
-            select(StepRun).where(StepRun.execution_id == execution.id, StepRun.kind == "step",
-                                  StepRun.status == states.STEP_SUCCEEDED))).scalars()}
+        """Queue the rollbacks of the failed step, if it started (it may have changed
+        something before it failed), and of the steps that succeeded before it, newest first.
+        A step that never started (no plan, a template that did not render) has nothing to
+        undo."""
+        runs = {r.step_id: r for r in (await session.execute(
+            select(StepRun).where(StepRun.execution_id == execution.id,
+                                  StepRun.kind == "step"))).scalars()}
+
+        def changed(step: Step) -> bool:
+            run = runs.get(step.id)
+            if run is None:
+                return False
+            return (run.started_at is not None if step.id == failed.id
+                    else run.status == states.STEP_SUCCEEDED)
+
         queued = False
         for step in runbook.steps[: runbook.step_index(failed.id) + 1]:
-            if step.rollback is None or (step.id != failed.id and step.id not in done):
+            if step.rollback is None or not changed(step):
                 continue
             session.add(rollback_run(execution, runbook, step))
             queued = True
