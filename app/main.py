@@ -30,6 +30,7 @@ from app.intake.routes import install_webhooks, webhook_schemas
 from app.intake.routes import router as intake_router
 from app.lifecycle import running
 from app.limits import RequestLimits
+from app.logs import RequestIds
 from app.web.pages import error_page
 from app.web.routes import install as install_web
 from app.web.session import load_session
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (the session check included) reads it.
     app.add_middleware(RequestLimits, settings=settings, api_credential=_has_identity,
                        form_credential=_has_session, error_page=error_page)
+    # Outside even that, so that a refused body's log line names its request too.
+    app.add_middleware(RequestIds)
     _document_raw_bodies(app)
     _add_operational_routes(app)
     return app

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import logging
-import os
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from app import logs
 from app.config import Settings, get_settings
 from app.identity import Identity, IdentityStore
 
@@ -29,9 +28,13 @@ TokenOption = Annotated[str | None, typer.Option(
 
 
 def configure_logging() -> None:
-    """Log to stderr at RUNBOOKD_LOG_LEVEL (default INFO)."""
-    logging.basicConfig(level=os.environ.get("RUNBOOKD_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log to stderr at RUNBOOKD_LOG_LEVEL (default INFO), as text or, with
+    RUNBOOKD_LOG_FORMAT=json, one JSON object per line; a bad value is one line, exit 2."""
+    try:
+        logs.configure()
+    except ValueError as exc:
+        typer.secho(f"runbookd: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
 
 
 def identity_of(settings: Settings, token: str | None) -> Identity:

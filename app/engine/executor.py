@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import metrics
+from app import logs, metrics
 from app.actions.base import ActionContext, ActionPlan
 from app.actions.handoff import NAME as HANDOFF
 from app.actions.handoff import StartParams
@@ -71,6 +71,7 @@ class RunStep:
     started: bool  # already committed as running
     # The plan its approvals cover (risky steps): resolved again before the step starts.
     approved_plan: ActionPlan | None = None
+    step_ref: str = ""  # how logs name it: the step id, or `<step>.rollback`
 
 
 Plan = Stop | CheckFirst | ProposePlan | RunStep
@@ -94,6 +95,10 @@ class Executor(Outcomes, Proposals):
 
     async def drive(self, execution_id: int) -> None:
         """Advance the execution until it ends, waits for a human, or is held."""
+        with logs.context(execution_id=execution_id):
+            await self._drive(execution_id)
+
+    async def _drive(self, execution_id: int) -> None:
         dry_run: bool | None = None  # fixed for the life of an execution: read it once
         while True:
             plan = await self._plan(execution_id)
@@ -245,7 +250,8 @@ class Executor(Outcomes, Proposals):
             return Stop("awaiting approval")
         ready = RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
                         timeout=self._timeout(step, params), retries=step.retries,
-                        idempotent=run.idempotent, verify=verify, started=False)
+                        idempotent=run.idempotent, verify=verify, started=False,
+                        step_ref=run.ref)
         if step.risk == "risky":
             return await self._approved_or_asked(session, run, step, ready)
         return await self._start(session, run, ready)
@@ -335,7 +341,7 @@ class Executor(Outcomes, Proposals):
                    and step.rollback.timeout else self.settings.default_step_timeout_seconds)
         ready = RunStep(step_run_id=run.id, kind="rollback", action=run.action, params=params,
                         timeout=timeout, retries=0, idempotent=False, verify=None,
-                        started=False)
+                        started=False, step_ref=run.ref)
         if run.risky:
             return await self._approved_or_asked(session, run, step, ready)
         return await self._start(session, run, ready)
@@ -443,6 +449,10 @@ class Executor(Outcomes, Proposals):
         return True
 
     async def _execute(self, execution_id: int, plan: RunStep, dry_run: bool) -> Outcome:
+        with logs.context(step_id=plan.step_ref):
+            return await self._execute_step(execution_id, plan, dry_run)
+
+    async def _execute_step(self, execution_id: int, plan: RunStep, dry_run: bool) -> Outcome:
         ctx = self._context(execution_id, str(plan.step_run_id), dry_run)
         if plan.action == HANDOFF:
             return await self._hand_off(execution_id, plan.params, dry_run)
