@@ -222,9 +222,17 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
 
     def start_warnings(self) -> list[str]:
-        """What a prod start lacks but can run without, one line each."""
-        if self.env == "dev":
-            return []
+        """What a start lacks but can run without, one line each."""
+        warnings = []
+        if self.env != "dev":
+            warnings += self._identity_warnings()
+        if self.slack_webhook_url is None and not any(n.startswith("slack_")
+                                                      for n in self.secrets):
+            warnings.append("Slack is not configured; notifications to Slack go to the log "
+                            "(set RUNBOOKD_SLACK_WEBHOOK_URL)")
+        return warnings
+
+    def _identity_warnings(self) -> list[str]:
         warnings = []
         if self.api_tokens_file is None and self.dev_token is None:
             warnings.append("no API identities: RUNBOOKD_API_TOKENS_FILE is not set, so no one "

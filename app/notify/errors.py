@@ -28,3 +28,11 @@ def retry_after_seconds(value: str | None, *, cap: float = 60.0) -> float | None
     except ValueError:
         return None
     return min(max(seconds, 0.0), cap)
+
+
+class NotConfigured(DeliveryError):
+    """The channel has no destination configured: nothing was tried, and retrying won't help.
+    Said once at start-up, so each notification is only noted at INFO."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)

@@ -24,7 +24,7 @@ from app import metrics
 from app.config import Settings
 from app.db import session_scope, utcnow
 from app.notify import outbox, pagerduty, slack_messages, webhook
-from app.notify.errors import DeliveryError
+from app.notify.errors import DeliveryError, NotConfigured
 from app.notify.models import FAILED, PENDING, SENT, Notification
 from app.notify.retry import deliver_with_retries
 from app.outbound import OutboundHttp
@@ -103,8 +103,14 @@ class NotificationSender:
                 else:
                     outbox.move(current, FAILED, last_error=error.message)
                     metrics.notifications_failed.inc()
-                    log.warning("notification %s to %s failed: %s", row_id, row.channel,
-                                error.message)
+                    if isinstance(error, NotConfigured):
+                        # Said once at start-up; here the message itself goes to the log.
+                        log.info("notification %s (%s) not sent to %s, which is not "
+                                 "configured: %s", row_id, row.kind, row.channel,
+                                 str(row.payload.get("text", ""))[:300])
+                    else:
+                        log.warning("notification %s to %s failed: %s", row_id, row.channel,
+                                    error.message)
         return len(claimed)
 
     async def _deliver(self, row: Notification) -> DeliveryError | None:
@@ -124,8 +130,8 @@ class NotificationSender:
         if kind == "slack":
             url = self._secret(f"slack_{name}") or _value(self.settings.slack_webhook_url)
             if not url:
-                raise DeliveryError("Slack: no webhook URL configured (RUNBOOKD_SLACK_WEBHOOK_URL"
-                                    f" or RUNBOOKD_SECRETS slack_{name})", retryable=False)
+                raise NotConfigured("Slack: no webhook URL configured (RUNBOOKD_SLACK_WEBHOOK_URL"
+                                    f" or RUNBOOKD_SECRETS slack_{name})")
             approve_url = await self.link_maker(row) if (
                 self.link_maker and row.kind == "approval_request") else None
             message = slack_messages.build_message(

@@ -57,23 +57,27 @@ def test_another_bad_setting_is_one_line_too(tmp_path):
 def test_start_warns_about_missing_identities_and_link_secret(tmp_path):
     result = _serve(tmp_path)
     warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
-    assert len(warnings) == 2, result.stderr
+    assert len(warnings) == 3, result.stderr
     assert "RUNBOOKD_API_TOKENS_FILE" in warnings[0] and "no API identities" in warnings[0]
     assert "RUNBOOKD_LINK_SECRET is not set" in warnings[1]
+    assert "Slack is not configured; notifications to Slack go to the log" in warnings[2]
 
 
 def test_start_warnings_name_each_gap(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNBOOKD_WEBHOOK_TOKENS", "a-long-random-token-1")
+    slack = "Slack is not configured; notifications to Slack go to the log"
     bare = Settings(env="prod")
-    assert [w.split(":")[0] for w in bare.start_warnings()] == [
-        "no API identities", "RUNBOOKD_LINK_SECRET is not set"]
+    assert [w.split(":")[0].split(" (")[0] for w in bare.start_warnings()] == [
+        "no API identities", "RUNBOOKD_LINK_SECRET is not set", slack]
     missing = Settings(env="prod", api_tokens_file=tmp_path / "nope.yaml",
-                       link_secret="a-long-random-link-secret")
+                       link_secret="a-long-random-link-secret",
+                       slack_webhook_url="https://hooks.slack.com/services/T/B/x")
     assert [w.split(":")[0] for w in missing.start_warnings()] == ["no API identities"]
     assert str(tmp_path / "nope.yaml") in missing.start_warnings()[0]
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text("[]\n")
     complete = Settings(env="prod", api_tokens_file=tokens,
-                        link_secret="a-long-random-link-secret")
+                        link_secret="a-long-random-link-secret",
+                        secrets={"slack_ml-oncall": "https://hooks.slack.com/services/T/B/y"})
     assert complete.start_warnings() == []
-    assert Settings(env="dev").start_warnings() == []
+    assert [w.split(" (")[0] for w in Settings(env="dev").start_warnings()] == [slack]
