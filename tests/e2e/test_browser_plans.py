@@ -120,11 +120,6 @@ FAILING, RETRAIN = "runbookd_fails", "retrain_drill_stale"
 # The canary case's Rollout: its stable and canary ReplicaSets.
 STABLE_RS, CANARY_RS = "6b7f9c4d5", "7c8d9e0f1"
 
-# The recalibration's conf, as its plan shows it (compact JSON, sorted keys).
-RECALIBRATE_CONF = json.dumps({"model": "credit-v7", "env": "production", "base_version": "3",
-                               "window": "7d", "promote_alias": "champion",
-                               "reason": "mild-drift"}, sort_keys=True)
-
 CASES = [
     Case("canary-promotion-failed",
          {"model": "fraud-v4", "env": "production", "rollout": "fraud-v4-serving",
@@ -152,11 +147,16 @@ CASES = [
                      "from": "3", "to": "2"}),
          outputs={"read-champion": alias_read("fraud-v3", "champion", "3")}, mlflow=True),
     Case("model-drift-recalibrate", {"model": "credit-v7", "env": "production"},
-         lambda w: (f"trigger recalibrate_model with conf {RECALIBRATE_CONF} as run "
-                    f"runbookd-{w.execution_id}-recalibrate on {w.airflow_host}",
-                    {"airflow": w.airflow_host, "dag_id": "recalibrate_model",
-                     "dag_run_id": f"runbookd-{w.execution_id}-recalibrate"}),
-         outputs={"read-champion": alias_read("credit-v7", "champion", "3")}, airflow=True),
+         lambda w: http_plan("POST", f"{AIRFLOW}/recalibrate_model/dagRuns", {
+             "dag_run_id": f"runbookd-{w.execution_id}",
+             "conf": {"model": "credit-v7", "base_version": "3", "window": "7d",
+                      "promote_alias": "champion"}}),
+         outputs={"read-champion": alias_read("credit-v7", "champion", "3")}),
+    Case("model-staged-promotion", {"model": "pricing-v2", "version": "3"},
+         lambda w: ("challenger of pricing-v2 (MLflow): (unset) → version 3",
+                    {"mlflow": w.mlflow_host, "model": "pricing-v2", "alias": "challenger",
+                     "from": None, "to": "3"}),
+         outputs={"read-champion": alias_read("pricing-v2", "champion", "2")}, mlflow=True),
     Case("model-drift", {"model": "fraud-v3", "env": "production"},
          lambda w: registry_plan("fraud-v3", "champion", "3", "2", why=LAST_GOOD),
          outputs={"read-champion": alias_read("fraud-v3", "champion", "3")}),
@@ -303,20 +303,25 @@ async def mlflow(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mlfl
     async with run_mlflow(workdir) as peer:
         await asyncio.gather(
             register(peer, workdir, "fraud-v3", "champion", 3),
-            register(peer, workdir, "search-ranker", "serving", 2))
+            register(peer, workdir, "search-ranker", "serving", 2),
+            # A candidate (version 3) beside the champion (2), for the staged promotion.
+            register(peer, workdir, "pricing-v2", "champion", 2, unaliased=1))
         yield MlflowPeer(url=peer.url, host=f"127.0.0.1:{peer.port}")
 
 
-async def register(peer: Peer, workdir: Path, model: str, alias: str, count: int) -> None:
+async def register(peer: Peer, workdir: Path, model: str, alias: str, count: int, *,
+                   unaliased: int = 0) -> None:
     """`count` versions of `model`; runbookd's own set_alias moves `alias` through them in
-    order, recording the history that rollback_alias walks back."""
+    order, recording the history that rollback_alias walks back; then `unaliased` newer
+    versions that no alias points at."""
     host = f"127.0.0.1:{peer.port}"
     ctx = make_ctx(allow=[host], mlflow_url=peer.url, execution_id=None, step_id=None)
-    for n in range(1, count + 1):
+    for n in range(1, count + unaliased + 1):
         version, _ = await asyncio.to_thread(
             create_mlflow_version, peer.url, model,
             {"weights.bin": f"{model} weights {n}".encode() * 64}, workdir=workdir)
-        await run_action(MlflowSetAlias(), ctx, model=model, alias=alias, version=version)
+        if n <= count:
+            await run_action(MlflowSetAlias(), ctx, model=model, alias=alias, version=version)
 
 
 @dataclass(frozen=True)

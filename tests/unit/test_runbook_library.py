@@ -14,6 +14,7 @@ from app.actions.registry import default_registry
 from app.catalog.lint import lint
 from app.catalog.loader import Catalog, load_catalog
 from app.catalog.parser import registry_specs
+from app.catalog.schema import Goto
 from app.catalog.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ PLANS = {
          "model": "fraud-v3", "env": "staging"},
         "model-drift-mild",
         [("check-freshness", RUN), ("check-labels", RUN), ("read-champion", RUN),
-         ("recalibrate", ASK), ("wait-recalibration", RUN)],
+         ("recalibrate", ASK)],
     ),
     "model-artifact-corrupt": (
         {"alertname": "ModelArtifactCorrupt", "team": "ml-platform", "model": "fraud-v3",
@@ -111,6 +112,12 @@ PLANS = {
         "canary-promotion-failed",
         [("check-canary-pods", RUN), ("check-canary-features", RUN), ("read-rollout", RUN),
          ("read-champion", RUN), ("abort-promotion", ASK), ("verify-champion", RUN)],
+    ),
+    "model-staged-promotion": (
+        {"alertname": "ModelPromotionRequested", "model": "fraud-v3", "version": "7"},
+        "model-staged-promotion",
+        [("read-champion", RUN), ("verify-candidate", RUN), ("set-challenger", ASK),
+         ("watch-challenger", RUN), ("promote", ASK), ("retire-challenger", RUN)],
     ),
 }
 
@@ -181,31 +188,29 @@ def test_the_drift_runbook_is_what_the_end_to_end_test_needs(catalog, specs):
     assert rollback.rollback.with_["version"] == "<output.version of step read-champion>"
 
 
-@pytest.mark.parametrize("runbook_id", ["model-drift", "model-drift-mlflow"])
-def test_the_drift_runbooks_queue_retraining_in_airflow_on_a_shared_budget(catalog, specs,
-                                                                          runbook_id):
-    labels, _, _ = PLANS[runbook_id]
-    (plan,) = simulate(catalog, labels=labels, actions=specs).runbooks
-    queued = next(s for s in plan.steps if s.id == "queue-retraining")
-    assert (queued.action, queued.with_["dag_id"]) == ("airflow.trigger", "retrain_model")
-    # Named after the execution and the step: a repeat of the step attaches to its run.
-    assert queued.with_["dag_run_id"] == "runbookd-<execution id>-queue-retraining"
-    assert queued.with_["conf"].items() >= {"model": labels["model"], "env": labels["env"],
-                                            "window": "30d", "reason": "drift"}.items()
-    step = catalog.runbooks[runbook_id].runbook.step("queue-retraining")
-    assert (step.on_resolve, step.rate_key) == ("continue", "retrain:{{ params.model }}")
-
-
-def test_recalibration_is_waited_for_before_it_is_verified(catalog, specs):
-    labels, _, _ = PLANS["model-drift-recalibrate"]
+def test_the_staged_promotion_promotes_on_a_held_watch_or_retires_the_challenger(catalog,
+                                                                                specs):
+    runbook = catalog.runbooks["model-staged-promotion"].runbook
+    watch, promote, retire = (runbook.step(s) for s in ("watch-challenger", "promote",
+                                                         "retire-challenger"))
+    assert (watch.on_success, watch.on_failure) == (Goto(goto="promote"),
+                                                    Goto(goto="retire-challenger"))
+    # A promotion ends there: the challenger is retired only after a failed watch.
+    assert promote.on_success == "end"
+    assert promote.rollback.auto and promote.on_failure == "rollback"
+    # Retiring points the challenger back at what already serves everyone: no approval.
+    assert retire.risk == "safe"
+    labels, _, _ = PLANS["model-staged-promotion"]
     (plan,) = simulate(catalog, labels=labels, actions=specs).runbooks
     steps = {s.id: s for s in plan.steps}
-    trigger, wait = steps["recalibrate"], steps["wait-recalibration"]
-    assert (trigger.action, trigger.with_["dag_id"]) == ("airflow.trigger", "recalibrate_model")
-    assert trigger.rollback.action == "registry.set_alias"
-    assert (wait.action, wait.with_["dag_id"]) == ("airflow.wait", "recalibrate_model")
-    assert wait.with_["dag_run_id"] == "<output.dag_run_id of step recalibrate>"
-    assert wait.verify.with_["expect"] == "< 0.05"
+    held = steps["watch-challenger"].with_
+    assert (held["within"], held["stable_for"]) == ("15m", "15m")  # the default soak
+    assert 'variant="challenger", version="7"' in held["query"]
+    assert (steps["set-challenger"].with_["alias"], steps["promote"].with_["alias"]) == (
+        "challenger", "champion")
+    assert steps["retire-challenger"].with_ == {
+        "model": "fraud-v3", "alias": "challenger",
+        "version": "<output.version of step read-champion>"}
 
 
 @pytest.mark.parametrize("runbook_id", sorted(PLANS))
