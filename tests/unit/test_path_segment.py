@@ -12,7 +12,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from app.actions.airflow_client import RunParams
 from app.actions.http import RequestParams
 from app.actions.registry import default_registry
 from app.catalog.lint import lint
@@ -90,6 +92,9 @@ def test_the_training_runbook_never_leaves_its_run_in_the_url(run_id):
         parts = httpx.URL(rendered).raw_path.decode().split("?")[0].split("/")
         assert parts[:6] == ["", "api", "v1", "dags", "retrain_fraud", "dagRuns"], parts
         assert unquote(parts[6]) == run_id  # one segment, decoded back to the value
+    # ...and the airflow.* actions it uses refuse it as a run id of their own.
+    with pytest.raises(ValidationError):
+        RunParams.model_validate({"dag_id": "retrain_fraud", "dag_run_id": run_id})
 
 
 def test_every_shipped_url_path_param_goes_through_path_segment():
@@ -120,9 +125,10 @@ def test_the_shipped_library_still_simulates_the_training_run():
     labels = {"alertname": "TrainingRunFailed", "team": "ml-training", "dag_id": "retrain_fraud",
               "run_id": "scheduled__2026-11-26T06:00:00+00:00", "severity": "warning"}
     (plan,) = simulate(catalog, labels=labels, actions=specs).runbooks
-    read = next(s for s in plan.steps if s.id == "read-run")
-    assert read.with_["url"] == ("https://airflow.ml.internal/api/v1/dags/retrain_fraud/dagRuns/"
-                                 "scheduled__2026-11-26T06%3A00%3A00%2B00%3A00")
+    # The run id reaches airflow.* whole; their client makes it one URL path segment.
+    clear = next(s for s in plan.steps if s.id == "rerun-failed-tasks")
+    assert (clear.action, clear.with_["dag_run_id"]) == ("airflow.clear_failed",
+                                                         labels["run_id"])
     for run_id in ("..", "a/b"):
         (plan,) = simulate(catalog, labels={**labels, "run_id": run_id}).runbooks
         assert not plan.would_execute and plan.param_errors
