@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -172,6 +173,17 @@ class Settings(BaseSettings):
         return pairs
 
     @model_validator(mode="after")
+    def _dev_secrets_from_var(self) -> Settings:
+        # In dev, what `make run` keeps under var/ (dev_files) serves every process: the
+        # service, the CLI, and Alertmanager's credentials_file across restarts.
+        if self.env == "dev":
+            self.dev_token = self.dev_token or _read_secret(DEV_DIR / DEV_TOKEN_FILE)
+            self.link_secret = self.link_secret or _read_secret(DEV_DIR / DEV_LINK_SECRET_FILE)
+            if self.api_tokens_file is None and (DEV_DIR / DEV_TOKENS_FILE).is_file():
+                self.api_tokens_file = DEV_DIR / DEV_TOKENS_FILE
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholders_outside_dev(self) -> Settings:
         if self.env == "dev":
             return self
@@ -267,6 +279,38 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+# Development state, under the working directory (`make run` runs from the checkout).
+DEV_DIR = Path("var")
+DEV_TOKEN_FILE = "dev-token"
+DEV_LINK_SECRET_FILE = "dev-link-secret"
+DEV_TOKENS_FILE = "tokens.yaml"
+
+
+def _read_secret(path: Path) -> SecretStr | None:
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    return SecretStr(value) if value else None
+
+
+def dev_files() -> tuple[SecretStr, SecretStr]:
+    """The dev token and link secret under var/, made on first use (mode 0600) and kept, so
+    a restart of `make run` does not break Alertmanager's credentials_file or open links."""
+    made = []
+    for name, prefix in ((DEV_TOKEN_FILE, "dev_"), (DEV_LINK_SECRET_FILE, "")):
+        path = DEV_DIR / name
+        secret = _read_secret(path)
+        if secret is None:
+            DEV_DIR.mkdir(exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(prefix + secrets.token_urlsafe(32) + "\n")
+            secret = _read_secret(path)
+        assert secret is not None
+        made.append(secret)
+    return made[0], made[1]
 
 
 def _is_placeholder(secret: SecretStr) -> bool:

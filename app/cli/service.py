@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 from typing import Annotated
 
@@ -15,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from app.cli.common import configure_logging
-from app.config import Settings, get_settings
+from app.config import Settings, dev_files, get_settings
 
 log = logging.getLogger("runbookd")
 
@@ -33,12 +32,10 @@ def serve(
     import uvicorn
 
     configure_logging()
-    settings = _serviceable_settings()
-    if settings.env == "dev" and settings.dev_token is None:
-        # A fresh token per start, printed once, so the demo is usable without a tokens file.
-        os.environ["RUNBOOKD_DEV_TOKEN"] = "dev_" + secrets.token_urlsafe(24)
+    if os.environ.get("RUNBOOKD_ENV") == "dev":
+        dev_files()  # the dev token and link secret under var/, kept across restarts
         get_settings.cache_clear()
-        settings = get_settings()
+    settings = _serviceable_settings()
     url = f"http://{host}:{port}"
     typer.echo(f"runbookd listening on {url}  (env={settings.env})")
     if settings.env == "dev" and settings.dev_token is not None:

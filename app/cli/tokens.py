@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.config import get_settings
+from app.config import DEV_DIR, DEV_TOKENS_FILE, get_settings
 from app.identity import ROLES, create_token
 
 app = typer.Typer()
@@ -22,8 +22,11 @@ def create(
     file: Annotated[Path | None, typer.Option(help="Tokens file (RUNBOOKD_API_TOKENS_FILE).")]
     = None,
 ) -> None:
-    """Add an identity to the tokens file and print its token, once."""
-    path = file or get_settings().api_tokens_file
+    """Add an identity to the tokens file and print its token, once. In dev the file is
+    var/tokens.yaml unless one is set, and `make run` loads it."""
+    settings = get_settings()
+    path = file or settings.api_tokens_file or (
+        DEV_DIR / DEV_TOKENS_FILE if settings.env == "dev" else None)
     if path is None:
         raise typer.BadParameter("set RUNBOOKD_API_TOKENS_FILE or pass --file")
     bad = [r for r in role if r not in ROLES]
@@ -33,4 +36,6 @@ def create(
         token = create_token(path, name, role)  # type: ignore[arg-type]
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"token for {name} ({', '.join(role)}), stored as a digest in {path}; "
+               "shown once:")
     typer.echo(token)

@@ -82,9 +82,40 @@ def test_cli_token_create(tmp_path):
                           "--file", str(path)], capture_output=True, text=True, timeout=60,
                          env={"RUNBOOKD_ENV": "dev", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    token = out.stdout.strip()
+    label, token = out.stdout.strip().splitlines()
+    assert label == f"token for bob (approver), stored as a digest in {path}; shown once:"
     assert IdentityStore(path).lookup(token).name == "bob"
     bad = subprocess.run([str(RUNBOOKD), "token", "create", "eve", "--role", "king",
                           "--file", str(path)], capture_output=True, text=True, timeout=60,
                          env={"RUNBOOKD_ENV": "dev", "PATH": "/usr/bin:/bin"})
     assert bad.returncode != 0 and "unknown role" in bad.stderr
+
+
+def test_dev_secrets_live_under_var_and_serve_every_process(tmp_path, monkeypatch):
+    """Issue 15, first hour: the dev token and link secret are made once under var/ and kept
+    (Alertmanager's credentials_file survives a restart); `token create` in dev writes
+    var/tokens.yaml, which the service loads; the CLI accepts the dev token."""
+    from app.config import Settings, dev_files
+
+    monkeypatch.chdir(tmp_path)
+    token, link = dev_files()
+    assert (tmp_path / "var" / "dev-token").stat().st_mode & 0o777 == 0o600
+    assert dev_files() == (token, link)  # a restart keeps them
+    settings = Settings(env="dev")
+    assert settings.dev_token == token and settings.link_secret == link
+    assert Settings(env="prod", webhook_tokens="a-long-random-token-1").dev_token is None
+    env = {"RUNBOOKD_ENV": "dev", "PATH": "/usr/bin:/bin"}
+    made = subprocess.run([str(RUNBOOKD), "token", "create", "alice", "--role", "approver"],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    alice = made.stdout.strip().splitlines()[-1]
+    assert Settings(env="dev").api_tokens_file == Path("var/tokens.yaml")
+    assert IdentityStore(tmp_path / "var" / "tokens.yaml").lookup(alice).name == "alice"
+
+    def approve_with(secret: str) -> str:
+        return subprocess.run([str(RUNBOOKD), "approve", "1", "change", "--yes", "--token",
+                               secret], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=env).stderr
+
+    assert "matches no identity" in approve_with("dev_not-the-token")
+    assert "matches no identity" not in approve_with(token.get_secret_value())
