@@ -120,6 +120,11 @@ FAILING, RETRAIN = "runbookd_fails", "retrain_drill_stale"
 # The canary case's Rollout: its stable and canary ReplicaSets.
 STABLE_RS, CANARY_RS = "6b7f9c4d5", "7c8d9e0f1"
 
+# The recalibration's conf, as its plan shows it (compact JSON, sorted keys).
+RECALIBRATE_CONF = json.dumps({"model": "credit-v7", "env": "production", "base_version": "3",
+                               "window": "7d", "promote_alias": "champion",
+                               "reason": "mild-drift"}, sort_keys=True)
+
 CASES = [
     Case("canary-promotion-failed",
          {"model": "fraud-v4", "env": "production", "rollout": "fraud-v4-serving",
@@ -147,11 +152,11 @@ CASES = [
                      "from": "3", "to": "2"}),
          outputs={"read-champion": alias_read("fraud-v3", "champion", "3")}, mlflow=True),
     Case("model-drift-recalibrate", {"model": "credit-v7", "env": "production"},
-         lambda w: http_plan("POST", f"{AIRFLOW}/recalibrate_model/dagRuns", {
-             "dag_run_id": f"runbookd-{w.execution_id}",
-             "conf": {"model": "credit-v7", "base_version": "3", "window": "7d",
-                      "promote_alias": "champion"}}),
-         outputs={"read-champion": alias_read("credit-v7", "champion", "3")}),
+         lambda w: (f"trigger recalibrate_model with conf {RECALIBRATE_CONF} as run "
+                    f"runbookd-{w.execution_id}-recalibrate on {w.airflow_host}",
+                    {"airflow": w.airflow_host, "dag_id": "recalibrate_model",
+                     "dag_run_id": f"runbookd-{w.execution_id}-recalibrate"}),
+         outputs={"read-champion": alias_read("credit-v7", "champion", "3")}, airflow=True),
     Case("model-staged-promotion", {"model": "pricing-v2", "version": "3"},
          lambda w: ("challenger of pricing-v2 (MLflow): (unset) → version 3",
                     {"mlflow": w.mlflow_host, "model": "pricing-v2", "alias": "challenger",

@@ -63,7 +63,7 @@ PLANS = {
          "model": "fraud-v3", "env": "staging"},
         "model-drift-mild",
         [("check-freshness", RUN), ("check-labels", RUN), ("read-champion", RUN),
-         ("recalibrate", ASK)],
+         ("recalibrate", ASK), ("wait-recalibration", RUN)],
     ),
     "model-artifact-corrupt": (
         {"alertname": "ModelArtifactCorrupt", "team": "ml-platform", "model": "fraud-v3",
@@ -186,6 +186,33 @@ def test_the_drift_runbook_is_what_the_end_to_end_test_needs(catalog, specs):
     assert rollback.verify.action == "prometheus.query" and rollback.verify.within == "20m"
     assert rollback.verify.with_["expect"] == "< 0.1"
     assert rollback.rollback.with_["version"] == "<output.version of step read-champion>"
+
+
+@pytest.mark.parametrize("runbook_id", ["model-drift", "model-drift-mlflow"])
+def test_the_drift_runbooks_queue_retraining_in_airflow_on_a_shared_budget(catalog, specs,
+                                                                          runbook_id):
+    labels, _, _ = PLANS[runbook_id]
+    (plan,) = simulate(catalog, labels=labels, actions=specs).runbooks
+    queued = next(s for s in plan.steps if s.id == "queue-retraining")
+    assert (queued.action, queued.with_["dag_id"]) == ("airflow.trigger", "retrain_model")
+    # Named after the execution and the step: a repeat of the step attaches to its run.
+    assert queued.with_["dag_run_id"] == "runbookd-<execution id>-queue-retraining"
+    assert queued.with_["conf"].items() >= {"model": labels["model"], "env": labels["env"],
+                                            "window": "30d", "reason": "drift"}.items()
+    step = catalog.runbooks[runbook_id].runbook.step("queue-retraining")
+    assert (step.on_resolve, step.rate_key) == ("continue", "retrain:{{ params.model }}")
+
+
+def test_recalibration_is_waited_for_before_it_is_verified(catalog, specs):
+    labels, _, _ = PLANS["model-drift-recalibrate"]
+    (plan,) = simulate(catalog, labels=labels, actions=specs).runbooks
+    steps = {s.id: s for s in plan.steps}
+    trigger, wait = steps["recalibrate"], steps["wait-recalibration"]
+    assert (trigger.action, trigger.with_["dag_id"]) == ("airflow.trigger", "recalibrate_model")
+    assert trigger.rollback.action == "registry.set_alias"
+    assert (wait.action, wait.with_["dag_id"]) == ("airflow.wait", "recalibrate_model")
+    assert wait.with_["dag_run_id"] == "<output.dag_run_id of step recalibrate>"
+    assert wait.verify.with_["expect"] == "< 0.05"
 
 
 def test_the_staged_promotion_promotes_on_a_held_watch_or_retires_the_challenger(catalog,
