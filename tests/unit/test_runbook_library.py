@@ -240,6 +240,35 @@ def test_the_staged_promotion_promotes_on_a_held_watch_or_retires_the_challenger
         "version": "<output.version of step read-champion>"}
 
 
+def test_the_pipeline_runbooks_drive_airflow_and_undo_what_they_pause(catalog, specs):
+    labels, _, _ = PLANS["training-pipeline-failed"]
+    steps = {s.id: s for s in simulate(catalog, labels=labels, actions=specs).runbooks[0].steps}
+    # The rerun clears and waits on the alert's own run, and a failed rerun fails the step.
+    for step_id, action in (("rerun-failed-tasks", "airflow.clear_failed"),
+                            ("wait-for-rerun", "airflow.wait")):
+        assert (steps[step_id].action, steps[step_id].with_["dag_run_id"]) == (
+            action, labels["run_id"])
+    training = catalog.runbooks["training-pipeline-failed"].runbook
+    assert training.step("rerun-failed-tasks").retries == 0
+    assert training.on_failure_notify == ["pagerduty:ml-training"]
+
+    labels, _, _ = PLANS["stale-feature-store"]
+    steps = {s.id: s for s in simulate(catalog, labels=labels, actions=specs).runbooks[0].steps}
+    assert (steps["backfill"].action, steps["backfill"].with_["dag_run_id"]) == (
+        "airflow.trigger", "runbookd-<execution id>-backfill")
+    assert steps["wait-for-backfill"].with_["dag_run_id"] == "<output.dag_run_id of step backfill>"
+    for runbook_id, pause in (("stale-feature-store", "pause-retraining"),
+                              ("input-data-quality", "block-retraining")):
+        step = catalog.runbooks[runbook_id].runbook.step(pause)
+        assert (step.action, step.rollback.action) == ("airflow.pause", "airflow.unpause")
+        # Resuming retraining asks the pause's approvers.
+        assert step.risk == "risky" and not step.rollback.auto
+    quarantine = catalog.runbooks["input-data-quality"].runbook.step("quarantine-partition")
+    # Named bare, found on runbookd's PATH: an allow-list entry may name it or its path.
+    assert quarantine.with_["argv"][0] == quarantine.rollback.with_["argv"][0] == \
+        "dataset-quarantine"
+
+
 @pytest.mark.parametrize("runbook_id", sorted(PLANS))
 def test_every_runbook_is_complete(catalog, runbook_id):
     rb = catalog.runbooks[runbook_id].runbook
