@@ -2,9 +2,9 @@
 over Airflow's REST API (v2 for Airflow 3, v1 for Airflow 2; see `airflow_client`).
 
 A repeat finds its own run. `airflow.trigger` names the run after the execution and the step
-(`runbookd-<execution>-<step>`), so a retried or resumed step meets Airflow's 409 for that
-id, checks that the run holds the same conf, and attaches to it instead of starting a second
-one. `airflow.wait` reads only; the step fails when the run ends `failed`, and when it is
+run (`runbookd-<execution id>-<step run id>`, unless the step names its `dag_run_id`), so a
+retried or resumed step meets Airflow's 409 for that id, checks that the run holds the same
+conf, and attaches to it instead of starting a second one. `airflow.wait` reads only; the step fails when the run ends `failed`, and when it is
 still going at the wait's `timeout`.
 
 Plans (read-only) resolve against the server with the calls `run` makes, e.g.
@@ -70,7 +70,8 @@ class AirflowTrigger:
     # A repeat meets the same run id (409) and attaches to that run.
     idempotent: ClassVar[bool] = True
     description: ClassVar[str] = (
-        "Triggers a DAG run with a conf, as run runbookd-<execution>-<step>; a repeat of the "
+        "Triggers a DAG run with a conf, as run runbookd-<execution id>-<step run id> (or "
+        "`dag_run_id`); a repeat of the "
         "step attaches to that run instead of starting another."
     )
 

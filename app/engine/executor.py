@@ -29,7 +29,7 @@ from app.config import Settings
 from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
-from app.engine.context import failure_channels, step_context
+from app.engine.context import approval_channels, failure_channels, step_context
 from app.engine.executions import cancel_open_steps, start_or_attach, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
@@ -305,8 +305,9 @@ class Executor(Outcomes, Proposals):
                      reason=reason, data={"rate_key": key, "next_allowed_at":
                                           verdict.next_allowed_at.isoformat()
                                           if verdict.next_allowed_at else None})
+        # A spent budget is by design, not a failure: the first tier hears, nobody is paged.
         self._notify(session, execution, runbook, kind="rate_limited",
-                     channels=failure_channels(runbook), text=f"step {step.id} {reason}",
+                     channels=approval_channels(runbook), text=f"step {step.id} {reason}",
                      step=run)
         await self._advance(session, execution, runbook, step)
         return True
