@@ -4,8 +4,8 @@ over Airflow's REST API (v2 for Airflow 3, v1 for Airflow 2; see `airflow_client
 A repeat finds its own run. `airflow.trigger` names the run after the execution and the step
 run (`runbookd-<execution id>-<step run id>`, unless the step names its `dag_run_id`), so a
 retried or resumed step meets Airflow's 409 for that id, checks that the run holds the same
-conf, and attaches to it instead of starting a second one. `airflow.wait` reads only; the step fails when the run ends `failed`, and when it is
-still going at the wait's `timeout`.
+conf, and attaches to it instead of starting a second one. `airflow.wait` reads only; the
+step fails when the run ends `failed`, and when it is still going at the wait's `timeout`.
 
 Plans (read-only) resolve against the server with the calls `run` makes, e.g.
 "trigger retrain_model with conf {"model": "fraud-v3"} as run runbookd-42-retrain on
