@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -205,7 +206,8 @@ class Executor(Outcomes, Proposals):
         if execution.cursor == states.CURSOR_ROLLBACK:
             return await self._next_rollback(session, execution, runs)
         if execution.cursor == states.CURSOR_END:
-            await self._finish_execution(session, execution, runbook, succeeded=True)
+            await self._finish_execution(session, execution, runbook, succeeded=True,
+                                         reason=_end_reason(runs.values()))
             return Stop(states.SUCCEEDED)
         step = runbook.step(execution.cursor) if execution.cursor else runbook.steps[0]
         execution.cursor = step.id
@@ -566,6 +568,23 @@ class Executor(Outcomes, Proposals):
         bound = (step.timeout.total_seconds() if step.timeout is not None
                  else self.settings.default_step_timeout_seconds)
         return bound + waits_of(self.registry, step.action, params).at_most
+
+
+def _end_reason(runs: Iterable[StepRun]) -> str:
+    """Why a finished execution succeeded, true to its path: a step that failed and was
+    passed over (`on_failure: continue` or a goto), or skipped, is named."""
+    steps = [r for r in runs if r.kind == "step"]
+    failed = [r.step_id for r in steps if r.status in (states.STEP_FAILED,
+                                                       states.STEP_TIMED_OUT)]
+    skipped = [r.step_id for r in steps if r.status == states.STEP_SKIPPED]
+    if not failed and not skipped:
+        return "all steps succeeded"
+    said = []
+    if failed:
+        said.append(f"step {', '.join(failed)} failed and the runbook went on")
+    if skipped:
+        said.append(f"step {', '.join(skipped)} skipped")
+    return "finished: " + "; ".join(said)
 
 
 def _checks(runbook: Runbook, context: dict[str, Any],

@@ -31,6 +31,7 @@ async def test_on_failure_goto_then_the_runbook_goes_on(make_rig) -> None:
         [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "succeeded")
         runs = [(s.step_id, s.status) for s in await r.steps(ex.id)]
     assert runs == [("watch", "failed"), ("retire", "succeeded")]
+    assert ex.status_reason == "finished: step watch failed and the runbook went on"
 
 
 async def test_runbook_start_hands_off_with_params_and_links_the_two(make_rig) -> None:
