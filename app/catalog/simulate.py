@@ -110,6 +110,7 @@ class SimStep(_Out):
     timeout: str | None = None
     retries: int = 0
     on_failure: str
+    on_success: str = "next"
     with_: dict[str, Any] = Field(alias="with")
     errors: list[str] = Field(default_factory=list)
     verify: SimCheck | None = None
@@ -240,8 +241,8 @@ def _step(i: int, step: Step, rb: Runbook, context: dict[str, Any] | None, held:
         reason += f" ({approvals.count} of: {who})"
     rendered, errors = _render(step.with_, context)
     errors += _validate(step.action, rendered, actions)
-    on_failure = step.on_failure if isinstance(step.on_failure, str) else \
-        f"goto {step.on_failure.goto}"
+    on_failure, on_success = (policy if isinstance(policy, str) else f"goto {policy.goto}"
+                              for policy in (step.on_failure, step.on_success))
     rollback = None
     if step.rollback is not None:
         rollback = _check(CheckSpec(action=step.rollback.action, title=step.rollback.title,
@@ -250,7 +251,7 @@ def _step(i: int, step: Step, rb: Runbook, context: dict[str, Any] | None, held:
         position=i + 1, id=step.id, title=step.title, action=step.action, risk=step.risk,
         decision=decision, reason=reason, approvals=approvals, idempotent=step.idempotent,
         timeout=_dur(step.timeout), retries=step.retries, on_failure=on_failure,
-        with_=rendered, errors=errors, rollback=rollback,
+        on_success=on_success, with_=rendered, errors=errors, rollback=rollback,
         verify=_check(step.verify, context, step.verify.within, actions) if step.verify else None,
     )
 

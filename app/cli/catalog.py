@@ -211,8 +211,9 @@ def _format_plan(plan: SimRunbook) -> list[str]:
                "held": "HELD", "skipped": "SKIPPED"}[step.decision]
         lines.append(f"      {step.position}. {step.id}: {step.title}")
         lines.append(f"         [{tag}] {step.reason}")
-        lines.append(f"         {step.action}" + (f", on failure: {step.on_failure}"
-                                                  if step.on_failure != "stop" else ""))
+        lines.append(f"         {step.action}"
+                     + (f", on failure: {step.on_failure}" if step.on_failure != "stop" else "")
+                     + (f", on success: {step.on_success}" if step.on_success != "next" else ""))
         lines += _format_with(step.with_, indent=11)
         if step.rate is not None:
             lines.append(f"         rate: {_format_step_rate(step.rate)}")

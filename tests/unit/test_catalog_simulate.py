@@ -256,3 +256,21 @@ def test_the_terminal_shows_the_limits(tmp_path):
     text = format_report(report)
     assert "rate per target: 1 per 6h: 1 spent; 3 per 7d\n" in text
     assert "             now: rate limited: (as the engine says)\n" in text
+
+
+def test_simulate_shows_where_a_step_goes_on_success() -> None:
+    """The staged-promotion runbook's watch goes to `promote` on success: simulate says so."""
+    from pathlib import Path
+
+    from app.actions.registry import default_registry
+
+    repo = Path(__file__).resolve().parents[2]
+    specs = default_registry().specs()
+    shipped = load_catalog(repo / "alert_mappings.yaml", repo / "remediations",
+                           action_names=specs)
+    result = simulate(shipped, labels={"alertname": "ModelPromotionRequested",
+                                       "model": "fraud-v3", "version": "2"}, actions=specs)
+    steps = {s.id: s for s in result.runbooks[0].steps}
+    assert steps["watch-challenger"].on_success == "goto promote"
+    assert steps["watch-challenger"].on_failure == "goto retire-challenger"
+    assert steps["promote"].on_success == "end"
