@@ -21,6 +21,7 @@ from app.durations import format_duration, parse_duration
 from app.engine import states
 from app.history.queries import execution_detail
 from app.history.schemas import ExecutionDetail
+from app.history.timeline import TimelineLine, describe, step_refs
 
 # Characters that start Markdown syntax: backslash-escaped; < > & become entities, and a
 # newline a space, so a value can neither open HTML nor start a new block.
@@ -153,10 +154,16 @@ def _facts(detail: ExecutionDetail, context: dict[str, Any]) -> str:
               + (" (voided: the step changed)" if a.voided_at else "")
               for a in detail.approvals] or ["- none needed"]
     lines += ["", "### Timeline", ""]
-    lines += [f"- {e.created_at.isoformat(timespec='seconds')} {e.actor}: {e.kind}"
-              + (f" {e.from_state or ''}→{e.to_state}" if e.to_state else "")
-              + (f" ({e.reason})" if e.reason else "") for e in detail.timeline]
+    refs = step_refs(detail.steps)
+    lines += [f"- {_timeline_line(describe(e, refs))}" for e in detail.timeline]
     return "\n".join(lines) + "\n"
+
+
+def _timeline_line(line: TimelineLine) -> str:
+    """The page's timeline line, its free text (actors, reasons) escaped for Markdown."""
+    who = f"({markdown_text(line.actor)})" if line.is_move else f"by {markdown_text(line.actor)}"
+    text = f"{line.at} {markdown_text(line.subject)}: {markdown_text(line.what)} {who}"
+    return f"{text} — {markdown_text(line.reason)}" if line.reason else text
 
 
 async def postmortem_markdown(session: AsyncSession, execution_id: int) -> str:

@@ -90,6 +90,7 @@ class EventOut(BaseModel):
     kind: str
     entity: str
     execution_id: int | None
+    step_run_id: int | None = None  # names a rollback's events `<step>.rollback`
     step_id: str | None
     from_state: str | None
     to_state: str | None

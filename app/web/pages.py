@@ -35,6 +35,7 @@ from app.errors import (
 )
 from app.history.schemas import StepOut
 from app.identity import ROLES, Identity, Role
+from app.web.charts import readable
 from app.web.session import current_identity, finish_csrf, form_token
 
 HERE = Path(__file__).parent
@@ -80,7 +81,8 @@ def seconds(value: dt.timedelta | None) -> str:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=when, duration=duration, pretty=pretty, seconds=seconds)
+    env.filters.update(when=when, duration=duration, pretty=pretty, seconds=seconds,
+                       readable=readable)
     return env
 
 

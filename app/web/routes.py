@@ -12,14 +12,14 @@ from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import ApprovalSpec, Runbook
 from app.catalog.service import list_versions
-from app.db import SessionDep, after_commit
+from app.db import SessionDep, after_commit, utcnow
 from app.engine import links, states
 from app.engine.approvals import DecisionRequest, decide
 from app.engine.executions import start_rollback
@@ -27,13 +27,18 @@ from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guar
 from app.engine.models import Execution, Guard
 from app.errors import Forbidden, NotFound
 from app.events import Event, record_event
+from app.history.attention import needs_you, wake_times
 from app.history.queries import ExecutionFilter, execution_detail, list_executions
 from app.history.routes import execution_filter
 from app.history.schemas import ExecutionDetail, StepOut
+from app.history.timeline import describe, step_refs
+from app.history.triage import last_runs
 from app.identity import Identity
 from app.paging import BIGINT_MAX, RowId
+from app.web import views
 from app.web.approve import router as approve_router
 from app.web.pages import (
+    STATIC_DIR,
     HtmlRoute,
     client_addr,
     decision_blocker,
@@ -56,6 +61,7 @@ from app.web.session import (
     sign_out,
     verify_csrf,
 )
+from app.web.stats import router as stats_router
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 Csrf = Annotated[str, Form()]
@@ -67,6 +73,7 @@ def install(app: FastAPI) -> None:
     """Mount the pages, the approval-link pages and /static on `app`."""
     app.include_router(router)
     app.include_router(approve_router)
+    app.include_router(stats_router)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(SessionLoader)  # checks a session cookie against its row, once
     app.state.session_identity = session_identity
@@ -122,6 +129,13 @@ async def _last_event(session: AsyncSession, execution_id: int) -> int:
         Event.execution_id == execution_id))).scalar_one() or 0
 
 
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico before reading the page's icon link."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 # -- sign-in --------------------------------------------------------------------------------
 
 @router.get("/login")
@@ -174,25 +188,41 @@ async def index(request: Request, session: SessionDep,
     """The executions list, or the sign-in page."""
     if current_identity(request) is None:
         return render(request, "login.html", {"title": "Sign in", "next": "/"})
+    me = require_identity(request)
     page = await list_executions(session, flt, cursor=cursor, limit=50)
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor" and v]
     more = f"/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
+    waking = await wake_times(session, [e.id for e in page.items
+                                        if e.status == states.RATE_LIMITED])
+    now = utcnow()
+    mine = await needs_you(session, me, runbook_of=request.app.state.engine.runbooks.get)
     return render(request, "executions.html", {
         "title": "Executions", "nav": "executions", "page": page, "flt": flt, "more": more,
         "statuses": states.EXECUTION_STATES, "filtered": bool(kept),
-        "runbooks": sorted(request.app.state.catalog.catalog.runbooks)})
+        "runbooks": sorted(request.app.state.catalog.catalog.runbooks),
+        "needs_you": mine,
+        "reasons": {e.id: views.reason(e, waking.get(e.id), now) for e in page.items}})
 
 
 @router.get("/executions/{execution_id}")
-async def execution_page(execution_id: RowId, request: Request, session: SessionDep) -> Response:
-    """One execution: alerts, steps with params and output, approvals, the timeline."""
+async def execution_page(execution_id: RowId, request: Request, session: SessionDep,
+                         decided: Annotated[str | None, Query(max_length=80)] = None,
+                         ) -> Response:
+    """One execution: the approval card of a waiting step first, then alerts, steps with
+    params and output, approvals and the timeline. `decided` (a step ref) shows the banner
+    of the viewer's decision on it, read back from the record."""
     me = require_identity(request)
     detail = await execution_detail(session, execution_id)
     runbook = await runbook_or_none(request, session, detail.runbook_id, detail.runbook_version)
     spent = me.has_role("approver")
+    steps = _step_views(detail, runbook, me)
+    refs = step_refs(detail.steps)
     return render(request, "execution.html", {
         "title": f"Execution #{execution_id}", "nav": "executions", "ex": detail,
-        "runbook": runbook, "steps": _step_views(detail, runbook, me),
+        "runbook": runbook, "steps": steps,
+        "cards": views.approval_cards(detail, steps, runbook, utcnow()),
+        "banner": views.decision_banner(detail, decided, me.name),
+        "timeline": [describe(e, refs) for e in detail.timeline],
         "links": await links.links_of(session, execution_id) if spent else [],
         "version": f"{detail.status}:{await _last_event(session, execution_id)}"})
 
@@ -211,7 +241,8 @@ async def decide_on_page(execution_id: RowId, step_id: str, request: Request,
             channel="web", comment=comment, source_addr=client_addr(request),
             seen_hash=step_hash,
         ), runbooks=engine.runbooks, on_approved=engine.wake)
-    return redirect(f"/executions/{execution_id}#step-{step_id}")
+    return redirect(f"/executions/{execution_id}?{urlencode({'decided': step_id})}"
+                    f"#step-{step_id}")
 
 
 @router.post("/executions/{execution_id}/steps/{step_id}/rollback")
@@ -292,9 +323,11 @@ async def runbook_page(runbook_id: str, request: Request, session: SessionDep,
     book = await engine.runbooks.get(session, runbook_id, shown)
     guards = await current_guard_state(session)
     settings = request.app.state.settings
+    checks = await last_runs(session, runbook_id, [t.check for t in book.triage])
     return render(request, "runbook.html", {
         "title": book.title, "nav": "runbooks", "rb": book, "shown": shown,
         "live": loaded.version if loaded else None, "versions": versions,
+        "tree": views.triage_tree(book, checks), "diffs": views.version_diffs(versions),
         "paused": guards.paused.get(runbook_id), "kill": guards.kill_switch,
         "breaker_failures": book.limits.breaker.failures if book.limits.breaker
         else settings.breaker_failures,
