@@ -59,7 +59,7 @@ class Segment:
     colour: str
 
 
-_WIDTH, _LABEL, _ROW, _PAD = 720, 210, 30, 8
+_WIDTH, _LABEL, _ROW, _PAD = 760, 210, 30, 44
 
 
 def _nice_ticks(top: float, count: int = 4) -> list[float]:
@@ -70,6 +70,21 @@ def _nice_ticks(top: float, count: int = 4) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     return [step * i for i in range(math.ceil(top / step) + 1)]
+
+
+# Steps a time axis reads well in: seconds, minutes, hours, days.
+_TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+               43200, 86400, 172800, 604800)
+
+
+def _time_ticks(top: float, count: int = 4) -> list[float]:
+    """Tick values in seconds at round times (5m, 10m, 1h…) up to at least `top`."""
+    if top <= 1:
+        return _nice_ticks(top, count)  # below a second: milliseconds read fine as decimals
+    step = next((s for s in _TIME_STEPS if s * count >= top), None)
+    if step is None:
+        return _nice_ticks(top, count)
+    return [float(step * i) for i in range(math.ceil(top / step) + 1)]
 
 
 def _svg(title: str, width: int, height: int, body: list[str]) -> Markup:
@@ -97,7 +112,8 @@ def _axis(ticks: list[float], top: float, y0: float, y1: float, *, as_time: bool
     for t in ticks:
         x = _LABEL + span * t / top
         out.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}" stroke="#d0d7de"/>')
-        out.append(_text(x, y1 + 14, readable(t) if as_time else f"{t:g}", anchor="middle",
+        label = "0" if t == 0 else readable(t) if as_time else f"{t:g}"
+        out.append(_text(x, y1 + 14, label, anchor="middle",
                          size=11, fill="#57606a"))
     return out
 
@@ -106,7 +122,7 @@ def timing_bars(title: str, rows: Sequence[TimingRow], *, objective_name: str = 
                 ) -> Markup:
     """Per row: the p90 bar, the p50 bar inside it, and the objective as a red line."""
     values = [v for r in rows for v in (r.p50, r.p90, r.objective) if v is not None]
-    ticks = _nice_ticks(max(values, default=0))
+    ticks = _time_ticks(max(values, default=0))
     top = ticks[-1]
     height = _ROW * len(rows) + 56
     span = _WIDTH - _LABEL - _PAD

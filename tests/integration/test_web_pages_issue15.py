@@ -252,7 +252,7 @@ async def test_runbook_page_draws_the_triage_tree_and_diffs_versions(make_rig, t
     assert ('last result: <span class="status s-succeeded">succeeded</span> in '
             f'<a href="/executions/{ex.id}">') in tree
     assert "next: Q2" in tree and "none of these: escalate" in tree
-    assert "not run yet" in section(before, 'class="triage-tree"', "</ol>")
+    assert "no finished run yet" in section(before, 'class="triage-tree"', "</ol>")
     diff = section(after, 'class="diff"', "</details>")
     assert '<span class="d-del">-severity: critical</span>' in diff
     assert '<span class="d-add">+severity: high</span>' in diff
