@@ -35,6 +35,10 @@ def book(rid: str = "web", **extra) -> dict:
         limits={"concurrent": 5}, **extra)
 
 
+def step_hash_of(html: str) -> str:
+    return re.search(r'name="step_hash" value="([0-9a-f]{64})"', html).group(1)
+
+
 def section(page: str, start: str, end: str) -> str:
     return page[page.index(start):page.index(end, page.index(start))]
 
@@ -59,11 +63,14 @@ async def test_the_approval_card_comes_first_with_everything_needed_to_decide(ma
     assert re.search(r"(59m \d+s|1h) — expires, and the execution ends", card)
     assert 'name="decision" value="approve"' in card and 'name="decision" value="reject"' in card
     assert 'name="step_hash" value="' in card
-    # One decision form on the page: the step card points to it.
-    assert page.count('name="decision" value="approve"') == 1
-    assert 'href="#decide-rollback"' in page
+    # The step's own card keeps the same form, beside the parameters it covers.
+    step_card = section(page, 'id="step-rollback"', "</article>")
+    assert 'name="decision" value="approve"' in step_card and step_hash_of(card) == \
+        step_hash_of(step_card)
     viewer_card = section(seen, 'class="card approval-card"', "</section>")
     assert "You cannot decide on this step: needs one of: approver" in viewer_card
+    assert seen.count("You cannot decide on this step") == 1
+    assert 'href="#decide-rollback"' in section(seen, 'id="step-rollback"', "</article>")
     assert 'value="approve"' not in seen
 
 
