@@ -24,10 +24,18 @@ $(VENV)/.dev: pyproject.toml
 venv: $(BIN)/runbookd
 dev-venv: $(VENV)/.dev
 
+# The service runs under this recipe's shell, which passes a TERM on to it and waits: a TERM
+# to make (or Ctrl-C) stops runbookd gracefully and quietly, where a recipe killed by the
+# signal made make print "Error 143" (and a TERM to make alone left runbookd running).
 run: $(BIN)/runbookd
 	RUNBOOKD_ENV=dev $(BIN)/runbookd db upgrade
 	RUNBOOKD_ENV=dev $(BIN)/runbookd demo-registry
-	RUNBOOKD_ENV=dev $(BIN)/runbookd serve --host $(HOST) --port $(PORT)
+	@echo 'RUNBOOKD_ENV=dev $(BIN)/runbookd serve --host $(HOST) --port $(PORT)'
+	@RUNBOOKD_ENV=dev $(BIN)/runbookd serve --host $(HOST) --port $(PORT) & pid=$$!; \
+	trap 'kill -TERM $$pid 2>/dev/null' TERM; trap '' INT; \
+	wait $$pid 2>/dev/null; status=$$?; \
+	while kill -0 $$pid 2>/dev/null; do wait $$pid 2>/dev/null; status=$$?; done; \
+	case $$status in 0|130|143) exit 0 ;; *) exit $$status ;; esac
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
