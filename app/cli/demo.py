@@ -94,9 +94,16 @@ def _describe(registry: ModelRegistry, model: str) -> list[str]:
         history = registry.history(model, alias)
         lines.append(f"history of {alias} (newest last):")
         for entry in history[-HISTORY_SHOWN:]:
-            by = (f" by execution {entry.execution_id} step {entry.step_id}"
+            by = (f" by execution {entry.execution_id}{_step(entry.step_id)}"
                   if entry.execution_id is not None else "")
             lines.append(f"  {entry.time}  {entry.from_version or '(unset)'} -> "
                          f"{entry.to_version}  {entry.kind}{by}"
                          f"{'; reason: ' + entry.reason if entry.reason else ''}")
     return lines
+
+
+def _step(step_id: str | None) -> str:
+    # The engine records the step run's row id (its resume key), not the runbook's step id.
+    if step_id is None:
+        return ""
+    return f", step run {step_id}" if step_id.isdigit() else f", step {step_id}"

@@ -223,7 +223,10 @@ def test_registry_show_lists_aliases_versions_and_history(runbookd, tmp_path):
     assert lines[lines.index("versions:") + 1:][:2] == ["  1  <- champion", "  2"]
     history = lines[lines.index("history of champion (newest last):") + 1:]
     assert [line.split("  ")[2] for line in history] == ["(unset) -> 1", "1 -> 2", "2 -> 1"]
-    assert history[-1].endswith("rollback by execution 7 step rollback; reason: v2 misbehaves")
+    assert history[-1].endswith("rollback by execution 7, step rollback; reason: v2 misbehaves")
+    registry.set_alias("demo-model", "champion", "2", execution_id=8, step_id="12")
+    again = runbookd("registry", "show", "demo-model")
+    assert again.stdout.splitlines()[-1].endswith("1 -> 2  set by execution 8, step run 12")
 
 
 def test_registry_show_of_an_unknown_model_fails_naming_the_known_ones(runbookd, tmp_path):
