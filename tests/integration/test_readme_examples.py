@@ -84,6 +84,7 @@ def make_run(checkout: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[
                                                                Path]]:
     """`make run PORT=<free>` in the copy, answering; stopped (the whole group) afterwards."""
     make = need_binary("make")
+    need_binary("curl")  # the Quick start's blocks use it, as a new user would
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOKD_")}
     env["RUNBOOKD_POLL_SECONDS"] = "0.2"  # quicker steps; everything else is `make run`'s
