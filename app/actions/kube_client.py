@@ -6,12 +6,15 @@ colon-separated list), then the pod's service account (in-cluster). A step may p
 of that kubeconfig with `context:`. The API server's host must be on RUNBOOKD_HTTP_ALLOWLIST,
 checked with the same rule as every other outbound request (`OutboundHttp.check`); the
 client trusts no proxy or certificate variables of the environment, only the kubeconfig.
+
+This module imports lightkube and httpx2 (about 20 MiB), so the action modules import it
+inside the functions that talk to a cluster; what the catalog needs at start-up (the
+parameters, the errors) lives in `kube_params`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,9 +26,9 @@ from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet, StatefulSet
 from lightkube.types import PatchType
-from pydantic import Field, field_validator
 
-from app.actions.base import ActionContext, ActionFailed, ActionParams
+from app.actions.base import ActionContext, ActionFailed
+from app.actions.kube_params import KubeConflict, KubeNotFound, KubeParams, described
 from app.outbound import HostNotAllowed
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -38,53 +41,7 @@ WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSe
 RESOURCE_NAMES = {"Deployment": "deployments.apps", "StatefulSet": "statefulsets.apps",
                   "ReplicaSet": "replicasets.apps", "Rollout": "rollouts.argoproj.io"}
 
-# DNS-1123: a namespace is a label, an object name a subdomain (Kubernetes' own rules).
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
-DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,252}$")
-
 T = TypeVar("T")
-
-
-class KubeNotFound(ActionFailed):
-    """The API answered 404: no such object (or no such subresource)."""
-
-
-class KubeConflict(ActionFailed):
-    """The API answered 409: the object changed since it was read."""
-
-
-class KubeParams(ActionParams):
-    """One namespaced object on one cluster."""
-
-    namespace: str = Field(min_length=1, max_length=63)
-    name: str = Field(min_length=1, max_length=253)
-    # A context of the kubeconfig; none: its current context.
-    context: str | None = None
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        if not DNS1123_LABEL.match(value):
-            raise ValueError(f"namespace {value[:80]!r} is not a DNS-1123 label (lowercase "
-                             "letters, digits and '-', starting and ending alphanumeric)")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not DNS1123_SUBDOMAIN.match(value):
-            raise ValueError(f"name {value[:80]!r} is not a DNS-1123 subdomain (lowercase "
-                             "letters, digits, '-' and '.', starting and ending alphanumeric)")
-        return value
-
-    @field_validator("context")
-    @classmethod
-    def _context(cls, value: str | None) -> str | None:
-        if value is not None and not CONTEXT_NAME.match(value):
-            raise ValueError(f"context {value[:80]!r} is not a kubeconfig context name")
-        return value
 
 
 def load_config(ctx: ActionContext, context: str | None) -> tuple[SingleConfig, str]:
@@ -219,11 +176,6 @@ class Kube:
         replaced = await self.call(self.client.replace(obj, name, namespace=self.namespace),
                                    doing=doing)
         return replaced.to_dict()
-
-
-def described(kind: str, namespace: str, name: str) -> str:
-    """`Deployment ml-serving/fraud-serving`, the way people read an object."""
-    return f"{kind} {namespace}/{name}"
 
 
 __all__ = ["RESOURCE_NAMES", "WORKLOADS", "Deployment", "Kube", "KubeConflict", "KubeNotFound",

@@ -23,7 +23,7 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,15 +34,7 @@ from app.actions.base import (
     ActionResult,
     Waits,
 )
-from app.actions.kube_client import (
-    WORKLOADS,
-    Deployment,
-    Kube,
-    KubeParams,
-    PatchType,
-    ReplicaSet,
-    described,
-)
+from app.actions.kube_params import KubeParams, described
 from app.actions.kube_workloads import (
     RESTARTED_AT,
     deployment_progress,
@@ -54,6 +46,11 @@ from app.actions.kube_workloads import (
     without_hash,
 )
 from app.durations import Duration, format_duration
+
+# lightkube (about 20 MiB) loads on the first call to a cluster, not at start-up: each function
+# that talks to one imports kube_client itself.
+if TYPE_CHECKING:
+    from app.actions.kube_client import Kube
 
 MAX_WITHIN = dt.timedelta(hours=2)
 
@@ -100,6 +97,7 @@ class RolloutStatus:
     )
 
     async def run(self, ctx: ActionContext, params: StatusParams) -> ActionResult:
+        from app.actions.kube_client import WORKLOADS, Kube
         what = described(params.kind, params.namespace, params.name)
         progress_of = deployment_progress if params.kind == "Deployment" else statefulset_progress
         deadline = time.monotonic() + (0 if ctx.dry_run else params.within.total_seconds())
@@ -143,6 +141,7 @@ class RolloutRestart:
     )
 
     async def _read(self, kube: Kube, params: WorkloadParams) -> tuple[dict[str, Any], str]:
+        from app.actions.kube_client import WORKLOADS
         what = described(params.kind, params.namespace, params.name)
         found = await kube.get(WORKLOADS[params.kind], params.name, doing=f"reading {what}")
         if found.get("spec", {}).get("paused"):
@@ -152,6 +151,7 @@ class RolloutRestart:
 
     async def plan(self, ctx: ActionContext, params: WorkloadParams) -> ActionPlan:
         """Which pods would be replaced: the replicas and images of the template now."""
+        from app.actions.kube_client import Kube
         async with Kube(ctx, params) as kube:
             found, what = await self._read(kube, params)
         template = found["spec"]["template"]
@@ -165,6 +165,7 @@ class RolloutRestart:
             "last_restart": last})
 
     async def run(self, ctx: ActionContext, params: WorkloadParams) -> ActionResult:
+        from app.actions.kube_client import WORKLOADS, Kube, PatchType
         async with Kube(ctx, params) as kube:
             found, what = await self._read(kube, params)
             output = {"kind": params.kind, "namespace": params.namespace, "name": params.name,
@@ -211,6 +212,7 @@ class RolloutUndo:
     )
 
     async def _resolve(self, kube: Kube, params: UndoParams) -> _Undo:
+        from app.actions.kube_client import Deployment, ReplicaSet
         what = described("Deployment", params.namespace, params.name)
         deployment = await kube.get(Deployment, params.name, doing=f"reading {what}")
         if deployment.get("spec", {}).get("paused"):
@@ -234,6 +236,7 @@ class RolloutUndo:
 
     async def plan(self, ctx: ActionContext, params: UndoParams) -> ActionPlan:
         """The revision the Deployment would go back to, and the images on each side."""
+        from app.actions.kube_client import Kube
         what = described("Deployment", params.namespace, params.name)
         async with Kube(ctx, params) as kube:
             undo = await self._resolve(kube, params)
@@ -244,6 +247,7 @@ class RolloutUndo:
             "to_replica_set": undo.target["metadata"]["name"]})
 
     async def run(self, ctx: ActionContext, params: UndoParams) -> ActionResult:
+        from app.actions.kube_client import Deployment, Kube, PatchType
         what = described("Deployment", params.namespace, params.name)
         async with Kube(ctx, params) as kube:
             undo = await self._resolve(kube, params)
@@ -277,6 +281,7 @@ class Scale:
     )
 
     async def _current(self, kube: Kube, params: ScaleParams) -> dict[str, Any]:
+        from app.actions.kube_client import WORKLOADS
         what = described(params.kind, params.namespace, params.name)
         return await kube.get(WORKLOADS[params.kind].Scale, params.name,
                               doing=f"reading the scale of {what}")
@@ -289,6 +294,7 @@ class Scale:
 
     async def plan(self, ctx: ActionContext, params: ScaleParams) -> ActionPlan:
         """The replica count now and after."""
+        from app.actions.kube_client import Kube
         what = described(params.kind, params.namespace, params.name)
         async with Kube(ctx, params) as kube:
             scale = await self._current(kube, params)
@@ -299,6 +305,7 @@ class Scale:
                                     "from": current, "to": params.replicas})
 
     async def run(self, ctx: ActionContext, params: ScaleParams) -> ActionResult:
+        from app.actions.kube_client import WORKLOADS, Kube
         what = described(params.kind, params.namespace, params.name)
         async with Kube(ctx, params) as kube:
             scale = await self._current(kube, params)

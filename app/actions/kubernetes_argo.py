@@ -23,20 +23,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from app.actions.base import ActionContext, ActionFailed, ActionPlan, ActionResult, Waits
-from app.actions.kube_client import (
-    Kube,
-    KubeConflict,
-    KubeNotFound,
-    KubeParams,
-    PatchType,
-    Rollout,
-)
+from app.actions.kube_params import KubeConflict, KubeNotFound, KubeParams
 from app.durations import Duration, format_duration
+
+# lightkube (about 20 MiB) loads on the first call to a cluster, not at start-up: each function
+# that talks to one imports kube_client itself.
+if TYPE_CHECKING:
+    from app.actions.kube_client import Kube
 
 Phase = Literal["Healthy", "Progressing", "Paused", "Degraded"]
 MAX_WITHIN = dt.timedelta(hours=2)
@@ -154,6 +152,7 @@ def _what(params: KubeParams) -> str:
 
 
 async def _read(kube: Kube, params: KubeParams) -> dict[str, Any]:
+    from app.actions.kube_client import Rollout
     return await kube.get(Rollout, params.name, doing=f"reading {_what(params)}")
 
 
@@ -163,6 +162,7 @@ async def _patch_status(kube: Kube, params: KubeParams, ro: dict[str, Any],
     """Merge-patch the status subresource, on the resourceVersion that was read; on a CRD
     without one (404), patch the resource with `fallback` (or the same change). Returns False
     when the rollout changed meanwhile (409): the caller reads and decides again."""
+    from app.actions.kube_client import PatchType, Rollout
     body = {**change, "metadata": {"resourceVersion": ro["metadata"]["resourceVersion"]}}
     try:
         await kube.patch(Rollout.Status, params.name, body, patch_type=PatchType.MERGE,
@@ -202,6 +202,7 @@ class RolloutAbort:
 
     async def plan(self, ctx: ActionContext, params: RolloutParams) -> ActionPlan:
         """Where the rollout is, and that all traffic would go to stable; or no change."""
+        from app.actions.kube_client import Kube
         async with Kube(ctx, params) as kube:
             ro = await _read(kube, params)
         stable = _status(ro).get("stableRS")
@@ -215,6 +216,7 @@ class RolloutAbort:
                                   f"stable {stable}", resolved={**resolved, "abort": True})
 
     async def run(self, ctx: ActionContext, params: RolloutParams) -> ActionResult:
+        from app.actions.kube_client import Kube
         async with Kube(ctx, params) as kube:
             for _ in range(ATTEMPTS):
                 ro = await _read(kube, params)
@@ -273,6 +275,7 @@ class RolloutPromote:
 
     async def plan(self, ctx: ActionContext, params: PromoteParams) -> ActionPlan:
         """The step the rollout is at and the one it would move to; or no change."""
+        from app.actions.kube_client import Kube
         async with Kube(ctx, params) as kube:
             ro = await _read(kube, params)
         change = _promote_change(ro, params)
@@ -285,6 +288,7 @@ class RolloutPromote:
         return ActionPlan(summary=change, resolved={**resolved, "promote": True})
 
     async def run(self, ctx: ActionContext, params: PromoteParams) -> ActionResult:
+        from app.actions.kube_client import Kube, PatchType, Rollout
         async with Kube(ctx, params) as kube:
             for _ in range(ATTEMPTS):
                 ro = await _read(kube, params)
@@ -344,6 +348,7 @@ class RolloutStatus:
     )
 
     async def run(self, ctx: ActionContext, params: ArgoStatusParams) -> ActionResult:
+        from app.actions.kube_client import Kube
         deadline = time.monotonic() + (0 if ctx.dry_run else params.within.total_seconds())
         prefix = "dry run (read-only, ran for real): " if ctx.dry_run else ""
         async with Kube(ctx, params) as kube:
