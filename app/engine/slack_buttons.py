@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
-from slack_sdk.signature import SignatureVerifier
 from starlette.background import BackgroundTask
 
 from app.db import session_scope
@@ -63,6 +62,9 @@ def verify_signature(secret: str, body: bytes, timestamp: str | None, signature:
     class _At:
         def now(self) -> float:
             return now
+
+    # Imported on first use: slack_sdk's package brings its whole Web API client (~2 MiB).
+    from slack_sdk.signature import SignatureVerifier
 
     try:
         valid = SignatureVerifier(secret, clock=_At()).is_valid(body, timestamp, signature)
