@@ -2,6 +2,7 @@
 
 from app.catalog.models import RunbookVersion
 from app.db import Base
+from app.engine.brake_models import BrakeVerdict, StormBrakeRow
 from app.engine.models import Approval, ApprovalLink, Execution, ExecutionAlert, Guard, StepRun
 from app.events import Event
 from app.identity.models import SignInSession
@@ -9,6 +10,7 @@ from app.intake.models import Alert, AlertLabel, Delivery
 from app.notify.models import Notification
 
 __all__ = [
-    "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "Delivery", "Event", "Execution",
-    "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "SignInSession", "StepRun",
+    "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "BrakeVerdict", "Delivery", "Event",
+    "Execution", "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "SignInSession",
+    "StepRun", "StormBrakeRow",
 ]

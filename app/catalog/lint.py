@@ -41,7 +41,14 @@ from app.catalog.parser import (
     parse_files,
     read_yaml,
 )
-from app.catalog.schema import CheckSpec, MappingsFile, ParamSpec, Runbook, Step
+from app.catalog.schema import (
+    CheckSpec,
+    MappingsFile,
+    ParamSpec,
+    Runbook,
+    Step,
+    StormBrake,
+)
 from app.catalog.templating import (
     is_template,
     references,
@@ -74,6 +81,7 @@ class Analysis:
     issues: list[Issue] = field(default_factory=list)
     runbooks: list[ParsedRunbook] = field(default_factory=list)
     mappings: list[CompiledMapping] = field(default_factory=list)
+    brake: StormBrake | None = None  # the mappings file's global storm brake
 
 
 def lint(*paths: Path | str, actions: Iterable[str] | ActionSpecs | None = None,
@@ -127,6 +135,10 @@ def analyse(
                                           check_runbooks=bool(out.runbooks))
         out.mappings += compiled
         out.issues += issues
+        out.brake = out.brake or parsed_file.brake
+    for p in out.runbooks:
+        if p.runbook is not None and out.brake is not None:
+            out.issues += _brake_shadowed(p.doc, p.runbook, out.brake)
     for p in out.runbooks:
         if p.runbook is not None:
             out.issues += _hand_offs(p.doc, p.runbook, known, broken)
@@ -499,6 +511,18 @@ def check_mappings(doc: YamlDoc, parsed: MappingsFile, runbooks: dict[str, Runbo
             issues += _mapping_params(doc, loc, mapping.params, rb)
     issues += _shadowed(doc, compiled)
     return compiled, issues
+
+
+def _brake_shadowed(doc: YamlDoc, rb: Runbook, global_brake: StormBrake) -> list[Issue]:
+    """A runbook's own brake that the global one always beats is a brake that never acts."""
+    own = rb.limits.brake
+    if own is None or own.targets < global_brake.targets or own.within > global_brake.within:
+        return []
+    return [doc.issue(("limits", "brake"), (
+        f"this brake ({own.targets} targets within {_fmt(own.within)}) never engages: the "
+        f"mappings file's global brake ({global_brake.targets} within "
+        f"{_fmt(global_brake.within)}) counts this runbook's targets too and engages first; "
+        f"lower `targets` or widen `within`, or remove it"), severity="warning")]
 
 
 def _mapping_params(doc: YamlDoc, loc: Loc, values: dict[str, Any], rb: Runbook) -> list[Issue]:

@@ -14,7 +14,7 @@ from typing import Any
 from app.catalog.lint import analyse
 from app.catalog.matcher import CompiledMapping, match_mappings
 from app.catalog.parser import ActionSpecs, Issue, catalog_files
-from app.catalog.schema import Runbook
+from app.catalog.schema import Runbook, StormBrake
 from app.errors import CatalogInvalid
 
 
@@ -46,6 +46,7 @@ class Catalog:
     loaded_at: dt.datetime
     warnings: tuple[Issue, ...] = ()
     mappings_path: str = ""
+    brake: StormBrake | None = None  # the global storm brake (the mappings file's `brake:`)
 
     def match(self, labels: Mapping[str, str]) -> list[tuple[CompiledMapping, LoadedRunbook]]:
         """The mappings that take an alert with these labels, each with its runbook."""
@@ -87,6 +88,6 @@ def load_catalog(
         runbooks=runbooks, mappings=tuple(result.mappings),
         loaded_at=dt.datetime.now(dt.UTC),
         warnings=tuple(i for i in result.issues if i.severity == "warning"),
-        mappings_path=str(mappings_path),
+        mappings_path=str(mappings_path), brake=result.brake,
     )
 

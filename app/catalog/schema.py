@@ -151,11 +151,34 @@ class TriageItem(Strict):
     then: str = ""
 
 
+Channel = Annotated[str, Field(pattern=r"^(slack|pagerduty|webhook):[A-Za-z0-9_.#-]+$")]
+
+
 class Breaker(Strict):
     """Pause the runbook after `failures` failed executions inside `within`."""
 
     failures: int = Field(default=3, ge=1, le=100)
     within: Duration = dt.timedelta(hours=1)
+
+
+class StormBrake(Strict):
+    """Hold new executions once more than `targets` distinct targets started within
+    `within`: many targets failing at once points at a shared cause (the feature store, the
+    cluster, a bad deploy), and automation that rolls back 40 models makes it bigger."""
+
+    targets: int = Field(ge=1, le=10000)
+    within: Duration
+    # Who is paged, once, when the brake engages (default: the runbook's escalation tiers
+    # and its `on_failure_notify`).
+    notify: list[Channel] = Field(default_factory=list)
+
+    @field_validator("within")
+    @classmethod
+    def _some_time(cls, within: dt.timedelta) -> dt.timedelta:
+        if within <= dt.timedelta(0):
+            raise ValueError("a brake counts targets within a window: give it a duration "
+                             "above zero, such as 10m")
+        return within
 
 
 class Limits(Strict):
@@ -166,14 +189,14 @@ class Limits(Strict):
     concurrent_scope: Literal["target", "runbook"] = "target"
     # None: the engine's defaults (settings) apply.
     breaker: Breaker | None = None
+    # This runbook's own storm brake, counted over its executions only (the mappings file's
+    # top-level `brake:` counts every runbook's).
+    brake: StormBrake | None = None
 
 
 class Objectives(Strict):
     time_to_diagnose: Duration
     time_to_restore: Duration
-
-
-Channel = Annotated[str, Field(pattern=r"^(slack|pagerduty|webhook):[A-Za-z0-9_.#-]+$")]
 
 
 class EscalationTier(Strict):
@@ -236,3 +259,5 @@ class Mapping(Strict):
 
 class MappingsFile(Strict):
     mappings: list[Mapping]
+    # The global storm brake: distinct targets counted over every runbook's executions.
+    brake: StormBrake | None = None

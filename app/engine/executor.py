@@ -30,6 +30,7 @@ from app.config import Settings
 from app.db import after_commit, session_scope, utcnow
 from app.engine import states
 from app.engine.approvals import valid_approvers
+from app.engine.brakes import brakes_for, check_brakes, page_channels
 from app.engine.context import approval_channels, failure_channels, step_context
 from app.engine.executions import cancel_open_steps, start_or_attach, void_approvals
 from app.engine.guards import current_guard_state
@@ -184,6 +185,15 @@ class Executor(Outcomes, Proposals):
         if await self._at_concurrency_limit(session, execution, runbook):
             execution.wake_at = now + dt.timedelta(seconds=self.settings.poll_seconds * 5)
             return Stop("concurrency limit")
+        brake = None if execution.dry_run else await check_brakes(
+            session, execution, brakes_for(runbook, self.runbooks.global_brake()), now=now)
+        if brake is not None:  # held like a paused runbook; the one that engaged it pages
+            await self._move(session, execution, states.PAUSED, reason=brake.reason)
+            if brake.engaged_now:
+                self._notify(session, execution, runbook, kind="brake_engaged",
+                             channels=page_channels(runbook, brake.config), text=brake.page_text,
+                             extra={"brake": brake.scope, "targets": list(brake.targets)})
+            return Stop(brake.reason)
         if runbook.preconditions:
             return CheckFirst(_checks(runbook, await step_context(session, execution)), None)
         await self._move(session, execution, states.RUNNING, reason="started", started_at=now)

@@ -12,6 +12,7 @@ from app.catalog.templating import RenderError
 from app.db import SessionDep, after_commit
 from app.engine import states
 from app.engine.approvals import DecisionRequest, decide
+from app.engine.brake_routes import BrakeOut, brakes_out
 from app.engine.executions import (
     cancel_execution,
     resolve_attention,
@@ -80,6 +81,7 @@ class GuardsOut(BaseModel):
     kill_switch: bool
     kill_reason: str
     paused: dict[str, str]
+    brakes: list[BrakeOut] = Field(default_factory=list)  # storm brakes that ever engaged
 
 
 def _engine(request: Request) -> EngineRuntime:
@@ -197,10 +199,11 @@ guards_router = APIRouter(prefix="/api/v1/guards", tags=["guards"])
 
 @guards_router.get("", response_model=GuardsOut)
 async def get_guards(session: SessionDep, _: Viewer) -> GuardsOut:
-    """The kill switch and every paused runbook (by hand or by a circuit breaker)."""
+    """The kill switch, every paused runbook (by hand or by a circuit breaker) and the storm
+    brakes."""
     state = await current_guard_state(session)
     return GuardsOut(kill_switch=state.kill_switch, kill_reason=state.kill_reason,
-                     paused=state.paused)
+                     paused=state.paused, brakes=await brakes_out(session))
 
 
 @guards_router.post("/kill-switch", response_model=GuardsOut)

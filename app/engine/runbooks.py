@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.loader import Catalog, LoadedRunbook
 from app.catalog.models import RunbookVersion
-from app.catalog.schema import Runbook
+from app.catalog.schema import Runbook, StormBrake
 from app.errors import NotFound
 
 
@@ -37,6 +37,11 @@ class RunbookVersions:
         """The live catalog's version of a runbook (a hand-off starts what is loaded now)."""
         catalog = self._current()
         return catalog.runbooks.get(runbook_id) if catalog else None
+
+    def global_brake(self) -> StormBrake | None:
+        """The live catalog's global storm brake (the mappings file's `brake:`)."""
+        catalog = self._current()
+        return catalog.brake if catalog else None
 
     async def get(self, session: AsyncSession, runbook_id: str, version: str) -> Runbook:
         catalog = self._current()

@@ -281,7 +281,7 @@ async def test_guards_page_and_forms(make_rig, tokens):
             assert "Release the kill switch" in page and "incident 42" in page
             assert (await r.http.get("/api/v1/guards", headers=auth(tokens["rita"]))).json() \
                 == {"kill_switch": True, "kill_reason": "incident 42",
-                    "paused": {"web": "noisy model"}}
+                    "paused": {"web": "noisy model"}, "brakes": []}
             missing = await web.post("/guards/runbooks/nope/pause",
                                      data={"csrf_token": csrf_of(page)})
             assert missing.status_code == 404

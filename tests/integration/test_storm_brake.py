@@ -1,0 +1,137 @@
+"""The storm brake (issue 16): more distinct targets than its limit within its window hold new
+executions (not dropped); one page lists the targets; a human releases or aborts them, and
+both are recorded. Per runbook and global, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from app.engine.brake_models import BrakeVerdict, StormBrakeRow
+from tests.support.engine_catalog import runbook, step, write_catalog
+
+PAGE = "slack:#ml-oncall"
+
+
+def storm_book(rid: str, **limits: object) -> dict:
+    return runbook(rid, [step("fix")], limits=limits,
+                   escalation=[{"after": "5m", "notify": [PAGE]}])
+
+
+def done(rows, ids=None) -> bool:
+    return all(e.status in ("succeeded", "paused") for e in rows if ids is None or e.id in ids)
+
+
+async def test_a_runbook_brake_holds_the_storm_pages_once_and_a_release_lets_it_run(make_rig):
+    book = storm_book("storm", brake={"targets": 3, "within": "10m"})
+    async with make_rig([book]) as r:
+        for n in range(6):
+            await r.fire("storm", model=f"m{n}")
+        rows = await r.wait_for(lambda rows: len(rows) == 6 and done(rows))
+        ran = sorted(e.target for e in rows if e.status == "succeeded")
+        held = sorted(e.target for e in rows if e.status == "paused")
+        assert len(ran) == 3 and len(held) == 3, [(e.target, e.status) for e in rows]
+        assert all("storm brake" in e.status_reason for e in rows if e.status == "paused")
+
+        # One more target while it is engaged: held too, and nobody is paged again.
+        await r.fire("storm", model="m6")
+        rows = await r.wait_for(lambda rows: len(rows) == 7 and done(rows))
+        assert sum(e.status == "paused" for e in rows) == 4
+        pages = [n for n in await r.notifications() if n.kind == "brake_engaged"]
+        assert [p.channel for p in pages] == [PAGE]
+        assert sorted(pages[0].payload["targets"]) == sorted(
+            [*ran, pages[0].payload["target"]])
+        assert all(t in pages[0].payload["text"] for t in ran)
+
+        guards = (await r.http.get("/api/v1/guards",
+                                   headers={"Authorization": f"Bearer {r.tokens['victor']}"}))
+        [brake] = guards.json()["brakes"]
+        assert (brake["scope"], brake["engaged"], brake["limit_targets"]) == (
+            "runbook:storm", True, 3)
+        assert sorted(h["target"] for h in brake["held"]) == sorted(
+            e.target for e in rows if e.status == "paused")
+
+        refused = await r.post("/api/v1/guards/brakes/release", "victor",
+                               {"scope": "runbook:storm", "reason": "x"})
+        no_reason = await r.post("/api/v1/guards/brakes/release", "rita",
+                                 {"scope": "runbook:storm", "reason": ""})
+        released = await r.post("/api/v1/guards/brakes/release", "rita",
+                                {"scope": "runbook:storm", "reason": "feature store is back"})
+        assert (refused.status_code, no_reason.status_code) == (403, 422)
+        assert released.status_code == 200, released.text
+        assert len(released.json()["execution_ids"]) == 4
+        rows = await r.wait_for(lambda rows: all(e.status == "succeeded" for e in rows))
+
+        again = await r.post("/api/v1/guards/brakes/release", "rita",
+                             {"scope": "runbook:storm", "reason": "twice"})
+        assert again.status_code == 409
+        assert "not engaged" in again.json()["error"]["message"]
+
+        # The count starts afresh at the release: the 7 let through do not engage it again.
+        for n in (7, 8):
+            await r.fire("storm", model=f"m{n}")
+        rows = await r.wait_for(lambda rows: len(rows) == 9 and
+                                all(e.status == "succeeded" for e in rows))
+        [event] = [e for e in await r.events() if e.kind == "brake.released"]
+        [engaged] = [e for e in await r.events() if e.kind == "brake.engaged"]
+        [row] = await r.rows(StormBrakeRow)
+    assert (event.actor, event.reason) == ("rita", "feature store is back")
+    assert sorted(event.data["executions"]) == sorted(released.json()["execution_ids"])
+    assert engaged.actor == "system:brake" and len(engaged.data["targets"]) == 4
+    assert row.engaged is False and row.released_at is not None
+
+
+async def test_the_global_brake_counts_every_runbook_and_an_abort_cancels(
+        make_rig, tmp_path: Path):
+    mappings, remediations = write_catalog(tmp_path / "global", [
+        storm_book("first"), storm_book("second")])
+    doc = yaml.safe_load(mappings.read_text())
+    doc["brake"] = {"targets": 2, "within": "10m", "notify": ["webhook:storm-room"]}
+    mappings.write_text(yaml.safe_dump(doc))
+    async with make_rig(mappings=mappings, remediations_dir=remediations) as r:
+        await r.fire("first", model="a")
+        await r.wait_for(lambda rows: len(rows) == 1 and rows[0].status == "succeeded")
+        await r.fire("second", model="b")
+        await r.wait_for(lambda rows: len(rows) == 2 and done(rows))
+        # Another alert for a target already counted is no storm.
+        await r.fire("first", model="a", fingerprint="a-second-alert")
+        await r.wait_for(lambda rows: len(rows) == 3 and done(rows))
+        await r.fire("second", model="c")
+        rows = await r.wait_for(lambda rows: len(rows) == 4 and done(rows))
+        [held] = [e for e in rows if e.status == "paused"]
+        assert (held.runbook_id, held.target) == ("second", "model:c")
+        [page] = [n for n in await r.notifications() if n.kind == "brake_engaged"]
+        assert page.channel == "webhook:storm-room"
+        assert page.payload["brake"] == "global"
+
+        aborted = await r.post("/api/v1/guards/brakes/abort", "rita",
+                               {"reason": "the cluster is down; we roll back by hand"})
+        assert aborted.status_code == 200, aborted.text
+        assert aborted.json()["execution_ids"] == [held.id]
+        cancelled = await r.wait_status(held.id, "cancelled")
+        [event] = [e for e in await r.events() if e.kind == "brake.aborted"]
+        verdicts = {v.execution_id: v.verdict for v in await r.rows(BrakeVerdict)}
+        unknown = await r.post("/api/v1/guards/brakes/release", "rita",
+                               {"scope": "runbook:first", "reason": "x"})
+        bad_scope = await r.post("/api/v1/guards/brakes/release", "rita",
+                                 {"scope": "runbook:../x", "reason": "x"})
+    assert "abort" in cancelled.status_reason and "rita" in cancelled.status_reason
+    assert (event.actor, event.data["scope"]) == ("rita", "global")
+    assert verdicts[held.id] == "aborted"
+    assert sorted(verdicts.values()) == ["aborted", "admitted", "admitted", "admitted"]
+    assert unknown.status_code == 404
+    assert bad_scope.status_code == 422
+
+
+async def test_drills_and_hand_started_rollbacks_pass_an_engaged_brake(make_rig):
+    book = storm_book("drilled", brake={"targets": 1, "within": "10m"})
+    async with make_rig([book]) as r:
+        await r.fire("drilled", model="a")
+        await r.fire("drilled", model="b")
+        await r.wait_for(lambda rows: len(rows) == 2 and done(rows))
+        drill = await r.post("/api/v1/executions", "rita",
+                             {"runbook": "drilled", "params": {"model": "c"}, "dry_run": True})
+        assert drill.status_code == 201, drill.text
+        finished = await r.wait_status(drill.json()["id"], "succeeded")
+    assert finished.dry_run is True
