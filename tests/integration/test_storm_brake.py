@@ -4,10 +4,14 @@ both are recorded. Per runbook and global, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import yaml
+from typer.testing import CliRunner
 
+from app.cli import app as cli
+from app.config import get_settings
 from app.engine.brake_models import BrakeVerdict, StormBrakeRow
 from tests.support.engine_catalog import runbook, step, write_catalog
 
@@ -135,3 +139,39 @@ async def test_drills_and_hand_started_rollbacks_pass_an_engaged_brake(make_rig)
         assert drill.status_code == 201, drill.text
         finished = await r.wait_status(drill.json()["id"], "succeeded")
     assert finished.dry_run is True
+
+
+async def test_the_cli_shows_and_releases_a_brake(make_rig, db_url, monkeypatch):
+    monkeypatch.setenv("RUNBOOKD_ENV", "dev")
+    monkeypatch.setenv("RUNBOOKD_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+
+    def runbookd(*args: str):
+        return CliRunner().invoke(cli, list(args))
+
+    book = storm_book("clibrake", brake={"targets": 1, "within": "10m"})
+    try:
+        async with make_rig([book]) as r:
+            await r.fire("clibrake", model="a")
+            await r.fire("clibrake", model="b")
+            rows = await r.wait_for(lambda rows: len(rows) == 2 and done(rows))
+            [held] = [e for e in rows if e.status == "paused"]
+            shown = await asyncio.to_thread(runbookd, "brake", "status")
+            missing = await asyncio.to_thread(runbookd, "brake", "release", "--runbook",
+                                              "clibrake")
+            wrong = await asyncio.to_thread(runbookd, "brake", "release", "--reason", "x")
+            released = await asyncio.to_thread(runbookd, "brake", "release", "--runbook",
+                                               "clibrake", "--reason", "registry fixed")
+            await r.wait_status(held.id, "succeeded")
+            [event] = [e for e in await r.events() if e.kind == "brake.released"]
+    finally:
+        get_settings.cache_clear()
+    assert shown.exit_code == 0, shown.output
+    assert "runbook:clibrake: ENGAGED" in shown.output
+    assert f"held: execution {held.id} clibrake model:{held.target.split(':')[1]}" in \
+        shown.output
+    assert missing.exit_code == 2 and "--reason" in missing.output
+    assert wrong.exit_code == 1 and "the global brake has never engaged" in wrong.output
+    assert released.exit_code == 0, released.output
+    assert released.output.strip() == f"runbook:clibrake: released; executions: {held.id}"
+    assert event.actor.startswith("cli:") and event.reason == "registry fixed"
