@@ -31,6 +31,9 @@ from tests.support.net import RunningServer, serve_app
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
+# Worker groups and `alone` tests under pytest-xdist (`make test`).
+pytest_plugins = ["tests.support.workers"]
+
 
 def _asyncpg_url(url: str) -> str:
     parsed = make_url(url)

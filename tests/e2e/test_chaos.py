@@ -30,7 +30,8 @@ from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.procs import RunbookdProcess, runbookd_env
 
-pytestmark = pytest.mark.e2e
+# Alone: twenty restarts must each come up between the kills (see tests/support/workers.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 KILLS = 20
 SENDERS = 3
