@@ -252,6 +252,10 @@ class BrakeView:
     updated_by: str
     held: list[HeldExecution]
 
+    @property
+    def within(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.within_seconds)
+
 
 async def list_brakes(session: AsyncSession) -> list[BrakeView]:
     """Every brake that ever engaged, engaged ones first, with the executions it holds."""

@@ -22,6 +22,7 @@ from app.catalog.service import list_versions
 from app.db import SessionDep, after_commit, utcnow
 from app.engine import links, states
 from app.engine.approvals import DecisionRequest, decide
+from app.engine.brakes import list_brakes, release_brake
 from app.engine.executions import start_rollback
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
 from app.engine.models import Execution, Guard
@@ -348,7 +349,22 @@ async def guards_page(request: Request, session: SessionDep) -> Response:
         "title": "Guards", "nav": "guards", "state": state, "kill": rows.get(GLOBAL),
         "rows": rows, "recent": recent, "can_change": me.has_role("responder"),
         "runbooks": [catalog.runbooks[k] for k in sorted(catalog.runbooks)],
-        "paused_unknown": sorted(set(state.paused) - set(catalog.runbooks))})
+        "paused_unknown": sorted(set(state.paused) - set(catalog.runbooks)),
+        "brakes": await list_brakes(session), "global_brake": catalog.brake})
+
+
+@router.post("/guards/brakes/{verb}")
+async def decide_brake(verb: Literal["release", "abort"], request: Request,
+                       scope: Annotated[str, Form(max_length=128)], reason: Text = "",
+                       csrf_token: Csrf = "") -> Response:
+    """Release a storm brake (its held executions start) or abort them (cancelled)."""
+    me = require_identity(request, "responder")
+    verify_csrf(request, csrf_token)
+    async with transaction(request) as session:
+        await release_brake(session, scope, abort=verb == "abort", actor=me.name,
+                            reason=reason, source_addr=client_addr(request))
+        after_commit(session, request.app.state.engine.wake)
+    return redirect("/guards")
 
 
 @router.post("/guards/kill-switch")
