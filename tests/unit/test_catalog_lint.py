@@ -223,3 +223,22 @@ def test_the_lint_command_exits_0_with_warnings_only(tmp_path):
     result = CliRunner().invoke(cli_app(), ["lint", str(mappings_path), str(remediations)])
     assert result.exit_code == 0, result.output
     assert ":5:14: warning: review overdue" in result.stdout
+
+
+def test_a_storm_brake_needs_a_window_and_one_the_global_brake_beats_is_a_warning(tmp_path):
+    global_brake = MAPPINGS + "brake: {targets: 5, within: 10m}\n"
+    limits = "limits: {rate: [{count: 1, per: 6h}], concurrent: 1}"
+    zero = run(tmp_path / "zero", runbooks={"drift": runbook_text().replace(
+        limits, limits[:-1] + ", brake: {targets: 3, within: 0s}}")})
+    shadowed = run(tmp_path / "shadowed", mappings=global_brake, runbooks={
+        "drift": runbook_text().replace(limits, limits[:-1] +
+                                        ", brake: {targets: 8, within: 5m}}")})
+    tighter = run(tmp_path / "tighter", mappings=global_brake, runbooks={
+        "drift": runbook_text().replace(limits, limits[:-1] +
+                                        ", brake: {targets: 2, within: 5m}}")})
+    assert [i.severity for i in zero] == ["error"]
+    assert "give it a duration above zero" in zero[0].message
+    assert [i.severity for i in shadowed] == ["warning"]
+    assert "never engages" in shadowed[0].message and "global brake (5 within 10m)" in \
+        shadowed[0].message
+    assert tighter == []
