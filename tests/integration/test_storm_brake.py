@@ -5,14 +5,20 @@ both are recorded. Per runbook and global, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
 
+from app.catalog.schema import StormBrake
 from app.cli import app as cli
 from app.config import get_settings
+from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.engine.brake_models import BrakeVerdict, StormBrakeRow
+from app.engine.brakes import check_brakes
+from app.engine.models import Execution
+from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 
 PAGE = "slack:#ml-oncall"
@@ -175,3 +181,34 @@ async def test_the_cli_shows_and_releases_a_brake(make_rig, db_url, monkeypatch)
     assert released.exit_code == 0, released.output
     assert released.output.strip() == f"runbook:clibrake: released; executions: {held.id}"
     assert event.actor.startswith("cli:") and event.reason == "registry fixed"
+
+
+async def test_two_replicas_deciding_at_once_admit_one_target_past_the_limit(db_url):
+    """Each replica counts, then admits, in its own transaction: the advisory lock makes the
+    second wait for the first's commit and count its target (SQLite has one writer)."""
+    engine = make_engine(db_url, pool_size=4)
+    factory = make_session_factory(engine)
+    config = StormBrake(targets=1, within=dt.timedelta(minutes=10))
+    now = utcnow()
+    try:
+        async with session_scope(factory) as session:
+            rows = [Execution(runbook_id="race", runbook_version="v", target=f"model:{t}",
+                              status="pending", params={}, dry_run=False, trigger="alert",
+                              created_at=now, updated_at=now) for t in ("a", "b", "c", "d")]
+            session.add_all(rows)
+        ids = [e.id for e in rows]
+
+        async def decide(execution_id: int):
+            async with session_scope(factory) as session:
+                execution = await session.get(Execution, execution_id)
+                hold = await check_brakes(session, execution, [("runbook:race", config)])
+                await asyncio.sleep(0.2)  # a slow replica: still holding its transaction
+                return hold
+
+        holds = await asyncio.gather(*(decide(i) for i in ids))
+        verdicts = await all_rows(db_url, BrakeVerdict)
+    finally:
+        await engine.dispose()
+    assert sum(h is None for h in holds) == 1, holds
+    assert sum(h is not None and h.engaged_now for h in holds) == 1
+    assert sorted(v.verdict for v in verdicts) == ["admitted", "held", "held", "held"]
