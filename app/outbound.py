@@ -40,7 +40,18 @@ class OutboundHttp:
     def __init__(self, allowlist: list[str] | frozenset[str], *,
                  client: httpx.AsyncClient | None = None):
         self.allowlist = frozenset(entry.strip().lower() for entry in allowlist if entry.strip())
-        self.client = client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        # Built on the first request: a client loads httpcore and the CA bundle (about 4 MiB),
+        # which a process that sends nothing never needs.
+        self._client = client
+        self._closed = False
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            if self._closed:
+                raise RuntimeError("the outbound HTTP client is closed")
+            self._client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        return self._client
 
     def check(self, url: str | httpx.URL) -> httpx.URL:
         parsed = httpx.URL(url)
@@ -57,4 +68,6 @@ class OutboundHttp:
         return self.client.stream(method, self.check(url), **kwargs)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()

@@ -2,9 +2,10 @@
 
 Each entry of LAZY is megabytes of every process's idle memory (benchmarks/memory.py measures
 it): lightkube and httpx2 load on the first call to a Kubernetes cluster, slack_sdk on the
-first Slack button, and httpx's command-line tool (rich, pygments) never. The start-up is run
-in a fresh interpreter, as `runbookd serve` does it: the CLI, the app, the action registry and
-the shipped catalog (whose argo.* steps are validated with the Kubernetes parameters).
+first Slack button, httpcore (and the CA bundle) on the first outbound request, and httpx's
+command-line tool (rich, pygments) never. Start-up runs in a fresh interpreter as `runbookd
+serve` runs it: the CLI, the app, and every part its lifespan starts on SQLite, the shipped
+catalog included (its argo.* steps are validated with the Kubernetes parameters).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+RUNBOOKD = Path(sys.executable).parent / "runbookd"
 
 # Package -> where it is needed; none may be imported by start-up.
 LAZY = {
     "lightkube": "the kubernetes.* and argo.* actions' calls (app/actions/kube_client.py)",
     "httpx2": "lightkube's HTTP client",
     "slack_sdk": "a Slack button's signature check (app/engine/slack_buttons.py)",
+    "httpcore": "the first outbound request (app/outbound.py builds its client then)",
     "rich": "httpx's command-line tool (blocked in app/__init__.py)",
     "pygments": "httpx's command-line tool (blocked in app/__init__.py)",
     # Development tools: the service must never import them.
@@ -30,32 +33,48 @@ LAZY = {
 }
 
 START_UP = """
-import json, sys
+import asyncio, json, sys
 from pathlib import Path
 
-root = Path(sys.argv[1])
+root, database = Path(sys.argv[1]), sys.argv[2]
 import app.cli
-from app.actions.registry import default_registry
-from app.catalog.loader import load_catalog
 from app.config import Settings
+from app.lifecycle import running
 from app.main import create_app
 
-create_app(Settings(env="dev", database_url="sqlite+aiosqlite:///unused.db"))
-catalog = load_catalog(root / "alert_mappings.yaml", root / "remediations",
-                       action_names=default_registry().specs())
-steps = sorted({s.action for rb in catalog.runbooks.values() for s in rb.runbook.steps})
-print(json.dumps({"modules": sorted(sys.modules), "actions": steps}))
+settings = Settings(env="dev", database_url=database, mappings=root / "alert_mappings.yaml",
+                    remediations_dir=root / "remediations")
+create_app(settings)
+
+
+async def start():
+    # What the service's lifespan starts: the catalog, writer, worker, sender.
+    async with running(settings) as parts:
+        await asyncio.sleep(0.5)  # the worker and the sender look for work once
+        return sorted({s.action for rb in parts.catalog.catalog.runbooks.values()
+                       for s in rb.runbook.steps})
+
+
+actions = asyncio.run(start())
+print(json.dumps({"modules": sorted(sys.modules), "actions": actions}))
 """
 
 FIRST_USE = """
-import asyncio, hashlib, hmac, json, sys, time
+import asyncio, hashlib, hmac, http.server, json, sys, threading, time
 from app.actions.base import ActionContext, ActionFailed
 from app.actions.kubernetes_argo import RolloutAbort, RolloutParams
 from app.config import Settings
 from app.engine.slack_buttons import SlackRejected, verify_signature
 from app.outbound import OutboundHttp
 
-before = {m for m in sys.modules if m.split(".")[0] in ("lightkube", "slack_sdk")}
+WATCHED = ("lightkube", "slack_sdk", "httpcore")
+
+
+def loaded():
+    return sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in WATCHED})
+
+
+before = loaded()
 now = time.time()
 body, stamp = b"payload=x", str(int(now))
 good = "v0=" + hmac.new(b"s3cret", f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
@@ -66,33 +85,64 @@ try:
 except SlackRejected as exc:
     forged = str(exc)
 
-async def plan():
-    settings = Settings(env="dev", kubeconfig=None)
-    ctx = ActionContext(settings=settings, http=OutboundHttp(["127.0.0.1"]))
+
+class NoContent(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+async def use():
+    outbound = OutboundHttp(["127.0.0.1"])
+    ctx = ActionContext(settings=Settings(env="dev", kubeconfig=None), http=outbound)
     try:
         await RolloutAbort().plan(ctx, RolloutParams(namespace="ml", name="fraud"))
+        kube = "planned"
     except ActionFailed as exc:
-        return exc.message
-    return "planned"
+        kube = exc.message
+    answer = await outbound.request("GET", f"http://127.0.0.1:{server.server_port}/")
+    await outbound.aclose()
+    try:
+        await outbound.request("GET", f"http://127.0.0.1:{server.server_port}/")
+        closed = "sent"
+    except RuntimeError:
+        closed = "refused"
+    return kube, answer.status_code, closed
 
-said = asyncio.run(plan())
-after = {m.split(".")[0] for m in sys.modules if m.split(".")[0] in ("lightkube", "slack_sdk")}
-print(json.dumps({"before": sorted(before), "after": sorted(after), "forged": forged,
-                  "kube": said}))
+
+kube, status, closed = asyncio.run(use())
+server.shutdown()
+print(json.dumps({"before": before, "after": loaded(), "forged": forged, "kube": kube,
+                  "status": status, "closed": closed}))
 """
 
 
-def _run(script: str, tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RUNBOOKD_") and k != "KUBECONFIG"}
-    result = subprocess.run([sys.executable, "-c", script, str(ROOT)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("RUNBOOKD_") and k != "KUBECONFIG"}
+
+
+def _run(script: str, tmp_path: Path, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", script, str(ROOT), *args], cwd=tmp_path,
+                            env=_env(), capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
 
 def test_start_up_imports_none_of_the_modules_loaded_on_first_use(tmp_path):
-    started = _run(START_UP, tmp_path)
+    database = f"sqlite+aiosqlite:///{tmp_path / 'runbookd.db'}"
+    subprocess.run([str(RUNBOOKD), "db", "upgrade"], cwd=tmp_path, check=True,
+                   env={**_env(), "RUNBOOKD_ENV": "dev", "RUNBOOKD_DATABASE_URL": database},
+                   capture_output=True, timeout=120)
+    started = _run(START_UP, tmp_path, database)
     loaded = {name.split(".")[0] for name in started["modules"]}
     # The catalog really was validated with the Kubernetes parameters, without lightkube.
     assert any(a.startswith(("argo.", "kubernetes.")) for a in started["actions"])
@@ -105,7 +155,10 @@ def test_start_up_imports_none_of_the_modules_loaded_on_first_use(tmp_path):
 def test_the_lazy_modules_load_and_work_on_first_use(tmp_path):
     used = _run(FIRST_USE, tmp_path)
     assert used["before"] == []
-    assert used["after"] == ["lightkube", "slack_sdk"]
+    assert used["after"] == ["httpcore", "lightkube", "slack_sdk"]
     assert used["forged"] == "bad signature"
     # lightkube loaded inside plan(): no configuration here, and it says what to set.
     assert used["kube"].startswith("no Kubernetes configuration: set RUNBOOKD_KUBECONFIG")
+    # The outbound client, built on the first request, sends it; once closed, it sends none.
+    assert used["status"] == 204
+    assert used["closed"] == "refused"
