@@ -1,4 +1,4 @@
-"""The storm brakes over HTTP: read them (also in GET /api/v1/guards), release or abort."""
+"""The storm brakes over HTTP: GET /api/v1/guards lists them (`brakes`); release or abort."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from app.identity.deps import require
 
 router = APIRouter(prefix="/api/v1/guards/brakes", tags=["guards"])
 
-Viewer = Annotated[Identity, Depends(require("viewer"))]
 Responder = Annotated[Identity, Depends(require("responder"))]
 Scope = Annotated[str, Field(pattern=r"^(global|runbook:[a-z0-9][a-z0-9-]{0,62})$")]
 
@@ -66,13 +65,6 @@ class BrakeDecisionOut(BaseModel):
 async def brakes_out(session: SessionDep) -> list[BrakeOut]:
     """Every brake that ever engaged, with what it holds."""
     return [BrakeOut.of(view) for view in await list_brakes(session)]
-
-
-@router.get("", response_model=list[BrakeOut])
-async def get_brakes(session: SessionDep, _: Viewer) -> list[BrakeOut]:
-    """The storm brakes: engaged ones first, each with the targets it counted and the
-    executions it holds."""
-    return await brakes_out(session)
 
 
 @router.post("/{verb}", response_model=BrakeDecisionOut, responses={404: {}, 409: {}})
