@@ -110,7 +110,6 @@ def registry_plan(model: str, alias: str, before: str, after: str, *, why: str =
 
 
 LAST_GOOD = " (the last version that held it; its manifest verifies)"
-MLFLOW_PREVIOUS = " (the last version that held it; its artifacts verify)"
 MLFLOW_LISTED = " (the last version that held it; its artifacts read back as MLflow lists them)"
 # Airflow refuses a triggered run id that looks scheduled (scheduled__...): 400.
 RUN_ID = "failed_2026-11-26T06:00:00+00:00"
@@ -119,7 +118,6 @@ RUN_ID = "failed_2026-11-26T06:00:00+00:00"
 FAILING, RETRAIN = "runbookd_fails", "retrain_drill_stale"
 # The canary case's Rollout: its stable and canary ReplicaSets.
 STABLE_RS, CANARY_RS = "6b7f9c4d5", "7c8d9e0f1"
-
 # The recalibration's conf, as its plan shows it (compact JSON, sorted keys).
 RECALIBRATE_CONF = json.dumps({"model": "credit-v7", "env": "production", "base_version": "3",
                                "window": "7d", "promote_alias": "champion",
@@ -146,6 +144,11 @@ CASES = [
                     + "; skipped version 2 (fails verification: ",
                     registry_plan("ranker-v5", "champion", "3", "1")[1]),
          complete=False),
+    Case("model-artifact-corrupt-mlflow", {"model": "ranker-mlflow", "alias": "champion"},
+         lambda w: (f"champion of ranker-mlflow (MLflow): version 3 → version 2{MLFLOW_LISTED}",
+                    {"mlflow": w.mlflow_host, "model": "ranker-mlflow", "alias": "champion",
+                     "from": "3", "to": "2"}),
+         outputs={"read-alias": alias_read("ranker-mlflow", "champion", "3")}, mlflow=True),
     Case("model-drift-mlflow", {"model": "fraud-v3", "env": "production"},
          lambda w: (f"champion of fraud-v3 (MLflow): version 3 → version 2{MLFLOW_LISTED}",
                     {"mlflow": w.mlflow_host, "model": "fraud-v3", "alias": "champion",
@@ -172,8 +175,13 @@ CASES = [
     Case("registry-quick-rollback", {"model": "demo-model"},
          lambda w: registry_plan("demo-model", "champion", "2", "1", why=LAST_GOOD),
          outputs={"read-alias": alias_read("demo-model", "champion", "2")}),
+    Case("registry-quick-rollback-mlflow", {"model": "demo-mlflow", "alias": "champion"},
+         lambda w: (f"champion of demo-mlflow (MLflow): version 2 → version 1{MLFLOW_LISTED}",
+                    {"mlflow": w.mlflow_host, "model": "demo-mlflow", "alias": "champion",
+                     "from": "2", "to": "1"}),
+         outputs={"read-alias": alias_read("demo-mlflow", "champion", "2")}, mlflow=True),
     Case("serving-latency-regression", {"model": "search-ranker", "env": "production"},
-         lambda w: (f"serving of search-ranker (MLflow): version 2 → version 1{MLFLOW_PREVIOUS}",
+         lambda w: (f"serving of search-ranker (MLflow): version 2 → version 1{MLFLOW_LISTED}",
                     {"mlflow": w.mlflow_host, "model": "search-ranker", "alias": "serving",
                      "from": "2", "to": "1"}),
          outputs={"read-serving": alias_read("search-ranker", "serving", "2")}, mlflow=True),
@@ -309,6 +317,8 @@ async def mlflow(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mlfl
         await asyncio.gather(
             register(peer, workdir, "fraud-v3", "champion", 3),
             register(peer, workdir, "search-ranker", "serving", 2),
+            register(peer, workdir, "ranker-mlflow", "champion", 3),
+            register(peer, workdir, "demo-mlflow", "champion", 2),
             # A candidate (version 3) beside the champion (2), for the staged promotion.
             register(peer, workdir, "pricing-v2", "champion", 2, unaliased=1))
         yield MlflowPeer(url=peer.url, host=f"127.0.0.1:{peer.port}")

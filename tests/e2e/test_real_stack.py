@@ -15,9 +15,9 @@ Two facts of the shipped runbook shape the timing (see the report of this suite)
   minutes, so it sees the drift only once a minute boundary has passed after the first high
   sample. The drift is raised a few seconds before a whole minute and Alertmanager's
   group_wait delivers the alert just after it.
-- After the verification it plans a retraining run; its Airflow host is off this stack's
-  allow-list, so there is no plan, nobody is asked to approve it, and the step fails without
-  running (`on_failure: continue`). The rule keeps firing for 12 s after the drift falls
+- After the verification it plans a retraining run; this stack has no Airflow (the drills in
+  tests/e2e/drills/ have one), so there is no plan, nobody is asked to approve it, and the step
+  fails without running (`on_failure: continue`). The rule keeps firing for 12 s after the drift falls
   (`keep_firing_for`, the usual anti-flap).
 """
 
@@ -231,8 +231,8 @@ async def test_drift_fires_rolls_back_the_mlflow_alias_on_approval_and_resolves(
         mappings=REPO / "alert_mappings.yaml", remediations_dir=REPO / "remediations",
         mlflow_url=mlflow.url, prometheus_url=f"http://127.0.0.1:{prometheus_port}",
         http_allowlist=[mlflow_host, f"127.0.0.1:{prometheus_port}"],
-        # The retraining step's credentials, as an operator configures them; its Airflow
-        # host itself is not part of this stack and stays off the allow-list.
+        # The retraining step's credentials, as an operator configures them; Airflow itself
+        # is not part of this stack (RUNBOOKD_AIRFLOW_URL stays unset).
         secrets={"airflow_token": "airflow-token-for-the-e2e-stack"})
     with run_exporter() as exporter:
         signals = Signals(exporter, model)
@@ -338,9 +338,10 @@ async def drive_the_incident(stack: Stack, signals: Signals, model: str, *, olde
     assert rollback["output"]["verify"]["holds"] is True
     assert rollback["output"]["verify"]["worst"]["value"] == 0.02
 
-    # The runbook then plans the retraining run before it asks anyone: its Airflow host is not
-    # reachable from this test stack (not on the allow-list), so there is no plan and nobody
-    # is asked to approve a step that cannot run; the runbook says `on_failure: continue`.
+    # The runbook then plans the retraining run before it asks anyone: this stack has no
+    # Airflow (RUNBOOKD_AIRFLOW_URL is unset), so there is no plan and nobody is asked to
+    # approve a step that cannot run; the runbook says `on_failure: continue`. (The drills in
+    # tests/e2e/drills/ run it against a real Airflow.)
     async def finished() -> dict[str, Any] | None:
         detail = await stack.detail(execution_id)
         return detail if detail["status"] not in ("pending", "running",
@@ -349,7 +350,7 @@ async def drive_the_incident(stack: Stack, signals: Signals, model: str, *, olde
     detail = await eventually(finished, timeout=15, what="the execution to end")
     assert detail["status"] == "succeeded", (detail["status"], detail["status_reason"])
     retrain = step_of(detail, RETRAIN_STEP)
-    assert retrain["status"] == "failed" and "allow-list" in (retrain["error"] or "")
+    assert retrain["status"] == "failed" and "no Airflow URL" in (retrain["error"] or "")
     assert retrain["approvals"] == [] and retrain["plan"] is None
 
     # 5. Alertmanager sends the resolved: the same alert row becomes resolved.
