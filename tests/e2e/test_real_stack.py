@@ -17,8 +17,8 @@ Two facts of the shipped runbook shape the timing (see the report of this suite)
   group_wait delivers the alert just after it.
 - After the verification it plans a retraining run; this stack has no Airflow (the drills in
   tests/e2e/drills/ have one), so there is no plan, nobody is asked to approve it, and the step
-  fails without running (`on_failure: continue`). The rule keeps firing for 12 s after the drift falls
-  (`keep_firing_for`, the usual anti-flap).
+  fails without running (`on_failure: continue`). The rule keeps firing for 12 s after the
+  drift falls (`keep_firing_for`, the usual anti-flap).
 """
 
 from __future__ import annotations
