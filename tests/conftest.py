@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from app import config
 from app.config import Settings
 from app.identity import create_token
 from app.main import create_app
@@ -52,6 +53,16 @@ def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     env, asyncpg admin calls) even when pytest resolves them inside the test loop."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(fn, *args).result()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _dev_state_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Settings in dev read var/ (the dev token, link secret and tokens file `make run`
+    keeps): the suite's must not be a developer's var/, nor leave one in the checkout."""
+    saved = config.DEV_DIR
+    config.DEV_DIR = tmp_path_factory.mktemp("dev-var")
+    yield
+    config.DEV_DIR = saved
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,8 @@ class RunbookdProcess:
         self.proc = subprocess.Popen(  # noqa: ASYNC220
             [str(RUNBOOKD), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # Its own directory: a dev start keeps var/dev-token there, not in the checkout.
+            cwd=self.log_path.parent,
         )
         deadline = asyncio.get_running_loop().time() + timeout
         async with httpx.AsyncClient(timeout=2) as http:

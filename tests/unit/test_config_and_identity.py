@@ -95,9 +95,11 @@ def test_dev_secrets_live_under_var_and_serve_every_process(tmp_path, monkeypatc
     """Issue 15, first hour: the dev token and link secret are made once under var/ and kept
     (Alertmanager's credentials_file survives a restart); `token create` in dev writes
     var/tokens.yaml, which the service loads; the CLI accepts the dev token."""
+    from app import config
     from app.config import Settings, dev_files
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(config, "DEV_DIR", Path("var"))  # as in a checkout
     token, link = dev_files()
     assert (tmp_path / "var" / "dev-token").stat().st_mode & 0o777 == 0o600
     assert dev_files() == (token, link)  # a restart keeps them
