@@ -9,11 +9,13 @@ steps at start-up without importing lightkube: the client, its models and httpx2
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from pydantic import Field, field_validator
 
-from app.actions.base import ActionFailed, ActionParams
+from app.actions.base import ActionFailed, ActionParams, Waits
+from app.durations import Duration, format_duration
 
 # DNS-1123: a namespace is a label, an object name a subdomain (Kubernetes' own rules).
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -65,3 +67,32 @@ class KubeParams(ActionParams):
 def described(kind: str, namespace: str, name: str) -> str:
     """`Deployment ml-serving/fraud-serving`, the way people read an object."""
     return f"{kind} {namespace}/{name}"
+
+
+MAX_WITHIN = dt.timedelta(hours=2)
+
+
+class Polling(ActionParams):
+    """A status read that may wait: read every `interval` until done, for at most `within`
+    (0s: read once). The engine gives the step that wait on top of its timeout."""
+
+    within: Duration = dt.timedelta(0)
+    interval: Duration = dt.timedelta(seconds=2)
+
+    @field_validator("within")
+    @classmethod
+    def _within(cls, value: dt.timedelta) -> dt.timedelta:
+        if not dt.timedelta(0) <= value <= MAX_WITHIN:
+            raise ValueError(f"within must be between 0s and {format_duration(MAX_WITHIN)}")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: dt.timedelta) -> dt.timedelta:
+        if value.total_seconds() < 0.1:
+            raise ValueError("interval must be at least 100ms")
+        return value
+
+    def waits(self) -> Waits:
+        within = self.within.total_seconds()
+        return Waits(at_most=within + self.interval.total_seconds()) if within else Waits()

@@ -25,16 +25,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from app.actions.base import (
     ActionContext,
     ActionFailed,
     ActionPlan,
     ActionResult,
-    Waits,
 )
-from app.actions.kube_params import KubeParams, described
+from app.actions.kube_params import KubeParams, Polling, described
 from app.actions.kube_workloads import (
     RESTARTED_AT,
     deployment_progress,
@@ -45,14 +44,13 @@ from app.actions.kube_workloads import (
     undo_target,
     without_hash,
 )
-from app.durations import Duration, format_duration
+from app.durations import format_duration
 
 # lightkube (about 20 MiB) loads on the first call to a cluster, not at start-up: each function
 # that talks to one imports kube_client itself.
 if TYPE_CHECKING:
     from app.actions.kube_client import Kube
 
-MAX_WITHIN = dt.timedelta(hours=2)
 
 
 def _read_only(ctx: ActionContext) -> str:
@@ -63,28 +61,8 @@ class WorkloadParams(KubeParams):
     kind: Literal["Deployment", "StatefulSet"] = "Deployment"
 
 
-class StatusParams(WorkloadParams):
-    # Wait until the rollout is done, reading every `interval`; 0s: read once.
-    within: Duration = dt.timedelta(0)
-    interval: Duration = dt.timedelta(seconds=2)
-
-    @field_validator("within")
-    @classmethod
-    def _within(cls, value: dt.timedelta) -> dt.timedelta:
-        if not dt.timedelta(0) <= value <= MAX_WITHIN:
-            raise ValueError(f"within must be between 0s and {format_duration(MAX_WITHIN)}")
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: dt.timedelta) -> dt.timedelta:
-        if value.total_seconds() < 0.1:
-            raise ValueError("interval must be at least 100ms")
-        return value
-
-    def waits(self) -> Waits:
-        within = self.within.total_seconds()
-        return Waits(at_most=within + self.interval.total_seconds()) if within else Waits()
+class StatusParams(WorkloadParams, Polling):
+    """`within` waits until the rollout is done, reading every `interval`."""
 
 
 class RolloutStatus:

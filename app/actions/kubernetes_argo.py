@@ -21,15 +21,14 @@ Plans say where the rollout is: "abort rollout ml-serving/fraud-serving (canary 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from app.actions.base import ActionContext, ActionFailed, ActionPlan, ActionResult, Waits
-from app.actions.kube_params import KubeConflict, KubeNotFound, KubeParams
-from app.durations import Duration, format_duration
+from app.actions.base import ActionContext, ActionFailed, ActionPlan, ActionResult
+from app.actions.kube_params import KubeConflict, KubeNotFound, KubeParams, Polling
+from app.durations import format_duration
 
 # lightkube (about 20 MiB) loads on the first call to a cluster, not at start-up: each function
 # that talks to one imports kube_client itself.
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from app.actions.kube_client import Kube
 
 Phase = Literal["Healthy", "Progressing", "Paused", "Degraded"]
-MAX_WITHIN = dt.timedelta(hours=2)
 # A rollout the controller changes between our read and our patch is read again this often.
 ATTEMPTS = 3
 
@@ -313,29 +311,9 @@ class RolloutPromote:
                            "tries): run the step again")
 
 
-class ArgoStatusParams(RolloutParams):
+class ArgoStatusParams(RolloutParams, Polling):
     # The phases that pass; Degraded fails at once unless it is expected (after an abort).
     expect: list[Phase] = Field(default_factory=lambda: ["Healthy"], min_length=1)
-    within: Duration = dt.timedelta(0)
-    interval: Duration = dt.timedelta(seconds=2)
-
-    @field_validator("within")
-    @classmethod
-    def _within(cls, value: dt.timedelta) -> dt.timedelta:
-        if not dt.timedelta(0) <= value <= MAX_WITHIN:
-            raise ValueError(f"within must be between 0s and {format_duration(MAX_WITHIN)}")
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: dt.timedelta) -> dt.timedelta:
-        if value.total_seconds() < 0.1:
-            raise ValueError("interval must be at least 100ms")
-        return value
-
-    def waits(self) -> Waits:
-        within = self.within.total_seconds()
-        return Waits(at_most=within + self.interval.total_seconds()) if within else Waits()
 
 
 class RolloutStatus:
