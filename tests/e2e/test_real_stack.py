@@ -392,5 +392,5 @@ async def drive_the_incident(stack: Stack, signals: Signals, model: str, *, olde
             f"version {older}") in markdown
     assert "**alice** approved via api" in markdown
     assert "- ModelDrift (alertmanager, resolved)" in markdown
-    assert "execution.state running→succeeded" in markdown
+    assert "execution: running → succeeded" in markdown
     print(f"\nreal stack: alert reached runbookd {arrived:.0f}s after the drift went up")
