@@ -46,14 +46,7 @@ async def stream_digest(ctx: ActionContext, url: str, *, doing: str,
                         headers: dict[str, str] | None = None) -> Digest | None:
     """sha256 and size of an HTTP resource, streamed; None when it answers 404."""
     async with _get_ok(ctx, url, doing=doing, headers=headers) as response:
-        if response is None:
-            return None
-        digest = hashlib.sha256()
-        size = 0
-        async for chunk in response.aiter_bytes(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-        return Digest(digest.hexdigest(), size)
+        return None if response is None else await digest_body(response)
 
 
 async def fetch_small(ctx: ActionContext, url: str, *, doing: str,
@@ -63,9 +56,25 @@ async def fetch_small(ctx: ActionContext, url: str, *, doing: str,
     async with _get_ok(ctx, url, doing=doing, headers=headers) as response:
         if response is None:
             return None
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise ActionFailed(f"{doing}: {display(url)} is larger than {limit} bytes")
-        return bytes(body)
+        return await small_body(response, limit=limit,
+                                too_big=f"{doing}: {display(url)} is larger than {limit} bytes")
+
+
+async def digest_body(response: httpx.Response) -> Digest:
+    """sha256 and size of a streamed answer's body, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in response.aiter_bytes(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return Digest(digest.hexdigest(), size)
+
+
+async def small_body(response: httpx.Response, *, limit: int, too_big: str) -> bytes:
+    """A streamed answer's body, refused (ActionFailed `too_big`) past `limit` bytes."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise ActionFailed(too_big)
+    return bytes(body)

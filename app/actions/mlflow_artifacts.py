@@ -35,7 +35,6 @@ import httpx
 from app.actions._support import error_detail, outbound_failure
 from app.actions.base import ActionFailed
 from app.actions.checksums import (
-    CHUNK,
     MAX_MANIFEST_BYTES,
     Digest,
     Expected,
@@ -45,6 +44,7 @@ from app.actions.checksums import (
     parse_manifest,
     safe_relative,
 )
+from app.actions.downloads import digest_body, small_body
 from app.actions.mlflow_client import ARTIFACTS, Mlflow
 
 ManifestPolicy = Literal["require", "if_present", "run_artifacts"]
@@ -136,27 +136,16 @@ class VersionFiles:
     async def digest(self, name: str) -> Digest | None:
         """sha256 and size of one file, streamed; None when it does not exist."""
         async with self.open(name) as response:
-            if response is None:
-                return None
-            digest = hashlib.sha256()
-            size = 0
-            async for chunk in response.aiter_bytes(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-            return Digest(digest.hexdigest(), size)
+            return None if response is None else await digest_body(response)
 
     async def small(self, name: str) -> bytes | None:
         """A small file (a manifest), refused past MAX_MANIFEST_BYTES; None when absent."""
         async with self.open(name) as response:
             if response is None:
                 return None
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise ActionFailed(f"{name} of {self.label} is larger than "
-                                       f"{MAX_MANIFEST_BYTES} bytes")
-            return bytes(body)
+            return await small_body(response, limit=MAX_MANIFEST_BYTES,
+                                    too_big=f"{name} of {self.label} is larger than "
+                                            f"{MAX_MANIFEST_BYTES} bytes")
 
     async def listing(self) -> dict[str, int]:
         """Every file MLflow lists for the version: relative path -> size."""
