@@ -1,6 +1,7 @@
 """Imports every table, so that Alembic and the drift test see the whole schema."""
 
 from app.catalog.models import RunbookVersion
+from app.catalog.signoff_models import ReviewNotice, RunbookSignoff
 from app.db import Base
 from app.engine.brake_models import BrakeVerdict, StormBrakeRow
 from app.engine.models import Approval, ApprovalLink, Execution, ExecutionAlert, Guard, StepRun
@@ -11,6 +12,6 @@ from app.notify.models import Notification
 
 __all__ = [
     "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "BrakeVerdict", "Delivery", "Event",
-    "Execution", "ExecutionAlert", "Guard", "Notification", "RunbookVersion", "SignInSession",
-    "StepRun", "StormBrakeRow",
+    "Execution", "ExecutionAlert", "Guard", "Notification", "ReviewNotice", "RunbookSignoff",
+    "RunbookVersion", "SignInSession", "StepRun", "StormBrakeRow",
 ]

@@ -20,3 +20,6 @@ class RunbookVersion(Base):
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     content: Mapped[dict[str, Any]] = mapped_column(Json)
     source_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Who loaded it: the caller of an API reload, or `system:startup` / `signal:SIGHUP`.
+    # Change sign-off needs it: nobody signs off a change they loaded themselves.
+    loaded_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
