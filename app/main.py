@@ -18,6 +18,7 @@ from app.catalog.routes import router as catalog_router
 from app.catalog.service import CatalogHolder
 from app.config import Settings, get_settings
 from app.engine.brake_routes import router as brakes_router
+from app.engine.feedback_routes import router as feedback_router
 from app.engine.links import router as links_router
 from app.engine.routes import guards_router
 from app.engine.routes import router as engine_router
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_webhooks(app)
     app.include_router(intake_router)
+    # Before the engine's, whose /executions/{id}/{choice} would take .../feedback.
+    app.include_router(feedback_router)
     app.include_router(engine_router)
     app.include_router(guards_router)
     app.include_router(brakes_router)

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import approvals, brake, catalog, database, demo, guards, history, service, tokens
+from app.cli import (
+    approvals,
+    brake,
+    catalog,
+    database,
+    demo,
+    feedback,
+    guards,
+    history,
+    service,
+    tokens,
+)
 
 app = typer.Typer(help="runbookd: alert-driven remediation for ML pipelines.",
                   no_args_is_help=True, add_completion=False)
-for group in (service, catalog, history, approvals, guards, brake, demo, database, tokens):
+for group in (service, catalog, history, approvals, guards, brake, feedback, demo, database,
+              tokens):
     app.add_typer(group.app)
 
 

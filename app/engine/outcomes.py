@@ -15,8 +15,9 @@ from app.catalog.schema import Goto, Runbook, Step
 from app.config import Settings
 from app.db import after_commit, utcnow
 from app.engine import states
-from app.engine.context import failure_channels
+from app.engine.context import approval_channels, failure_channels
 from app.engine.executions import rollback_run
+from app.engine.feedback import feedback_ask, slack_of
 from app.engine.guards import trip_breaker_if_needed
 from app.engine.models import Execution, StepRun
 from app.engine.transitions import transition_execution
@@ -112,10 +113,16 @@ class Outcomes:
                 runbook_id = runbook.id
                 after_commit(session, lambda: metrics.time_to_restore.labels(runbook_id)
                              .observe(seconds))
+            # Those who took part are asked in Slack, where approvals were asked, if it helped.
+            slack = slack_of(approval_channels(runbook))
+            if slack and (ask := await feedback_ask(session, execution)):
+                self._notify(session, execution, runbook, kind="succeeded", extra=ask,
+                             channels=slack, text=reason or "all steps succeeded")
             return
         await self._move(session, execution, states.FAILED, reason=reason)
         self._notify(session, execution, runbook, kind="failed",
-                     channels=failure_channels(runbook), text=reason)
+                     channels=failure_channels(runbook), text=reason,
+                     extra=await feedback_ask(session, execution))
         breaker = getattr(runbook.limits, "breaker", None)
         failures = breaker.failures if breaker else self.settings.breaker_failures
         within = (breaker.within if breaker

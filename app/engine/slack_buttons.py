@@ -22,6 +22,7 @@ from starlette.background import BackgroundTask
 from app.db import session_scope
 from app.engine import states
 from app.engine.approvals import ApprovalOutcome, Decision, DecisionRequest, decide
+from app.engine.slack_feedback import feedback_click
 from app.errors import (
     BadRequest,
     Conflict,
@@ -34,7 +35,7 @@ from app.errors import (
 from app.events import record_event
 from app.identity import Identity
 from app.identity.deps import identity_store
-from app.notify.slack_messages import escape, parse_button_value
+from app.notify.slack_messages import FEEDBACK_ACTIONS, escape, parse_button_value
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,16 @@ async def interactions(request: Request) -> Response:
                               scheme="Slack-Signature") from None
     payload = _payload(body)
     action = next((a for a in payload.get("actions") or [] if isinstance(a, dict)
-                   and a.get("action_id") in DECISIONS), None)
+                   and a.get("action_id") in (*DECISIONS, *FEEDBACK_ACTIONS)), None)
     if payload.get("type") != "block_actions" or action is None:
         return Response(status_code=200)  # link buttons and other interactions: nothing to do
     response_url = str(payload.get("response_url") or "")
     user = payload.get("user") or {}
-    message = await _act(request, payload, action, str(user.get("id", "")))
+    if action["action_id"] in FEEDBACK_ACTIONS:  # an ended execution's feedback buttons
+        message = await feedback_click(request, action, str(user.get("id", "")),
+                                       _addr(request))
+    else:
+        message = await _act(request, payload, action, str(user.get("id", "")))
     return Response(status_code=200, background=BackgroundTask(
         _respond, request.app.state.engine.http, response_url, message))
 

@@ -11,6 +11,7 @@ or HTML to the document people paste into their tracker.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateError
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.durations import format_duration, parse_duration
 from app.engine import states
+from app.engine.feedback_models import Feedback
+from app.history.feedback import VERDICT_WORDS, verdicts_of
 from app.history.queries import execution_detail
 from app.history.schemas import ExecutionDetail
 from app.history.timeline import TimelineLine, describe, step_refs
@@ -107,8 +110,8 @@ def build_context(detail: ExecutionDetail) -> dict[str, Any]:
     }
 
 
-def render(detail: ExecutionDetail) -> str:
-    """The whole draft as Markdown."""
+def render(detail: ExecutionDetail, feedback: Sequence[Feedback] = ()) -> str:
+    """The whole draft as Markdown, with the responders' feedback when there is some."""
     context = build_context(detail)
     template = (detail.runbook_content or {}).get("postmortem") or ""
     try:
@@ -116,7 +119,17 @@ def render(detail: ExecutionDetail) -> str:
     except TemplateError as exc:
         head = (f"# Postmortem: execution {detail.id}\n\n"
                 f"> The runbook's postmortem template failed to render: {exc}\n")
-    return head.rstrip() + "\n\n" + _facts(detail, context)
+    return head.rstrip() + "\n\n" + _facts(detail, context) + _feedback(feedback)
+
+
+def _feedback(feedback: Sequence[Feedback]) -> str:
+    """Did the runbook help, in the words of the people who took part."""
+    lines = ["", "### Responder feedback", ""]
+    lines += [f"- **{markdown_text(f.identity)}**: {VERDICT_WORDS.get(f.verdict, f.verdict)}"
+              f" (via {f.channel}, {f.updated_at.isoformat(timespec='seconds')})"
+              + (f": \"{markdown_text(f.note)}\"" if f.note else "")
+              for f in feedback] or ["- none given yet"]
+    return "\n".join(lines) + "\n"
 
 
 def _facts(detail: ExecutionDetail, context: dict[str, Any]) -> str:
@@ -167,4 +180,5 @@ def _timeline_line(line: TimelineLine) -> str:
 
 
 async def postmortem_markdown(session: AsyncSession, execution_id: int) -> str:
-    return render(await execution_detail(session, execution_id))
+    detail = await execution_detail(session, execution_id)
+    return render(detail, await verdicts_of(session, execution_id))

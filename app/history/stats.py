@@ -26,6 +26,7 @@ from app.catalog.models import RunbookVersion
 from app.durations import parse_duration
 from app.engine import states
 from app.engine.models import Approval, Execution, StepRun
+from app.history.feedback import Helpfulness, helpfulness_by_runbook
 
 
 class Percentiles(BaseModel):
@@ -59,6 +60,8 @@ class StatsOut(BaseModel):
     until: dt.datetime
     overall: RunbookStats
     runbooks: dict[str, RunbookStats]
+    # Responder feedback per runbook (only runbooks with some): app/history/feedback.py.
+    helpfulness: dict[str, Helpfulness] = {}
 
 
 @dataclass
@@ -150,7 +153,9 @@ async def compute_stats(session: AsyncSession, *, since: dt.datetime, until: dt.
     for acc in per.values():
         overall.merge(acc)
     return StatsOut(since=since, until=until, overall=overall.out(),
-                    runbooks={rid: acc.out() for rid, acc in sorted(per.items())})
+                    runbooks={rid: acc.out() for rid, acc in sorted(per.items())},
+                    helpfulness=await helpfulness_by_runbook(session, since=since, until=until,
+                                                             runbook=runbook))
 
 
 def _seconds(start: dt.datetime, end: dt.datetime) -> float:

@@ -142,6 +142,7 @@ class NotificationSender:
                 step_title=payload.get("step_title"), details=payload.get("text"),
                 approve_url=approve_url, execution_url=self._execution_url(row),
                 plan=payload.get("plan"), plan_hash=payload.get("step_hash"),
+                feedback=bool(payload.get("feedback")),
             )
             await slack_messages.post_incoming_webhook(self.http, url, message)
         elif kind == "pagerduty":

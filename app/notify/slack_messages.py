@@ -3,7 +3,9 @@
 An approval request carries Approve and Reject buttons (`action_id` `approve` / `reject`, `value`
 `"<execution id>:<step id>"`, read back with `parse_button_value`) and a link button to the
 approval page (`action_id` `open_approval`; Slack reports its clicks too: ignore them). Text
-from alerts is escaped, so a label cannot ping `<!channel>` or forge a link.
+from alerts is escaped, so a label cannot ping `<!channel>` or forge a link. The message of an
+ended execution that people took part in asks for their feedback: three buttons
+(`FEEDBACK_ACTIONS`, `value` the execution id).
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ def parse_button_value(value: str) -> tuple[int, str, str]:
     return int(execution), step, plan_hash
 
 
+# A feedback button's action id, and the verdict a click on it gives.
+FEEDBACK_ACTIONS = {"feedback_helped": "helped", "feedback_partly": "partly",
+                    "feedback_did_not_help": "did_not_help"}
+_FEEDBACK_LABELS = {"feedback_helped": "Helped", "feedback_partly": "Partly",
+                    "feedback_did_not_help": "Did not help"}
+
+
+def parse_feedback_value(value: str) -> int:
+    """A feedback button's value (the execution id) to an int; ValueError on anything else."""
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise ValueError(f"not a feedback button value: {value[:100]!r}")
+    return int(value)
+
+
 def _button(text: str, action_id: str, *, value: str | None = None, url: str | None = None,
             style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {"type": "button", "action_id": action_id,
@@ -82,11 +98,12 @@ def build_message(
     status: str | None = None, step_id: str | None = None, step_title: str | None = None,
     target: Mapping[str, str] | None = None, details: str | None = None,
     approve_url: str | None = None, execution_url: str | None = None,
-    plan: str | None = None, plan_hash: str | None = None,
+    plan: str | None = None, plan_hash: str | None = None, feedback: bool = False,
 ) -> dict[str, Any]:
     """A Block Kit payload (`text` fallback plus section, context and actions blocks).
 
-    An approval request shows the plan, the concrete change, before anything else."""
+    An approval request shows the plan, the concrete change, before anything else. With
+    `feedback`, the message ends with the question whether the runbook helped."""
     if kind == "approval_request" and (execution_id is None or not step_id or not plan_hash):
         raise ValueError("an approval request needs the execution id, the step id and the "
                          "hash of its plan")
@@ -127,6 +144,15 @@ def build_message(
     if buttons:
         blocks.append({"type": "actions", "block_id": f"runbookd-{execution_id or 0}",
                        "elements": buttons})
+    if feedback and execution_id is not None:
+        blocks += [
+            {"type": "section", "text": {"type": "mrkdwn", "text": (
+                "*Did this runbook help?* If you took part (you started it or decided on a "
+                "step), tell us; a second click replaces your first.")}},
+            {"type": "actions", "block_id": f"runbookd-feedback-{execution_id}",
+             "elements": [_button(label, action_id, value=str(execution_id))
+                          for action_id, label in _FEEDBACK_LABELS.items()]},
+        ]
     fallback = f"{headline.split(' ', 1)[1]}: {title}"
     if step_id:
         fallback += f" (step {step_id})"
