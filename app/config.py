@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # On shutdown, how long running steps may finish before they are cut (and then treated
     # as interrupted by the next start).
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # How often a process looks for due drills (runbooks' `drill:` schedules; one replica
+    # runs each); 0 starts none (a drill by hand still runs).
+    drill_check_seconds: float = Field(default=30.0, ge=0)
     step_output_limit: int = Field(default=16_384, ge=256)
     default_step_timeout_seconds: float = Field(default=300.0, gt=0)
     default_approval_timeout_seconds: float = Field(default=1800.0, gt=0)

@@ -19,6 +19,7 @@ from app.actions.registry import default_registry
 from app.catalog.service import CatalogHolder
 from app.config import Settings
 from app.db import make_engine, make_session_factory
+from app.engine.drills_scheduler import DrillScheduler
 from app.engine.executor import Executor
 from app.engine.intake_hook import make_alert_hook
 from app.engine.links import make_link_maker
@@ -92,6 +93,11 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
                                lease_seconds=settings.lease_seconds,
                                poll_seconds=settings.poll_seconds,
                                single_process=settings.is_sqlite)
+    # Due drills start where executions run: a process without a worker schedules none.
+    drills = (DrillScheduler(session_factory=factory, catalog=lambda: holder.catalog,
+                             runbooks=runbooks, interval=settings.drill_check_seconds,
+                             worker_id=executor.me, wake=engine.wake)
+              if settings.worker_enabled and settings.drill_check_seconds > 0 else None)
     hook = make_alert_hook(lambda: holder.catalog, runbooks, wake=engine.wake)
     writer = GroupCommitWriter(factory, hook=lambda: hook, max_batch=settings.ingest_batch_max,
                                lane=open_lane(db))
@@ -106,6 +112,8 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
     if engine.worker is not None:
         await engine.worker.start()
     await sender.start()
+    if drills is not None:
+        await drills.start()
     retention = (asyncio.create_task(retention_loop(factory, days=settings.retention_days))
                  if settings.retention_days > 0 else None)
     try:
@@ -115,6 +123,8 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
         if retention is not None:
             retention.cancel()
         await writer.stop()
+        if drills is not None:
+            await drills.stop()
         if engine.worker is not None:
             await engine.worker.stop(grace=settings.shutdown_grace_seconds)
         await sender.stop()

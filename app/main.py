@@ -18,6 +18,7 @@ from app.catalog.routes import router as catalog_router
 from app.catalog.service import CatalogHolder
 from app.config import Settings, get_settings
 from app.engine.brake_routes import router as brakes_router
+from app.engine.drills_routes import router as drills_router
 from app.engine.feedback_routes import router as feedback_router
 from app.engine.links import router as links_router
 from app.engine.routes import guards_router
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(engine_router)
     app.include_router(guards_router)
     app.include_router(brakes_router)
+    app.include_router(drills_router)
     app.include_router(history_router)
     app.include_router(catalog_router)
     app.include_router(runbooks_router)

@@ -60,6 +60,16 @@ runbook_paused = Gauge(
     "runbookd_runbook_paused", "1 when a runbook is paused by hand or by its circuit breaker.",
     ["runbook"],
 )
+runbook_last_drill_timestamp = Gauge(
+    "runbookd_runbook_last_drill_timestamp_seconds",
+    "When the runbook's last drill finished (read from the database by the drill scheduler).",
+    ["runbook"],
+)
+runbook_drill_problems = Gauge(
+    "runbookd_runbook_drill_problems",
+    "Problems (rot) the runbook's last drill found: steps that could not read or plan.",
+    ["runbook"],
+)
 notifications_pending = Gauge(
     "runbookd_notifications_pending", "Notifications in the outbox not yet delivered.",
 )

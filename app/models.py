@@ -4,6 +4,7 @@ from app.catalog.models import RunbookVersion
 from app.catalog.signoff_models import ReviewNotice, RunbookSignoff
 from app.db import Base
 from app.engine.brake_models import BrakeVerdict, StormBrakeRow
+from app.engine.drills_models import DrillRun
 from app.engine.feedback_models import Feedback
 from app.engine.models import Approval, ApprovalLink, Execution, ExecutionAlert, Guard, StepRun
 from app.events import Event
@@ -12,7 +13,8 @@ from app.intake.models import Alert, AlertLabel, Delivery
 from app.notify.models import Notification
 
 __all__ = [
-    "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "BrakeVerdict", "Delivery", "Event",
+    "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "BrakeVerdict", "Delivery",
+    "DrillRun", "Event",
     "Execution", "ExecutionAlert", "Feedback", "Guard", "Notification", "ReviewNotice",
     "RunbookSignoff", "RunbookVersion", "SignInSession", "StepRun", "StormBrakeRow",
 ]

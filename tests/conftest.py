@@ -165,6 +165,8 @@ def make_settings(db_url: str, tokens_file: Path, tmp_path: Path) -> Callable[..
             "api_tokens_file": tokens_file,
             "registry_dir": tmp_path / "registry",
             "poll_seconds": 0.2,
+            # No scheduled drills unless a test asks (tests/integration/test_drills.py).
+            "drill_check_seconds": 0,
         }
         values.update(overrides)
         return Settings(**values)

@@ -173,6 +173,7 @@ class AirflowWait:
     name: ClassVar[str] = "airflow.wait"
     Params = WaitParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Waits until a DAG run ends (reads only); the step fails when the run fails, or is "
         "still going after `timeout`."

@@ -119,6 +119,7 @@ class ArtifactVerify:
     name: ClassVar[str] = "artifact.verify"
     Params = VerifyParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Checks a model artifact (path, file:// or http(s) URL) against sha256/size or a "
         "manifest; streams every file and names each one that fails."

@@ -9,6 +9,11 @@ approval, it resolves symbolic inputs ("previous") into the concrete change and 
 line, the way `terraform plan` does. The approval covers that plan, and the engine asks again
 just before the step runs: a plan that resolves differently voids the approvals. An action
 without `plan()` (a third-party one, say) is planned as its rendered call.
+
+An action that only reads says so with `read_only = True` (or, when that depends on its
+parameters, a `reads_only(params)` method: http.request reads only with GET). In a drill
+the engine runs a safe step for real only when its action reads only; every other step is
+planned and never run, whatever the action's own dry-run handling does.
 """
 
 from __future__ import annotations
@@ -107,6 +112,16 @@ class Plannable(Protocol):
     """An action that can say, without changing anything, what it would change."""
 
     async def plan(self, ctx: ActionContext, params: Any) -> ActionPlan: ...
+
+
+def reads_only(action: object, params: ActionParams) -> bool:
+    """Whether this call of `action` only reads: its `reads_only(params)` when it has one,
+    else its `read_only` flag. Absent means no: a plug-in that says nothing is planned in a
+    drill, never run."""
+    decide = getattr(action, "reads_only", None)
+    if callable(decide):
+        return decide(params) is True
+    return getattr(action, "read_only", False) is True
 
 
 @runtime_checkable

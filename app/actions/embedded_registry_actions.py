@@ -67,6 +67,7 @@ class RegistryGetAlias:
     name: ClassVar[str] = "registry.get_alias"
     Params = GetAliasParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = "Reads which version of a model an alias points at."
 
     async def run(self, ctx: ActionContext, params: GetAliasParams) -> ActionResult:
@@ -185,6 +186,7 @@ class RegistryListVersions:
     name: ClassVar[str] = "registry.list_versions"
     Params = ListVersionsParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = "Lists a model's versions and its aliases."
 
     async def run(self, ctx: ActionContext, params: ListVersionsParams) -> ActionResult:
@@ -213,6 +215,7 @@ class RegistryVerify:
     name: ClassVar[str] = "registry.verify"
     Params = VerifyVersionParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Checks a version's files (or the aliased version's) against its manifest."
     )

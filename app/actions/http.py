@@ -196,6 +196,11 @@ class HttpRequest:
         "status; with `until`, re-sends a GET until a JSON value matches (`within` bounds it)."
     )
 
+    @staticmethod
+    def reads_only(params: RequestParams) -> bool:
+        """GET and HEAD read (HTTP's safe methods): a drill sends them; it never sends others."""
+        return params.method in ("GET", "HEAD")
+
     async def plan(self, ctx: ActionContext, params: RequestParams) -> ActionPlan:
         """The request line, once the host is allowed and every named secret exists."""
         self._headers(ctx, params)  # a missing secret fails the plan; values are not kept
@@ -236,6 +241,13 @@ class HttpRequest:
             return ActionResult(f"dry run (read-only, one request): would poll {target} "
                                 f"{params.until.describe()}; now: {seen.describe()}",
                                 seen.as_output(1, 0.0))
+        if ctx.dry_run and self.reads_only(params):
+            # A GET reads: a drill sends it once, so a moved URL or a lost secret shows.
+            answer = await self._answer(ctx, params, headers, secrets, doing)
+            if answer.status not in params.expect_status:
+                raise answer.unexpected(target, params.expect_status)
+            return ActionResult(f"dry run (read-only, one request): {target} answered "
+                                f"{answer.status}", answer.output)
         if ctx.dry_run:
             extras = [f"with JSON {truncate(json.dumps(params.json_), 200)}"
                       if params.json_ is not None else "without a body"]

@@ -69,6 +69,7 @@ class RolloutStatus:
     name: ClassVar[str] = "kubernetes.rollout_status"
     Params = StatusParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Checks that a Deployment or StatefulSet has rolled out, as `kubectl rollout status` "
         "does; `within` waits for it."

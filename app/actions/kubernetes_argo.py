@@ -320,6 +320,7 @@ class RolloutStatus:
     name: ClassVar[str] = "argo.rollout_status"
     Params = ArgoStatusParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Reads an Argo Rollouts phase (Healthy, Progressing, Paused, Degraded) and where the "
         "canary is; passes when the phase is expected, waiting up to `within`."

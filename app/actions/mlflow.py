@@ -68,6 +68,7 @@ class MlflowGetAlias:
     name: ClassVar[str] = "mlflow.get_alias"
     Params = AliasParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = "Reads the version an MLflow registered-model alias points at."
 
     async def run(self, ctx: ActionContext, params: AliasParams) -> ActionResult:
@@ -262,6 +263,7 @@ class MlflowVerifyVersion:
     name: ClassVar[str] = "mlflow.verify_version"
     Params = VerifyParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Streams an MLflow model version's files through MLflow and checks them against its "
         "manifest, or against MLflow's own listing (`manifest: run_artifacts`); names each "

@@ -169,6 +169,7 @@ class PrometheusQuery:
     name: ClassVar[str] = "prometheus.query"
     Params = QueryParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Runs an instant PromQL query and checks every sample against `expect` (e.g. '< 0.05'), "
         "optionally re-querying until it holds (`within`) and stays (`stable_for`)."

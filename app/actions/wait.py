@@ -29,6 +29,7 @@ class Wait:
     name: ClassVar[str] = "wait"
     Params = WaitParams
     idempotent: ClassVar[bool] = True
+    read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = "Waits for `duration` (e.g. 30s, 5m); cancellable."
 
     async def run(self, ctx: ActionContext, params: WaitParams) -> ActionResult:

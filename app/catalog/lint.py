@@ -216,11 +216,29 @@ def check_runbook(doc: YamlDoc, rb: Runbook, actions: ActionSpecs | None, *,
     if afters != sorted(afters):
         add(doc.issue(("escalation",), "escalation tiers should be in order of `after`",
                       severity="warning"))
+    issues += _check_drill(doc, rb)
     used = _params_used(rb)
     for name in rb.params:
         if name not in used:
             add(doc.issue(("params", name), f"parameter {name!r} is never used",
                           severity="warning", key=True))
+    return issues
+
+
+def _check_drill(doc: YamlDoc, rb: Runbook) -> list[Issue]:
+    """A drill runs with its own params (no alert gives any): each must be a parameter of
+    the runbook and valid, and every parameter without a default must be given."""
+    if rb.drill is None:
+        return []
+    issues = _mapping_params(doc, ("drill",), rb.drill.params, rb)
+    missing = [name for name, spec in rb.params.items()
+               if spec.default is None and name not in rb.drill.params]
+    if missing:
+        example = ", ".join(f"{name}: ..." for name in missing)
+        issues.append(doc.issue(("drill",), (
+            f"the drill has no value for required parameter{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (no default): add `params: {{{example}}}` to `drill:`, "
+            "naming something that exists on the real systems")))
     return issues
 
 

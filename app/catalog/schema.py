@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.catalog.cron import CronError, parse_cron
 from app.durations import Duration
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -194,6 +195,40 @@ class Limits(Strict):
     brake: StormBrake | None = None
 
 
+class DrillSpec(Strict):
+    """When a drill of the runbook is due (`every` a duration, or a five-field UTC `cron`),
+    and the params it runs with: a drill reads the real systems, so it needs a real model."""
+
+    every: Duration | None = None
+    cron: str | None = Field(default=None, max_length=128)
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("every")
+    @classmethod
+    def _often_enough(cls, every: dt.timedelta | None) -> dt.timedelta | None:
+        if every is not None and every < dt.timedelta(minutes=1):
+            raise ValueError("a drill every less than a minute would never stop; give a "
+                             "duration of at least 1m, such as 7d")
+        return every
+
+    @field_validator("cron")
+    @classmethod
+    def _parses(cls, cron: str | None) -> str | None:
+        if cron is not None:
+            try:
+                parse_cron(cron)
+            except CronError as exc:
+                raise ValueError(str(exc)) from None
+        return cron
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DrillSpec:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("a drill needs exactly one of `every` (like 7d) or `cron` (like "
+                             "'0 6 * * 1')")
+        return self
+
+
 class Objectives(Strict):
     time_to_diagnose: Duration
     time_to_restore: Duration
@@ -229,6 +264,8 @@ class Runbook(Strict):
     on_resolve: OnResolve = "cancel"
     postmortem: str = Field(min_length=1)
     dashboards: dict[str, str] = Field(default_factory=dict)
+    # A scheduled drill: the read-only steps run for real, the others are only planned.
+    drill: DrillSpec | None = None
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

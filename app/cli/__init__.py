@@ -15,6 +15,7 @@ from app.cli import (
     catalog,
     database,
     demo,
+    drill,
     feedback,
     guards,
     history,
@@ -24,8 +25,8 @@ from app.cli import (
 
 app = typer.Typer(help="runbookd: alert-driven remediation for ML pipelines.",
                   no_args_is_help=True, add_completion=False)
-for group in (service, catalog, history, approvals, guards, brake, feedback, demo, database,
-              tokens):
+for group in (service, catalog, history, approvals, guards, brake, drill, feedback, demo,
+              database, tokens):
     app.add_typer(group.app)
 
 

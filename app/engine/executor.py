@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +32,7 @@ from app.engine import states
 from app.engine.approvals import valid_approvers
 from app.engine.brakes import brakes_for, check_brakes, page_channels
 from app.engine.context import approval_channels, failure_channels, step_context
+from app.engine.drills import Drills, drill_action
 from app.engine.executions import cancel_open_steps, start_or_attach, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
@@ -58,6 +59,7 @@ class CheckFirst:
 
     checks: tuple[tuple[str, dict[str, Any], float | None], ...]
     step_run_id: int | None  # None: before the first step
+    titles: list[str] = field(default_factory=list)  # the checks' titles (a drill's verdicts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,12 +76,13 @@ class RunStep:
     # The plan its approvals cover (risky steps): resolved again before the step starts.
     approved_plan: ActionPlan | None = None
     step_ref: str = ""  # how logs name it: the step id, or `<step>.rollback`
+    risky: bool = False  # a drill only plans it, whatever its action
 
 
 Plan = Stop | CheckFirst | ProposePlan | RunStep
 
 
-class Executor(Outcomes, Proposals):
+class Executor(Outcomes, Proposals, Drills):
     """Runs executions for one worker identity."""
 
     def __init__(
@@ -108,6 +111,10 @@ class Executor(Outcomes, Proposals):
                 return
             if dry_run is None:
                 dry_run = await self._dry_run(execution_id)
+            if isinstance(plan, CheckFirst) and dry_run:
+                await self._drill_checks(execution_id, plan.checks, titles=plan.titles,
+                                         first=plan.step_run_id is None)
+                continue
             if isinstance(plan, CheckFirst):
                 failure = await self._run_checks(execution_id, plan, dry_run)
                 await self._after_checks(execution_id, plan, failure)
@@ -195,7 +202,8 @@ class Executor(Outcomes, Proposals):
                              extra={"brake": brake.scope, "targets": list(brake.targets)})
             return Stop(brake.reason)
         if runbook.preconditions:
-            return CheckFirst(_checks(runbook, await step_context(session, execution)), None)
+            return CheckFirst(_checks(runbook, await step_context(session, execution)), None,
+                              [c.title for c in runbook.preconditions])
         await self._move(session, execution, states.RUNNING, reason="started", started_at=now)
         return None
 
@@ -263,8 +271,8 @@ class Executor(Outcomes, Proposals):
         ready = RunStep(step_run_id=run.id, kind="step", action=step.action, params=params,
                         timeout=self._timeout(step, params), retries=step.retries,
                         idempotent=run.idempotent, verify=verify, started=False,
-                        step_ref=run.ref)
-        if step.risk == "risky":
+                        step_ref=run.ref, risky=step.risk == "risky")
+        if step.risk == "risky" and not execution.dry_run:  # a drill plans it, asks nobody
             return await self._approved_or_asked(session, run, step, ready)
         return await self._start(session, run, ready)
 
@@ -469,6 +477,12 @@ class Executor(Outcomes, Proposals):
         ctx = self._context(execution_id, str(plan.step_run_id), dry_run)
         if plan.action == HANDOFF:
             return await self._hand_off(execution_id, plan.params, dry_run)
+        if dry_run:
+            # The guard: in a drill only a safe read-only action runs; the rest are planned
+            # (a drill verifies nothing: the step it would verify changed nothing).
+            return await drill_action(self.registry, ctx, plan.action, plan.params,
+                                      risky=plan.risky, timeout=plan.timeout,
+                                      output_limit=self.settings.step_output_limit)
         outcome = await run_action(self.registry, ctx, plan.action, plan.params,
                                    timeout=plan.timeout, retries=plan.retries,
                                    idempotent=plan.idempotent,

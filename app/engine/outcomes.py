@@ -16,6 +16,8 @@ from app.config import Settings
 from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.context import approval_channels, failure_channels
+from app.engine.drills import is_drill
+from app.engine.drills_service import settle_drill
 from app.engine.executions import rollback_run
 from app.engine.feedback import feedback_ask, slack_of
 from app.engine.guards import trip_breaker_if_needed
@@ -41,6 +43,9 @@ class Outcomes:
     async def _after_success(self, session: AsyncSession, execution: Execution,
                              runbook: Runbook, step: Step) -> None:
         """Follow the step's `on_success`: the next step, a later one, or the end."""
+        if is_drill(execution):  # a drill walks every step, so each gets its verdict
+            await self._advance(session, execution, runbook, step)
+            return
         policy = step.on_success
         if policy == "end":
             execution.cursor = states.CURSOR_END
@@ -58,6 +63,12 @@ class Outcomes:
         """Follow the step's `on_failure`: continue, go to a later step, roll back, or stop."""
         policy = step.on_failure
         reason = f"step {step.id} failed: {error}"[:2000]
+        if is_drill(execution):  # a finding of the drill: it goes on, and undoes nothing
+            await self._advance(session, execution, runbook, step)
+            record_event(session, kind="step.failure_ignored", entity="execution",
+                         actor=self.actor, execution_id=execution.id,
+                         reason=f"drill: {reason}")
+            return
         if policy == "continue":
             await self._advance(session, execution, runbook, step)
             record_event(session, kind="step.failure_ignored", entity="execution",
@@ -104,6 +115,12 @@ class Outcomes:
 
     async def _finish_execution(self, session: AsyncSession, execution: Execution,
                                 runbook: Runbook, *, succeeded: bool, reason: str = "") -> None:
+        if is_drill(execution):
+            await self._move(session, execution,
+                             states.SUCCEEDED if succeeded else states.FAILED,
+                             reason=reason or "all steps succeeded")
+            await settle_drill(session, execution, runbook, actor=self.actor)
+            return
         if succeeded:
             await self._move(session, execution, states.SUCCEEDED,
                              reason=reason or "all steps succeeded")

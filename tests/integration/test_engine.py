@@ -161,7 +161,7 @@ async def test_dry_run_is_a_drill_that_changes_nothing(make_rig, tmp_path):
         [run] = await r.steps(ex.id)
     assert ex.dry_run is True
     assert not out.exists()
-    assert run.summary.startswith("would")
+    assert run.summary.startswith("drill, planned only: noop")  # planned, never run
 
 
 async def test_retries_only_for_idempotent_steps(make_rig, tmp_path):

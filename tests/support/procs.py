@@ -70,6 +70,7 @@ def runbookd_env(*, db_url: str, mappings: Path, remediations: Path, tokens_file
         "RUNBOOKD_MAPPINGS": str(mappings), "RUNBOOKD_REMEDIATIONS_DIR": str(remediations),
         "RUNBOOKD_API_TOKENS_FILE": str(tokens_file),
         "RUNBOOKD_WEBHOOK_TOKENS": webhook_token, "RUNBOOKD_POLL_SECONDS": "0.2",
+        "RUNBOOKD_DRILL_CHECK_SECONDS": "0",
         "RUNBOOKD_LOG_LEVEL": "WARNING",
     }
     env.update(extra)

@@ -1,0 +1,114 @@
+"""The drill scheduler: every `drill_check_seconds`, start each runbook's due drill.
+
+Due times are a pure function of the schedule and the clock, the same on every replica: for
+`every: 7d` the latest multiple of seven days since the Unix epoch, for a cron line its latest
+firing. Each replica that sees a due time inserts the drill run of (runbook, due time) with
+on-conflict-do-nothing; the one whose insert took starts the drill, in the same transaction.
+Nothing lives only in memory: a replica that restarts, or a second one, finds the row. Only
+the latest due time counts: drills missed while nothing ran are not made up one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import metrics
+from app.catalog.cron import parse_cron
+from app.catalog.loader import Catalog
+from app.catalog.schema import DrillSpec
+from app.db import after_commit, session_scope, utcnow
+from app.engine.drills_service import last_finished, settle_ended, start_drill
+from app.engine.runbooks import RunbookVersions
+
+log = logging.getLogger(__name__)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def latest_due(spec: DrillSpec, now: dt.datetime) -> dt.datetime:
+    """The latest due time at or before `now`."""
+    if spec.every is not None:
+        step = spec.every.total_seconds()
+        return EPOCH + dt.timedelta(seconds=(now - EPOCH).total_seconds() // step * step)
+    assert spec.cron is not None
+    return parse_cron(spec.cron).previous(now)
+
+
+def next_due(spec: DrillSpec, now: dt.datetime) -> dt.datetime:
+    """The first due time after `now`."""
+    if spec.every is not None:
+        return latest_due(spec, now) + spec.every
+    assert spec.cron is not None
+    return parse_cron(spec.cron).next_after(now)
+
+
+class DrillScheduler:
+    """Starts due drills; one per (runbook, due time) across every replica."""
+
+    def __init__(self, *, session_factory: async_sessionmaker[AsyncSession],
+                 catalog: Callable[[], Catalog], runbooks: RunbookVersions,
+                 interval: float, worker_id: str, wake: Callable[[], None]) -> None:
+        self.factory = session_factory
+        self.catalog = catalog
+        self.runbooks = runbooks
+        self.interval = interval
+        self.actor = f"scheduler:{worker_id}"
+        self.wake = wake
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick(self, now: dt.datetime | None = None) -> list[int]:
+        """Start what is due now; settle drills whose execution ended elsewhere; refresh
+        the drill gauges from the database. Returns the ids of the drill runs it started."""
+        now = now or utcnow()
+        started = []
+        for loaded in self.catalog().runbooks.values():
+            spec = loaded.runbook.drill
+            if spec is None:
+                continue
+            async with session_scope(self.factory) as session:
+                row = await start_drill(session, runbook=loaded.runbook,
+                                        version=loaded.version, due_at=latest_due(spec, now),
+                                        trigger="schedule", started_by=self.actor)
+                if row is not None:
+                    started.append(row.id)
+                    after_commit(session, self.wake)
+        async with session_scope(self.factory) as session:
+            await settle_ended(session, self.runbooks.get)
+        async with session_scope(self.factory) as session:
+            publish_gauges(await last_finished(session))
+        return started
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="drill-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        # One interval first: a process that starts (or restarts in a crash loop) settles
+        # before it drills; a due drill waits at most one interval more.
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away, say: try again at the next tick
+                log.exception("drill scheduler tick failed")
+
+
+def publish_gauges(last: dict[str, object]) -> None:
+    """Set the drill gauges from each runbook's last finished drill run."""
+    for runbook_id, row in last.items():
+        finished = getattr(row, "finished_at", None)
+        if finished is not None:
+            metrics.runbook_last_drill_timestamp.labels(runbook_id).set(finished.timestamp())
+        metrics.runbook_drill_problems.labels(runbook_id).set(getattr(row, "problems", 0))
