@@ -38,6 +38,9 @@ from app.identity import Identity
 from app.paging import BIGINT_MAX, RowId
 from app.web import views
 from app.web.approve import router as approve_router
+from app.web.drills import drill_view
+from app.web.feedback import feedback_panel, runbook_notes
+from app.web.feedback import router as feedback_router
 from app.web.pages import (
     STATIC_DIR,
     HtmlRoute,
@@ -74,6 +77,7 @@ def install(app: FastAPI) -> None:
     """Mount the pages, the approval-link pages and /static on `app`."""
     app.include_router(router)
     app.include_router(approve_router)
+    app.include_router(feedback_router)
     app.include_router(stats_router)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(SessionLoader)  # checks a session cookie against its row, once
@@ -225,6 +229,7 @@ async def execution_page(execution_id: RowId, request: Request, session: Session
         "banner": views.decision_banner(detail, decided, me.name),
         "timeline": [describe(e, refs) for e in detail.timeline],
         "links": await links.links_of(session, execution_id) if spent else [],
+        "feedback": await feedback_panel(session, execution_id, me),
         "version": f"{detail.status}:{await _last_event(session, execution_id)}"})
 
 
@@ -329,7 +334,9 @@ async def runbook_page(runbook_id: str, request: Request, session: SessionDep,
         "title": book.title, "nav": "runbooks", "rb": book, "shown": shown,
         "live": loaded.version if loaded else None, "versions": versions,
         "tree": views.triage_tree(book, checks), "diffs": views.version_diffs(versions),
+        "recent_feedback": await runbook_notes(session, runbook_id),
         "paused": guards.paused.get(runbook_id), "kill": guards.kill_switch,
+        "drill": await drill_view(session, book),
         "breaker_failures": book.limits.breaker.failures if book.limits.breaker
         else settings.breaker_failures,
         "breaker_window": book.limits.breaker.within.total_seconds() if book.limits.breaker

@@ -12,6 +12,7 @@ from app.cli import app as cli
 from app.config import get_settings
 from app.engine.feedback_models import Feedback
 from tests.support.engine_catalog import risky, runbook, step
+from tests.support.web import browser, csrf_of, sign_in
 
 BOOK = runbook("feedbook", [step("check"), risky("change")])
 
@@ -143,3 +144,37 @@ async def test_the_cli_gives_feedback_as_the_identity_of_its_token(make_rig, db_
         "alice", "did_not_help", "the alias was already right", "cli")
     assert outsider.exit_code == 1 and "only the people who took part" in outsider.output
     assert wrong.exit_code == 2 and "helped" in wrong.output
+
+
+async def test_the_execution_page_form_needs_csrf_and_the_runbook_page_shows_the_notes(
+        make_rig):
+    async with make_rig([BOOK]) as r, browser(r.server.url) as alice, \
+            browser(r.server.url) as bob:
+        ex_id = await approved_and_done(r)
+        await sign_in(alice, r.tokens["alice"])
+        await sign_in(bob, r.tokens["bob"])
+        page = await alice.get(f"/executions/{ex_id}")
+        no_csrf = await alice.post(f"/executions/{ex_id}/feedback",
+                                   data={"verdict": "helped", "note": "forged"})
+        given = await alice.post(f"/executions/{ex_id}/feedback", data={
+            "verdict": "partly", "note": "right fix <b>slow</b> approval",
+            "csrf_token": csrf_of(page.text)})
+        after = await alice.get(f"/executions/{ex_id}")
+        outsider_page = await bob.get(f"/executions/{ex_id}")
+        outsider = await bob.post(f"/executions/{ex_id}/feedback", data={
+            "verdict": "helped", "csrf_token": csrf_of(outsider_page.text)})
+        runbook_page = await bob.get("/runbooks/feedbook")
+        stats_page = await bob.get("/stats")
+        [row] = await r.rows(Feedback)
+    assert 'name="verdict" value="did_not_help"' in page.text
+    assert no_csrf.status_code == 403
+    assert given.status_code == 303 and given.headers["location"].endswith("#feedback")
+    assert (row.identity, row.verdict, row.channel) == ("alice", "partly", "web")
+    assert "You said “partly”" in after.text
+    assert "right fix &lt;b&gt;slow&lt;/b&gt; approval" in after.text
+    assert 'name="verdict"' not in outsider_page.text
+    assert "only the people who took part" in outsider_page.text
+    assert outsider.status_code == 403
+    assert "What responders said" in runbook_page.text
+    assert "right fix &lt;b&gt;slow&lt;/b&gt; approval" in runbook_page.text
+    assert "0 helped, 1 partly, 0 not (50%)" in stats_page.text

@@ -1,0 +1,75 @@
+"""Responder feedback in a real browser (issue 16; Playwright on Debian's chromium, SQLite):
+an approver of an ended execution answers the page's "Did this runbook help?" with a note,
+sees her answer, and the runbook page shows the note. Screenshots under
+test-artifacts/screenshots/ (git-ignored): issue16-feedback-form.png, issue16-feedback-notes.png."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.engine.feedback_models import Feedback
+from tests.support.engine_catalog import risky, runbook, step
+from tests.support.web import launched_chromium
+
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+BOOK = runbook("fraud-drift", [step("check-drift"),
+                               risky("rollback-alias", title="Roll the fraud model alias back")],
+               title="Fraud model drift")
+NOTE = "The rollback was right; the drift check could name the feature."
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    async with launched_chromium() as browser:
+        yield browser
+
+
+async def shot(target: Any, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"issue16-{name}.png"
+    await target.screenshot(path=str(path))
+    assert path.stat().st_size > 5_000, f"{path} looks empty"
+    return path
+
+
+async def test_an_approver_answers_on_the_execution_page_and_the_runbook_shows_it(
+        make_rig, chromium):
+    async with make_rig([BOOK]) as r:
+        ex = await r.awaiting("fraud-drift")
+        assert (await r.approve(ex.id, "rollback-alias", "alice")).status_code == 200
+        await r.wait_status(ex.id, "succeeded")
+
+        context = await chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        await page.goto(f"{r.server.url}/login?next=/executions/{ex.id}")
+        await page.get_by_label("API token").fill(r.tokens["alice"])
+        await page.get_by_role("button", name=re.compile("Sign in")).click()
+        await page.wait_for_url(f"{r.server.url}/executions/{ex.id}")
+
+        section = page.locator("#feedback")
+        await section.scroll_into_view_if_needed()
+        await section.get_by_label(re.compile("Note")).fill(NOTE)
+        await shot(section, "feedback-form-filled")
+        await section.get_by_role("button", name="Partly").click()
+        await page.wait_for_url(re.compile(rf"/executions/{ex.id}#feedback$"))
+        section = page.locator("#feedback")
+        await section.get_by_text("You said “partly”").wait_for()
+        assert NOTE in await section.inner_text()
+        await shot(section, "feedback-form")
+
+        await page.goto(f"{r.server.url}/runbooks/fraud-drift")
+        notes = page.locator("ul.feedback-notes")
+        await notes.scroll_into_view_if_needed()
+        assert NOTE in await notes.inner_text()
+        await shot(page, "feedback-notes")
+        await context.close()
+        [row] = await r.rows(Feedback)
+    assert (row.identity, row.verdict, row.note, row.channel) == ("alice", "partly", NOTE,
+                                                                  "web")
