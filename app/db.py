@@ -29,6 +29,7 @@ from sqlalchemy import (
     insert,
     type_coerce,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -60,6 +61,14 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 # JSON documents; JSONB on PostgreSQL so that label filters can use containment.
 Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The INSERT construct of the session's database, for ON CONFLICT DO NOTHING: each
+    dialect has its own."""
+    bind = session.bind
+    return postgresql.insert if bind is not None and bind.dialect.name == "postgresql" \
+        else sqlite.insert
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

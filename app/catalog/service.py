@@ -14,17 +14,15 @@ import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.catalog.loader import Catalog, load_catalog
 from app.catalog.models import RunbookVersion
 from app.catalog.parser import ActionSpecs
-from app.db import session_scope
+from app.db import dialect_insert, session_scope
 from app.errors import CatalogInvalid
 from app.events import record_event
 
@@ -127,8 +125,7 @@ async def store_versions(session: AsyncSession, catalog: Catalog) -> list[dict[s
     values = [{"runbook_id": rid, "version": version, "loaded_at": catalog.loaded_at,
                "content": wanted[(rid, version)].content,
                "source_path": wanted[(rid, version)].path} for rid, version in missing]
-    dialect = _dialect(session)
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     # RETURNING names only the rows this insert wrote: a version a racing replica stored
     # first is not new.
     inserted = await session.execute(
@@ -137,11 +134,6 @@ async def store_versions(session: AsyncSession, catalog: Catalog) -> list[dict[s
     written = {(rid, version) for rid, version in inserted}
     return [{"runbook_id": rid, "version": version} for rid, version in missing
             if (rid, version) in written]
-
-
-def _dialect(session: AsyncSession) -> str:
-    bind = session.bind
-    return bind.dialect.name if bind is not None else "sqlite"
 
 
 async def list_versions(session: AsyncSession, runbook_id: str) -> list[RunbookVersion]:

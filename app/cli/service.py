@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -28,9 +29,6 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the HTTP service (and, unless disabled, the executor worker)."""
-    # Imported on use to keep `runbookd lint` (a pre-commit hook) fast: it serves nothing.
-    import uvicorn
-
     configure_logging()
     if os.environ.get("RUNBOOKD_ENV") == "dev":
         dev_files()  # the dev token and link secret under var/, kept across restarts
@@ -41,8 +39,11 @@ def serve(
     if settings.env == "dev" and settings.dev_token is not None:
         typer.echo(f"development token (admin, and accepted on webhooks): "
                    f"{settings.dev_token.get_secret_value()}")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, **settings.server_options())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Same PID and environment (make run's SIGTERM, the dev files' variables), without the
+    # command line's modules resident for the life of the service: see app/serve.py.
+    os.execv(sys.executable, [sys.executable, "-m", "app.serve", host, str(port), str(workers)])
 
 
 def _serviceable_settings() -> Settings:

@@ -1,0 +1,30 @@
+"""The serving process that `runbookd serve` becomes once it has checked the settings.
+
+`runbookd serve` validates the settings, prints where it listens, then replaces itself (exec,
+same PID, same environment) with `python -m app.serve HOST PORT WORKERS`. The command line's
+modules (typer, click, every command group) would otherwise stay resident for the life of
+the service, about 3 MiB of a process whose idle memory is a target (issue 17). Nothing here
+validates again: this module is not a user interface.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from app.config import get_settings
+
+    # websockets: runbookd serves none, and uvicorn would import its protocol modules.
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, ws="none",
+                **get_settings().server_options())
+
+
+if __name__ == "__main__":
+    from app import logs
+
+    logs.configure()  # the command line has checked RUNBOOKD_LOG_* before it exec'd this
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
