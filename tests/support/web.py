@@ -7,6 +7,7 @@ import contextlib
 import html
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,3 +61,19 @@ async def launched_chromium() -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
+
+
+# Browser tests save what they saw here (git-ignored), for a reviewer to look at.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+async def screenshot(target: Any, name: str, *, full: bool = False,
+                     min_bytes: int = 5_000) -> Path:
+    """Save a page's (or an element's) screenshot as `name`.png; an almost empty file means
+    the page drew nothing, which fails the test."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    options = {"full_page": True} if full else {}
+    await target.screenshot(path=str(path), **options)
+    assert path.stat().st_size > min_bytes, f"{path} looks empty"
+    return path
