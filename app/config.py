@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     # Circuit breaker, unless a runbook sets `limits.breaker`.
     breaker_failures: int = Field(default=3, ge=1)
     breaker_window_seconds: float = Field(default=3600.0, gt=0)
+    # Change sign-off: when set, the risky steps of a runbook whose review is overdue are
+    # held for an approval that names the overdue review (README: "Change sign-off").
+    require_review: bool = False
+    # How often a process looks for overdue reviews to remind their owners (once per
+    # period each, whichever replica gets there first); 0 never looks.
+    review_check_seconds: float = Field(default=300.0, ge=0)
 
     # Retention of raw payloads and events, in days; 0 keeps them forever.
     retention_days: int = Field(default=90, ge=0)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.actions.registry import default_registry
 from app.catalog.service import CatalogHolder
+from app.catalog.signoff_reviews import review_loop
 from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.engine.drills_scheduler import DrillScheduler
@@ -116,12 +117,17 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
         await drills.start()
     retention = (asyncio.create_task(retention_loop(factory, days=settings.retention_days))
                  if settings.retention_days > 0 else None)
+    reviews = (asyncio.create_task(review_loop(factory, lambda: holder.catalog,
+                                               every=settings.review_check_seconds))
+               if settings.review_check_seconds > 0 else None)
     try:
         yield Parts(db=db, session_factory=factory, catalog=holder, engine=engine,
                     receiver=receiver)
     finally:
         if retention is not None:
             retention.cancel()
+        if reviews is not None:
+            reviews.cancel()
         await writer.stop()
         if drills is not None:
             await drills.stop()

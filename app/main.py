@@ -16,6 +16,8 @@ from sqlalchemy import text
 from app import metrics
 from app.catalog.routes import router as catalog_router
 from app.catalog.service import CatalogHolder
+from app.catalog.signoff_reviews import refresh_review_gauges
+from app.catalog.signoff_routes import router as signoffs_router
 from app.config import Settings, get_settings
 from app.engine.brake_routes import router as brakes_router
 from app.engine.drills_routes import router as drills_router
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(drills_router)
     app.include_router(history_router)
     app.include_router(catalog_router)
+    app.include_router(signoffs_router)
     app.include_router(runbooks_router)
     app.include_router(links_router)
     app.include_router(slack_router)
@@ -163,6 +166,13 @@ def _add_operational_routes(app: FastAPI) -> None:
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
         """Prometheus exposition format."""
+        factory = getattr(request.app.state, "session_factory", None)
+        if factory is not None:
+            try:
+                await refresh_review_gauges(factory, request.app.state.catalog.catalog)
+            except Exception:
+                # The other metrics still answer when the database does not.
+                log.warning("could not read the review gauges", exc_info=True)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -60,6 +60,16 @@ runbook_paused = Gauge(
     "runbookd_runbook_paused", "1 when a runbook is paused by hand or by its circuit breaker.",
     ["runbook"],
 )
+runbook_review_overdue = Gauge(
+    "runbookd_runbook_review_overdue", "1 when a runbook's review is overdue: its latest "
+    "sign-off (else its YAML reviewed_at) plus review_every has passed. Read at scrape time.",
+    ["runbook"],
+)
+runbook_last_review_timestamp = Gauge(
+    "runbookd_runbook_last_review_timestamp_seconds", "When a runbook was last reviewed: its "
+    "latest sign-off by a reviewer, else its YAML reviewed_at. Read at scrape time.",
+    ["runbook"],
+)
 runbook_last_drill_timestamp = Gauge(
     "runbookd_runbook_last_drill_timestamp_seconds",
     "When the runbook's last drill finished (read from the database by the drill scheduler).",

@@ -22,6 +22,7 @@ from app import metrics
 from app.catalog.loader import Catalog, load_catalog
 from app.catalog.models import RunbookVersion
 from app.catalog.parser import ActionSpecs
+from app.catalog.signoffs import classify_new_versions
 from app.db import dialect_insert, session_scope
 from app.errors import CatalogInvalid
 from app.events import record_event
@@ -75,7 +76,11 @@ class CatalogHolder:
                                            source_addr=source_addr, reason=reason)
                 raise
             async with session_scope(session_factory) as session:
-                stored = await store_versions(session, new)
+                stored = await store_versions(session, new, loaded_by=actor)
+                await classify_new_versions(
+                    session, stored=stored, actor=actor,
+                    current=[(lr.runbook.id, lr.version, lr.content)
+                             for lr in new.runbooks.values()])
                 record_event(
                     session, kind="config.reload", entity="catalog", actor=actor,
                     source_addr=source_addr, reason=f"{reason}: loaded",
@@ -108,7 +113,8 @@ class CatalogHolder:
             log.exception("could not record the rejected reload")
 
 
-async def store_versions(session: AsyncSession, catalog: Catalog) -> list[dict[str, str]]:
+async def store_versions(session: AsyncSession, catalog: Catalog, *,
+                         loaded_by: str | None = None) -> list[dict[str, str]]:
     """Insert the runbook versions not stored yet; a replica racing us is not an error."""
     wanted = {(lr.runbook.id, lr.version): lr for lr in catalog.runbooks.values()}
     if not wanted:
@@ -124,7 +130,8 @@ async def store_versions(session: AsyncSession, catalog: Catalog) -> list[dict[s
         return []
     values = [{"runbook_id": rid, "version": version, "loaded_at": catalog.loaded_at,
                "content": wanted[(rid, version)].content,
-               "source_path": wanted[(rid, version)].path} for rid, version in missing]
+               "source_path": wanted[(rid, version)].path, "loaded_by": loaded_by}
+              for rid, version in missing]
     insert = dialect_insert(session)
     # RETURNING names only the rows this insert wrote: a version a racing replica stored
     # first is not new.

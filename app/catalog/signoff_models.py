@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigId, UTCDateTime
@@ -17,11 +17,12 @@ SIGNOFF_KINDS = (REVIEWED, AUTOMATIC, INITIAL)
 
 
 class RunbookSignoff(Base):
-    """Who signed off which version of a runbook, when, and why. One per version."""
+    """Who signed off which version of a runbook, when, and why. A version is signed off
+    once it has one; a later review of the same version (its review was due) adds another."""
 
     __tablename__ = "runbook_signoffs"
     __table_args__ = (
-        UniqueConstraint("runbook_id", "version"),
+        Index("ix_runbook_signoffs_version", "runbook_id", "version"),
         Index("ix_runbook_signoffs_latest", "runbook_id", "signed_at"),
     )
 

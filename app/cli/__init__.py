@@ -20,13 +20,14 @@ from app.cli import (
     guards,
     history,
     service,
+    signoff,
     tokens,
 )
 
 app = typer.Typer(help="runbookd: alert-driven remediation for ML pipelines.",
                   no_args_is_help=True, add_completion=False)
-for group in (service, catalog, history, approvals, guards, brake, drill, feedback, demo,
-              database, tokens):
+for group in (service, catalog, history, approvals, guards, brake, drill, feedback, signoff,
+              demo, database, tokens):
     app.add_typer(group.app)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import Runbook, Step
+from app.catalog.signoffs import unsigned_note
 from app.db import utcnow
 from app.engine import states
 from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
@@ -59,11 +60,13 @@ async def start_or_attach(
     existing = await active_execution_for(session, runbook.id, target)
     if existing is None:
         now = utcnow()
+        # A version whose risky steps changed runs as a drill until a reviewer signs it off.
+        unsigned = None if dry_run else await unsigned_note(session, runbook.id, version)
         execution = Execution(
             runbook_id=runbook.id, runbook_version=version, target=target,
-            status=states.PENDING, params=params, dry_run=dry_run, trigger=trigger,
-            started_by=started_by, created_at=now, updated_at=now,
-            alert_fired_at=alert_fired_at, parent_id=parent_id,
+            status=states.PENDING, params=params, dry_run=dry_run or unsigned is not None,
+            trigger=trigger, started_by=started_by, created_at=now, updated_at=now,
+            alert_fired_at=alert_fired_at, parent_id=parent_id, status_reason=unsigned,
         )
         try:
             await insert_active(session, execution)
@@ -78,12 +81,17 @@ async def start_or_attach(
             record_event(
                 session, kind="execution.created", entity="execution", actor=actor,
                 execution_id=execution.id, to_state=states.PENDING,
-                reason=f"{trigger}: {runbook.id} on {target}" + (" (drill)" if dry_run else "")
+                reason=f"{trigger}: {runbook.id} on {target}"
+                + (" (drill)" if execution.dry_run else "")
                 + (f" from execution {parent_id}" if parent_id else "")
                 + (f": {reason}" if reason else ""),
                 data={"params": params, "alert_id": alert_id, "version": version,
                       **({"parent_id": parent_id} if parent_id else {})},
             )
+            if unsigned is not None:
+                record_event(session, kind="signoff.drill", entity="execution", actor=actor,
+                             execution_id=execution.id, reason=unsigned,
+                             data={"runbook_id": runbook.id, "version": version})
             return execution, True
 
     if alert_id is not None:

@@ -9,7 +9,7 @@ a plan that resolves differently just before the step runs voids the approvals a
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.actions.base import ActionContext, ActionPlan
 from app.actions.registry import ActionRegistry
 from app.catalog.schema import ApprovalSpec, Runbook, Step
+from app.catalog.signoff_reviews import overdue_hold, review_of
 from app.config import Settings
 from app.db import session_scope, utcnow
 from app.engine import states
@@ -160,6 +161,16 @@ class Proposals:
         now = utcnow()
         default = dt.timedelta(seconds=self.settings.default_approval_timeout_seconds)
         expires, next_due = approval_deadlines(runbook, step, now, default)
+        if self.settings.require_review:
+            # The one approval path carries the overdue review: the plan (which the hash
+            # binds and every channel shows) says that approving accepts it.
+            review = await review_of(session, runbook, now)
+            if review.overdue:
+                plan = replace(plan, summary=f"{plan.summary} [{overdue_hold(review)}]")
+                record_event(session, kind="review.hold", entity="step", actor=self.actor,
+                             execution_id=execution.id, step_run_id=run.id,
+                             step_id=run.step_id, reason=overdue_hold(review),
+                             data={"overdue_since": review.due_at.isoformat()})
         digest = step_hash(run.action, params, plan)  # a rollback's own action
         await transition_step(session, run, states.STEP_AWAITING_APPROVAL, actor=self.actor,
                               reason=(f"{reason}; earlier approvals are void" if reason

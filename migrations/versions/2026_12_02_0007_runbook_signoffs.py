@@ -36,10 +36,10 @@ def upgrade() -> None:
         sa.Column("signed_at", app.db.UTCDateTime(), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runbook_signoffs")),
-        sa.UniqueConstraint("runbook_id", "version",
-                            name=op.f("uq_runbook_signoffs_runbook_id_version")),
     )
     with op.batch_alter_table("runbook_signoffs", schema=None) as batch_op:
+        batch_op.create_index("ix_runbook_signoffs_version", ["runbook_id", "version"],
+                              unique=False)
         batch_op.create_index("ix_runbook_signoffs_latest", ["runbook_id", "signed_at"],
                               unique=False)
     op.create_table(
@@ -55,6 +55,7 @@ def downgrade() -> None:
     op.drop_table("review_notices")
     with op.batch_alter_table("runbook_signoffs", schema=None) as batch_op:
         batch_op.drop_index("ix_runbook_signoffs_latest")
+        batch_op.drop_index("ix_runbook_signoffs_version")
     op.drop_table("runbook_signoffs")
     with op.batch_alter_table("runbook_versions", schema=None) as batch_op:
         batch_op.drop_column("loaded_by")
