@@ -38,6 +38,7 @@ from app.identity import Identity
 from app.paging import BIGINT_MAX, RowId
 from app.web import views
 from app.web.approve import router as approve_router
+from app.web.drills import drill_view
 from app.web.feedback import feedback_panel, runbook_notes
 from app.web.feedback import router as feedback_router
 from app.web.pages import (
@@ -335,6 +336,7 @@ async def runbook_page(runbook_id: str, request: Request, session: SessionDep,
         "tree": views.triage_tree(book, checks), "diffs": views.version_diffs(versions),
         "recent_feedback": await runbook_notes(session, runbook_id),
         "paused": guards.paused.get(runbook_id), "kill": guards.kill_switch,
+        "drill": await drill_view(session, book),
         "breaker_failures": book.limits.breaker.failures if book.limits.breaker
         else settings.breaker_failures,
         "breaker_window": book.limits.breaker.within.total_seconds() if book.limits.breaker

@@ -24,6 +24,7 @@ from app.web.charts import (
     stacked_columns,
     timing_bars,
 )
+from app.web.drills import drill_table
 from app.web.pages import HtmlRoute, render, require_identity
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
@@ -132,4 +133,4 @@ async def stats_page(request: Request, session: SessionDep, runbook: str | None 
         "flt": {"runbook": runbook or "", "since": first.isoformat() if first else "",
                 "until": last.isoformat() if last else "", "period": period},
         "shown_since": start, "shown_until": end, "period": chosen,
-        "failures": FAILURES})
+        "failures": FAILURES, "drills": await drill_table(session, catalog)})
