@@ -101,7 +101,10 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
               if settings.worker_enabled and settings.drill_check_seconds > 0 else None)
     hook = make_alert_hook(lambda: holder.catalog, runbooks, wake=engine.wake)
     writer = GroupCommitWriter(factory, hook=lambda: hook, max_batch=settings.ingest_batch_max,
-                               lane=open_lane(db))
+                               # New alerts no runbook handles skip the hook (it would
+                               # only note that): the lane stores them.
+                               lane=open_lane(db, unmatched=lambda labels: not
+                                              holder.catalog.match(labels)))
     receiver = WebhookReceiver(auth=WebhookAuth.from_settings(settings), writer=writer,
                                max_body_bytes=settings.max_body_bytes)
     # Approval requests carry a signed link to the confirmation page.

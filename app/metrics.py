@@ -27,8 +27,8 @@ ingest_batch_size = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 ingest_batches = Counter(
-    "runbookd_ingest_batches", "Webhook batches stored, by path: `redelivery` when every alert "
-    "was already stored (delivery rows only), `full` otherwise.", ["path"],
+    "runbookd_ingest_batches", "Webhook batches stored, by path: `lane` when every alert was "
+    "already stored or is new and handled by no runbook, `full` otherwise.", ["path"],
 )
 
 config_last_reload_successful = Gauge(

@@ -2,11 +2,20 @@
 parses the same pydantic model, same body, same worker count, same machine, same run.
 
     .venv/bin/python benchmarks/ingest.py [--seconds 10] [--connections 32] [--pg URL]
-                                          [--prefill 200000]
+                                          [--prefill 200000] [--workloads redeliveries,group,new]
+    .venv/bin/python benchmarks/ingest.py --fairness [--big 5000] [--pg URL]
 
-Needs `wrk` (apt-get install wrk). Prints requests/s, p50/p99 latency and the ratio, for two
-workloads on each database: the target's (the same body again and again: redeliveries), and
-a storm of new alerts (every request two alerts never seen before).
+Needs `wrk` (apt-get install wrk). Prints requests/s, p50/p99 latency and the ratio, for three
+workloads on each database:
+- redeliveries: the same body again and again (two alerts, both stored);
+- group: ten alerts of which one is new on each request, as Alertmanager resends a group
+  that an alert has just joined;
+- new: a storm of new alerts (every request two alerts never seen before).
+None of their alerts matches a runbook: what is measured is the intake.
+
+--fairness measures something else: another sender's 1-alert deliveries, posted one after
+another while a single delivery of --big new alerts is being stored; it prints the big one's
+time to 2xx and the small ones' latencies while it was in flight.
 """
 
 from __future__ import annotations
@@ -70,25 +79,30 @@ end
 FRESH_MARK = "@@FP@@"
 
 
-def body_bytes(*, fresh: bool = False) -> bytes:
-    """A realistic Alertmanager body (~1.7 KB): two alerts with labels and annotations.
+LABELS = {"alertname": "BenchNoRunbook", "model": "fraud-v3", "env": "production",
+          "severity": "critical", "team": "ml-platform", "cluster": "prod-eu-1",
+          "namespace": "serving", "job": "drift-exporter", "instance": "10.0.3.17:9100"}
+ANNOTATIONS = {"summary": "PSI above 0.2 on fraud-v3 for 15m",
+               "description": "Population stability index of the score distribution is "
+                              "0.34 against the training baseline.",
+               "runbook_url": "https://runbooks.internal/model-drift",
+               "dashboard": "https://grafana.internal/d/ml-drift?var-model=fraud-v3"}
 
-    `fresh`: the fingerprints carry a mark that the wrk script replaces per request, and the
-    alert name matches no runbook, so that what is measured is the intake storing new alerts.
+
+def body_bytes(*, fresh: int = 0, total: int = 2) -> bytes:
+    """A realistic Alertmanager body (~850 bytes an alert): `total` alerts with labels and
+    annotations, of which the first `fresh` carry a fingerprint mark that the wrk script
+    replaces per request (new alerts); the others are the same on every request. The alert
+    name matches no runbook, so that what is measured is the intake storing alerts.
     """
-    labels = {"alertname": "BenchNoRunbook" if fresh else "ModelDrift", "model": "fraud-v3",
-              "env": "production", "severity": "critical", "team": "ml-platform",
-              "cluster": "prod-eu-1", "namespace": "serving", "job": "drift-exporter",
-              "instance": "10.0.3.17:9100"}
-    annotations = {"summary": "PSI above 0.2 on fraud-v3 for 15m",
-                   "description": "Population stability index of the score distribution is "
-                                  "0.34 against the training baseline.",
-                   "runbook_url": "https://runbooks.internal/model-drift",
-                   "dashboard": "https://grafana.internal/d/ml-drift?var-model=fraud-v3"}
-    alerts = [am_alert(f"{FRESH_MARK}{i:02x}" if fresh else f"{i:016x}",
-                       labels={**labels, "replica": str(i)}, annotations=annotations)
-              for i in range(2)]
+    alerts = [am_alert(f"{FRESH_MARK}{i:02x}" if i < fresh else f"{i:016x}",
+                       labels={**LABELS, "replica": str(i)}, annotations=ANNOTATIONS)
+              for i in range(total)]
     return go_json(am_body(*alerts))
+
+
+# name: (new alerts per request, alerts per request)
+WORKLOADS = {"redeliveries": (0, 2), "group": (1, 10), "new": (2, 2)}
 
 
 def wrk(url: str, body_path: Path, *, seconds: int, connections: int,
@@ -189,6 +203,53 @@ def prefill(url: str, count: int) -> None:
     asyncio.run(fill())
 
 
+def run_workloads(url: str, work: Path, names: list[str], *, seconds: int,
+                  connections: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in names:
+        fresh, total = WORKLOADS[name]
+        body = work / f"{name}.json"
+        body.write_bytes(body_bytes(fresh=fresh, total=total))
+        # Warm-up: stores the group's known alerts too, so that they are known in the run.
+        wrk(url, body, seconds=2, connections=connections, fresh=fresh > 0)
+        out[name] = wrk(url, body, seconds=seconds, connections=connections, fresh=fresh > 0)
+    return out
+
+
+async def fairness(url: str, *, big: int) -> dict[str, float]:
+    """Post one delivery of `big` new alerts and, while it is in flight, 1-alert deliveries
+    from another sender one after another: the big one's time to 2xx and the small ones'
+    latencies (ms)."""
+    labels, annotations = LABELS, ANNOTATIONS
+    big_body = go_json(am_body(*(am_alert(f"big{i:013x}", labels={**labels, "replica": str(i)},
+                                          annotations=annotations) for i in range(big))))
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    small_latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+        async def post_big() -> float:
+            started = time.perf_counter()
+            response = await client.post("/webhooks/alertmanager", content=big_body)
+            response.raise_for_status()
+            return (time.perf_counter() - started) * 1000
+
+        big_task = asyncio.create_task(post_big())
+        await asyncio.sleep(0.05)  # the big body is on its way
+        n = 0
+        while not big_task.done():
+            n += 1
+            body = go_json(am_body(am_alert(f"small{n:011x}", labels={**labels, "small": "1"},
+                                            annotations=annotations)))
+            started = time.perf_counter()
+            response = await client.post("/webhooks/alertmanager", content=body)
+            response.raise_for_status()
+            small_latencies.append((time.perf_counter() - started) * 1000)
+        big_ms = await big_task
+    small_latencies.sort()
+    return {"big_ms": big_ms, "small_count": len(small_latencies),
+            "small_p50_ms": small_latencies[len(small_latencies) // 2],
+            "small_max_ms": small_latencies[-1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -197,59 +258,80 @@ def main() -> None:
                         help="also measure on this PostgreSQL server")
     parser.add_argument("--prefill", type=int, default=200_000,
                         help="alerts stored before the run (default 200,000)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated, of {', '.join(WORKLOADS)}")
+    parser.add_argument("--fairness", action="store_true",
+                        help="measure a small delivery's latency behind a big one instead")
+    parser.add_argument("--big", type=int, default=5000, help="alerts in the big delivery")
+    parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure on SQLite (--no-sqlite: PostgreSQL only)")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    names = [n for n in args.workloads.split(",") if n]
+    if unknown := set(names) - set(WORKLOADS):
+        sys.exit(f"unknown workloads: {', '.join(sorted(unknown))}; known: {', '.join(WORKLOADS)}")
+    if not shutil.which("wrk") and not args.fairness:
         sys.exit("wrk is not installed: apt-get install wrk")
     python = sys.executable
     work = Path(tempfile.mkdtemp(prefix="runbookd-bench-"))
-    body = work / "body.json"
-    body.write_bytes(body_bytes())
-    fresh_body = work / "fresh.json"
-    fresh_body.write_bytes(body_bytes(fresh=True))
     (work / "bare_app.py").write_text(BARE_APP)
-    print(f"body: {len(body.read_bytes())} bytes; {args.connections} connections; "
-          f"{args.seconds}s per run; 1 uvicorn worker each; {args.prefill} alerts stored first")
-
     port = 18080
+    base = f"http://127.0.0.1:{port}"
     uvicorn = [python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--log-level", "warning", "--no-access-log"]
-    bare = start([*uvicorn, "--app-dir", str(work), "bare_app:app"],
-                 {"PYTHONPATH": str(ROOT)}, port)
-    wrk(f"http://127.0.0.1:{port}", body, seconds=2, connections=args.connections)  # warm up
-    baseline = wrk(f"http://127.0.0.1:{port}", body, seconds=args.seconds,
-                   connections=args.connections)
-    stop(bare)
-    print(f"bare FastAPI         {baseline['rps']:8.0f} req/s  p50 {baseline['p50_ms']:6.1f} ms"
-          f"  p99 {baseline['p99_ms']:6.1f} ms")
+    results: dict[str, dict[str, float]] = {}
+    baseline: dict[str, dict[str, float]] = {}
+    if args.fairness:
+        print(f"fairness: one delivery of {args.big} new alerts, and 1-alert deliveries one "
+              f"after another while it is in flight; {args.prefill} alerts stored first")
+    else:
+        print(f"{args.connections} connections; {args.seconds}s per run; 1 uvicorn worker "
+              f"each; {args.prefill} alerts stored first; workloads {', '.join(names)}")
+        bare = start([*uvicorn, "--app-dir", str(work), "bare_app:app"],
+                     {"PYTHONPATH": str(ROOT)}, port)
+        # The bare endpoint's cost hardly depends on the alerts being new: one body per size.
+        for size in sorted({WORKLOADS[n][1] for n in names}):
+            body = work / f"bare{size}.json"
+            body.write_bytes(body_bytes(total=size))
+            wrk(base, body, seconds=2, connections=args.connections)  # warm up
+            baseline[str(size)] = run = wrk(base, body, seconds=args.seconds,
+                                            connections=args.connections)
+            print(f"bare FastAPI, {size:2d} alerts {run['rps']:8.0f} req/s  p50 "
+                  f"{run['p50_ms']:6.1f} ms  p99 {run['p99_ms']:6.1f} ms")
+        stop(bare)
 
-    targets = [("SQLite", f"sqlite+aiosqlite:///{work / 'bench.db'}")]
+    targets = [("SQLite", f"sqlite+aiosqlite:///{work / 'bench.db'}")] if args.sqlite else []
     if args.pg:
         targets.append(("PostgreSQL", asyncio.run(fresh_pg(args.pg))))
-    results = {}
     for name, url in targets:
         env = runbookd_env(url)
+        if args.fairness:
+            env["RUNBOOKD_MAX_BODY_BYTES"] = str(64 * 1024 * 1024)
         subprocess.run([str(Path(python).parent / "runbookd"), "db", "upgrade"],
                        env={**os.environ, **env}, check=True, capture_output=True)
         prefill(url, args.prefill)
         proc = start([*uvicorn, "--factory", "app.main:create_app"], env, port)
-        wrk(f"http://127.0.0.1:{port}", body, seconds=2, connections=args.connections)
-        result = wrk(f"http://127.0.0.1:{port}", body, seconds=args.seconds,
-                     connections=args.connections)
-        # Not the target's workload: every request stores two alerts never seen before (a
-        # storm of new alerts, which no runbook matches), so each batch takes the full path.
-        fresh = wrk(f"http://127.0.0.1:{port}", fresh_body, seconds=args.seconds,
-                    connections=args.connections, fresh=True)
-        stop(proc)
-        for label, run in ((name, result), (f"{name} new", fresh)):
-            ratio = run["rps"] / baseline["rps"]
-            results[label] = {**run, "ratio": ratio}
-            print(f"runbookd {label:<14} {run['rps']:6.0f} req/s  p50 {run['p50_ms']:6.1f} ms"
-                  f"  p99 {run['p99_ms']:6.1f} ms  ratio {ratio:.2f}x  "
-                  f"non-2xx {int(run['errors'])}")
+        try:
+            if args.fairness:
+                run = asyncio.run(fairness(base, big=args.big))
+                results[name] = run
+                print(f"runbookd {name:<10} big delivery {run['big_ms']:7.0f} ms; "
+                      f"{int(run['small_count'])} small ones meanwhile: p50 "
+                      f"{run['small_p50_ms']:6.1f} ms, max {run['small_max_ms']:6.1f} ms")
+                continue
+            for workload, run in run_workloads(base, work, names, seconds=args.seconds,
+                                               connections=args.connections).items():
+                ratio = run["rps"] / baseline[str(WORKLOADS[workload][1])]["rps"]
+                label = f"{name} {workload}"
+                results[label] = {**run, "ratio": ratio}
+                print(f"runbookd {label:<24} {run['rps']:6.0f} req/s  p50 "
+                      f"{run['p50_ms']:6.1f} ms  p99 {run['p99_ms']:6.1f} ms  ratio "
+                      f"{ratio:.2f}x  non-2xx {int(run['errors'])}")
+        finally:
+            stop(proc)
     if args.pg:
         from benchmarks.history import drop_pg
 
-        asyncio.run(drop_pg(targets[1][1]))
+        asyncio.run(drop_pg(targets[-1][1]))
     print(json.dumps({"baseline": baseline, **results}))
 
 

@@ -29,6 +29,9 @@ DUPLICATE: Final = "duplicate"
 Decision = Literal["new", "changed", "duplicate"]
 ChangeKind = Literal["new", "changed"]  # the decisions that write the alert
 
+# The match note of a new alert that no runbook handles (alerts.match_note).
+NO_RUNBOOK: Final = "no runbook matched"
+
 # What became of a webhook request: stored, or a delivery id seen before (nothing written).
 STORED: Final = "stored"
 DUPLICATE_DELIVERY: Final = "duplicate_delivery"

@@ -1,22 +1,29 @@
-"""The redelivery lane: store a batch in which every alert is already stored, on a connection
-of the writer's own.
+"""The lane: store a batch in which every alert is already stored, or new and handled by no
+runbook, on a connection of the writer's own.
 
 Alertmanager resends each group at every group_interval and repeat_interval, so in an alert
 storm most deliveries change nothing: each one writes only its delivery row. That is one
-statement, atomic by itself, so it needs neither a transaction nor a session. The lane runs
-the full path's own statements (statements.py) on a connection it keeps for itself:
+statement, atomic by itself, so it needs neither a transaction nor a session. When an alert
+joins a group, the next delivery holds it beside the ones already stored; in a storm, most
+new alerts are ones that no runbook handles. Storing those is all their ingest does (the
+mapper hook would only note "no runbook matched"), so the lane writes them too, with their
+labels and that note, in one short transaction with the delivery rows: the known alerts of
+the batch are counted, not written, and nothing goes through a session.
 
-- SQLite: a thread of its own with a plain sqlite3 connection, one hop per batch for both
-  statements. Each hop to a thread waits for the GIL, which the busy event loop holds for up
+The lane runs the full path's own statements (statements.py) on a connection it keeps:
+
+- SQLite: a thread of its own with a plain sqlite3 connection, one hop per batch for every
+  statement. Each hop to a thread waits for the GIL, which the busy event loop holds for up
   to the switch interval, and the full path takes one per statement and more for its session.
-- PostgreSQL: an asyncpg connection and two round trips, without the session's set-up.
+- PostgreSQL: an asyncpg connection, without the session's set-up.
 
-Anything else (a new or changed alert, a PagerDuty delivery id to look up, a value the
-database refuses) is `Declined`, and the writer stores the batch the full way, in a session
-with the mapper hook, reusing the states the lane read. Reading the stored states outside a
-transaction is safe (the full path reads them outside its transaction too): the decision
-compares the sources' timestamps, so a write that lands between the read and the insert can
-only make an incoming alert older still.
+Anything else (a changed alert, a new one that a runbook may handle, a PagerDuty delivery id
+to look up, a value the database refuses) is `Declined`, and the writer stores the batch the
+full way, in a session with the mapper hook, reusing the states the lane read. Reading the
+stored states outside a transaction is safe (the full path reads them outside its
+transaction too): the decision compares the sources' timestamps, so a write that lands
+between the read and the insert can only make an incoming alert older still, and a new alert
+that another writer stored meanwhile trips the unique index, which declines the batch.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,10 +43,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import PG_CONNECT_ARGS, SQLITE_BUSY_SECONDS, sqlite_pragmas
 from app.errors import Unavailable, is_database_unavailable
 from app.intake import statements
-from app.intake.models import DUPLICATE
-from app.intake.normalize import Envelope
-from app.intake.service import IngestResult, decide
-from app.intake.statements import DeliveryRow, States
+from app.intake.models import CHANGED, DUPLICATE, NEW, NO_RUNBOOK, RESOLVED, Decision
+from app.intake.normalize import Envelope, NormalizedAlert
+from app.intake.service import IngestResult, decide_batch
+from app.intake.statements import AlertRow, DeliveryRow, LabelRow, States
+
+# Whether no runbook handles an alert with these labels: then storing it is all its ingest does.
+Unmatched = Callable[[Mapping[str, str]], bool]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +62,50 @@ class Declined:
     states: States | None = None
 
 
+@dataclass(slots=True, kw_only=True)
+class Plan:
+    """What the lane writes for a batch: a delivery row per envelope and the new alerts."""
+
+    decisions: dict[int, list[Decision]]
+    deliveries: list[DeliveryRow]
+    new: list[tuple[int, NormalizedAlert]]  # the index of its envelope, the alert
+
+    def alert_rows(self, envelopes: Sequence[Envelope], delivery_ids: list[int]) -> list[AlertRow]:
+        # The note the mapper hook writes on a new alert that no runbook handles; it writes
+        # none on one that arrives resolved.
+        return [statements.alert_row(
+                    alert, delivery_id=delivery_ids[i], received_at=envelopes[i].received_at,
+                    match_note=None if alert.status == RESOLVED else NO_RUNBOOK)
+                for i, alert in self.new]
+
+    def label_rows(self, alert_ids: list[int]) -> list[LabelRow]:
+        return statements.label_rows(alert_ids, [alert for _, alert in self.new])
+
+
+def plan(envelopes: Sequence[Envelope], states: States, unmatched: Unmatched | None) -> Plan | None:
+    """The lane's plan for a batch, or None if the batch needs the full path. Pure."""
+    decisions = decide_batch(envelopes, range(len(envelopes)), dict(states))
+    new: list[tuple[int, NormalizedAlert]] = []
+    for i, per_alert in decisions.items():
+        for alert, choice in zip(envelopes[i].alerts, per_alert, strict=True):
+            if choice == CHANGED:
+                return None
+            if choice == NEW:
+                if unmatched is None or not unmatched(alert.labels):
+                    return None
+                new.append((i, alert))
+    deliveries = [statements.delivery_row(env, new=decisions[i].count(NEW), changed=0,
+                                          duplicate=decisions[i].count(DUPLICATE))
+                  for i, env in enumerate(envelopes)]
+    return Plan(decisions=decisions, deliveries=deliveries, new=new)
+
+
 class RedeliveryLane(abc.ABC):
-    """Stores all-duplicate batches; any other batch is `Declined`."""
+    """Stores batches of known alerts and of new ones no runbook handles; any other batch is
+    `Declined`."""
+
+    def __init__(self, unmatched: Unmatched | None) -> None:
+        self._unmatched = unmatched
 
     async def store(self, envelopes: Sequence[Envelope]) -> list[IngestResult] | Declined:
         if not _eligible(envelopes):
@@ -68,18 +120,26 @@ class RedeliveryLane(abc.ABC):
                 raise Unavailable() from exc
             # The full path has the error handling (a value too large, one bad delivery in
             # a batch); it will meet the same error and answer it.
-            log.warning("redelivery lane left a batch to the full path: %s", type(exc).__name__)
+            log.warning("the lane left a batch to the full path: %s", type(exc).__name__)
             return Declined()
         if isinstance(outcome, Declined):
             return outcome
-        return [IngestResult(delivery_id=delivery_id, received=len(env.alerts), new=0,
-                             changed=0, duplicate=len(env.alerts),
+        ids, decisions = outcome
+        return [IngestResult(delivery_id=delivery_id, received=len(env.alerts),
+                             new=decisions[i].count(NEW), changed=0,
+                             duplicate=decisions[i].count(DUPLICATE),
                              truncated_alerts=env.truncated_alerts)
-                for delivery_id, env in zip(outcome, envelopes, strict=True)]
+                for i, (delivery_id, env) in enumerate(zip(ids, envelopes, strict=True))]
+
+    def _plan(self, envelopes: Sequence[Envelope], states: States) -> Plan | Declined:
+        planned = plan(envelopes, states, self._unmatched)
+        return Declined(states=states) if planned is None else planned
 
     @abc.abstractmethod
-    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
-        """The new delivery ids, in order; Declined if any alert is not a duplicate."""
+    async def _store(self, envelopes: Sequence[Envelope]
+                     ) -> tuple[list[int], dict[int, list[Decision]]] | Declined:
+        """The new delivery ids, in order, and the decisions; Declined if the batch needs
+        the full path."""
 
     @abc.abstractmethod
     async def _reset(self) -> None:
@@ -95,41 +155,42 @@ def _eligible(envelopes: Sequence[Envelope]) -> bool:
     return all(env.delivery_key is None and env.alerts for env in envelopes)
 
 
-def _all_duplicates(envelopes: Sequence[Envelope], states: States) -> bool:
-    return all(decide(states.get(alert.key), alert) == DUPLICATE
-               for env in envelopes for alert in env.alerts)
-
-
 def _by_source(envelopes: Sequence[Envelope]) -> dict[str, list[str]]:
     return statements.fingerprints_by_source(a for env in envelopes for a in env.alerts)
 
 
-def _duplicate_rows(envelopes: Sequence[Envelope]) -> list[DeliveryRow]:
-    return [statements.delivery_row(env, new=0, changed=0, duplicate=len(env.alerts))
-            for env in envelopes]
-
-
 class _SqliteLane(RedeliveryLane):
-    def __init__(self, connect_args: tuple[list[Any], dict[str, Any]]) -> None:
+    def __init__(self, connect_args: tuple[list[Any], dict[str, Any]], *,
+                 unmatched: Unmatched | None) -> None:
+        super().__init__(unmatched)
         self._args, self._kwargs = connect_args
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._conn: sqlite3.Connection | None = None
 
-    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
+    async def _store(self, envelopes: Sequence[Envelope]
+                     ) -> tuple[list[int], dict[int, list[Decision]]] | Declined:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._store_sync, envelopes)
 
-    def _store_sync(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
+    def _store_sync(self, envelopes: Sequence[Envelope]
+                    ) -> tuple[list[int], dict[int, list[Decision]]] | Declined:
         conn = self._conn or self._connect()
         states = statements.sqlite_read_states(conn, _by_source(envelopes))
-        if not _all_duplicates(envelopes, states):
-            return Declined(states=states)
-        deliveries = _duplicate_rows(envelopes)
-        if len(deliveries) <= statements.CHUNK:  # one statement commits on its own
-            return statements.sqlite_insert_deliveries(conn, deliveries)
+        planned = self._plan(envelopes, states)
+        if isinstance(planned, Declined):
+            return planned
+        deliveries = planned.deliveries
+        if not planned.new and len(deliveries) <= statements.CHUNK:
+            # One statement commits on its own.
+            return statements.sqlite_insert_deliveries(conn, deliveries), planned.decisions
         with conn:  # more than one statement: one transaction, as for any batch
             conn.execute("BEGIN IMMEDIATE")
-            return statements.sqlite_insert_deliveries(conn, deliveries)
+            ids = statements.sqlite_insert_deliveries(conn, deliveries)
+            if planned.new:
+                alert_ids = statements.sqlite_insert_alerts(
+                    conn, planned.alert_rows(envelopes, ids))
+                statements.sqlite_insert_labels(conn, planned.label_rows(alert_ids))
+            return ids, planned.decisions
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit: the lane's only write is one statement, atomic by itself.
@@ -157,17 +218,21 @@ class _PgLaneConnection(statements.PgConnection, Protocol):
 
     def is_closed(self) -> bool: ...
 
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
     async def close(self, *, timeout: float | None = None) -> None: ...
 
     def terminate(self) -> None: ...
 
 
 class _PostgresLane(RedeliveryLane):
-    def __init__(self, connect_kwargs: dict[str, Any]) -> None:
+    def __init__(self, connect_kwargs: dict[str, Any], *, unmatched: Unmatched | None) -> None:
+        super().__init__(unmatched)
         self._kwargs = connect_kwargs
         self._conn: _PgLaneConnection | None = None
 
-    async def _store(self, envelopes: Sequence[Envelope]) -> list[int] | Declined:
+    async def _store(self, envelopes: Sequence[Envelope]
+                     ) -> tuple[list[int], dict[int, list[Decision]]] | Declined:
         # Imported on first use for start-up memory: a SQLite process never loads asyncpg.
         import asyncpg
 
@@ -175,9 +240,17 @@ class _PostgresLane(RedeliveryLane):
         if conn is None or conn.is_closed():
             conn = self._conn = await asyncpg.connect(**self._kwargs)
         states = await statements.pg_read_states(conn, _by_source(envelopes))
-        if not _all_duplicates(envelopes, states):
-            return Declined(states=states)
-        return await statements.pg_insert_deliveries(conn, _duplicate_rows(envelopes))
+        planned = self._plan(envelopes, states)
+        if isinstance(planned, Declined):
+            return planned
+        if not planned.new:  # one statement commits on its own
+            return (await statements.pg_insert_deliveries(conn, planned.deliveries),
+                    planned.decisions)
+        async with conn.transaction():
+            ids = await statements.pg_insert_deliveries(conn, planned.deliveries)
+            alert_ids = await statements.pg_insert_alerts(conn, planned.alert_rows(envelopes, ids))
+            await statements.pg_insert_labels(conn, planned.label_rows(alert_ids))
+        return ids, planned.decisions
 
     async def _reset(self) -> None:
         if self._conn is not None:
@@ -193,15 +266,17 @@ class _PostgresLane(RedeliveryLane):
                 conn.terminate()
 
 
-def open_lane(engine: AsyncEngine) -> RedeliveryLane | None:
+def open_lane(engine: AsyncEngine, *, unmatched: Unmatched | None = None
+              ) -> RedeliveryLane | None:
     """A lane on the engine's database, or None where one cannot share it (in-memory SQLite,
-    which is private to each connection)."""
+    which is private to each connection). Without `unmatched`, it declines every new alert."""
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     if engine.dialect.name == "sqlite":
         database = args[0] if args else ""
         if not database or database == ":memory:" or "mode=memory" in str(database):
             return None
-        return _SqliteLane((list(args), {**kwargs, "timeout": SQLITE_BUSY_SECONDS}))
+        return _SqliteLane((list(args), {**kwargs, "timeout": SQLITE_BUSY_SECONDS}),
+                           unmatched=unmatched)
     if engine.dialect.name == "postgresql":
-        return _PostgresLane({**kwargs, **PG_CONNECT_ARGS})
+        return _PostgresLane({**kwargs, **PG_CONNECT_ARGS}, unmatched=unmatched)
     return None

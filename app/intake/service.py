@@ -8,7 +8,7 @@ few bulk statements write the result, whatever the size of the batch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from app.intake.models import (
     DUPLICATE,
     LABEL_VALUE_INDEXED,
     NEW,
+    NO_RUNBOOK,
     RESOLVED,
     Alert,
     AlertLabel,
@@ -77,12 +78,33 @@ def decide(stored: StoredState | None, incoming: NormalizedAlert) -> Decision:
     return CHANGED if newer else DUPLICATE
 
 
+def decide_batch(envelopes: Sequence[Envelope], indexes: Iterable[int],
+                 states: States) -> dict[int, list[Decision]]:
+    """What each alert of the envelopes at `indexes` means, in order.
+
+    `states` is updated with what the batch will write (a new alert's id is None), so that
+    a second copy of an alert later in the batch is decided against the first.
+    """
+    decisions: dict[int, list[Decision]] = {}
+    for i in indexes:
+        per_alert = []
+        for alert in envelopes[i].alerts:
+            stored = states.get(alert.key)
+            choice = decide(stored, alert)
+            per_alert.append(choice)
+            if choice != DUPLICATE:
+                states[alert.key] = StoredState(id=stored.id if stored else None,
+                                                status=alert.status, status_at=alert.status_at)
+        decisions[i] = per_alert
+    return decisions
+
+
 async def record_no_match(session: AsyncSession, changes: list[AlertChange]) -> None:
     """The default mapper hook: note that no runbook handles these alerts."""
     new_ids = [c.alert_id for c in changes if c.kind == NEW]
     if new_ids:
         await session.execute(
-            update(Alert).where(Alert.id.in_(new_ids)).values(match_note="no runbook matched")
+            update(Alert).where(Alert.id.in_(new_ids)).values(match_note=NO_RUNBOOK)
         )
 
 
@@ -107,18 +129,7 @@ async def ingest_batch(
 
     states = (known_states if known_states is not None else
               await _stored_states(session, [a for i in fresh for a in envelopes[i].alerts]))
-    decisions: dict[int, list[Decision]] = {}
-    for i in fresh:
-        per_alert = []
-        for alert in envelopes[i].alerts:
-            choice = decide(states.get(alert.key), alert)
-            per_alert.append(choice)
-            if choice != DUPLICATE:
-                states[alert.key] = StoredState(
-                    id=getattr(states.get(alert.key), "id", None), status=alert.status,
-                    status_at=alert.status_at,
-                )
-        decisions[i] = per_alert
+    decisions = decide_batch(envelopes, fresh, states)
 
     only_write = all(d == DUPLICATE for per_alert in decisions.values() for d in per_alert)
     delivery_ids = await _insert_deliveries(
@@ -195,7 +206,8 @@ async def _write_alerts(
     changed_items = [item for item in final.values() if states[item[0].key].id is not None]
     changes: list[AlertChange] = []
     if new_items:
-        rows = [_alert_row(a, d, at) for a, d, at in new_items]
+        rows = [statements.alert_row(a, delivery_id=d, received_at=at, match_note=None)
+                for a, d, at in new_items]
         ids = await insert_returning_ids(session, Alert.__table__, rows)
         labels = [{"alert_id": alert_id, "name": name[:255], "value": value[:LABEL_VALUE_INDEXED]}
                   for alert_id, (a, _, _) in zip(ids, new_items, strict=True)
@@ -214,15 +226,3 @@ async def _write_alerts(
                                 delivery_id=d)
                     for a, d, _ in changed_items]
     return changes
-
-
-def _alert_row(alert: NormalizedAlert, delivery_id: int, received_at: dt.datetime) -> dict:
-    alertname = alert.labels.get("alertname")
-    return {
-        "source": alert.source, "fingerprint": alert.fingerprint, "starts_at": alert.starts_at,
-        "status": alert.status, "ends_at": alert.ends_at, "status_at": alert.status_at,
-        "alertname": alertname[:255] if alertname else None,
-        "labels": alert.labels, "annotations": alert.annotations,
-        "generator_url": alert.generator_url, "raw": alert.raw,
-        "received_at": received_at, "updated_at": received_at, "last_delivery_id": delivery_id,
-    }

@@ -1,5 +1,6 @@
-"""The two statements of every ingest batch, per dialect, on the database driver itself:
-reading the stored states of its alerts, and inserting its delivery rows.
+"""The statements of an ingest batch, per dialect, on the database driver itself: reading the
+stored states of its alerts, inserting its delivery rows, and (for the lane) inserting new
+alerts with their labels.
 
 Every webhook request reads the stored state of its alerts and writes one delivery row. Run
 through SQLAlchemy, the statement set-up of these two cost more CPU than the whole HTTP side
@@ -9,7 +10,8 @@ one implementation of each statement, which takes the connection to run on:
 
 - the full path (service.py) runs them on the session's own connection and inside its
   transaction: `read_states` and `insert_deliveries` below;
-- the redelivery lane (redelivery.py) runs them on a connection of its own.
+- the lane (redelivery.py) runs them on a connection of its own, and also writes there the
+  new alerts that no runbook handles: `*_insert_alerts` and `*_insert_labels`.
 
 SQLite's are synchronous functions of a sqlite3 connection, run on the thread that owns it:
 aiosqlite's for the full path, the lane's own for the lane. PostgreSQL's take an asyncpg
@@ -22,6 +24,7 @@ this module reads and writes exactly that form.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.intake.models import LABEL_VALUE_INDEXED
 from app.intake.normalize import Envelope, NormalizedAlert
 
 AlertKey = tuple[str, str, dt.datetime]  # source, fingerprint, starts_at: one alert row
@@ -45,6 +49,8 @@ class StoredState:
 
 States = dict[AlertKey, StoredState]
 DeliveryRow = dict[str, Any]  # the columns of DELIVERY_COLUMNS
+AlertRow = dict[str, Any]  # the columns of ALERT_COLUMNS
+LabelRow = tuple[int, str, str]  # alert_id, name, value
 
 
 class PgConnection(Protocol):
@@ -72,10 +78,18 @@ DELIVERY_COLUMNS = (
     "remote_addr", "alerts_total", "alerts_new", "alerts_changed", "alerts_duplicate",
     "truncated_alerts",
 )
-_PG_TYPES = {"received_at": "timestamptz", "alerts_total": "int", "alerts_new": "int",
-             "alerts_changed": "int", "alerts_duplicate": "int", "truncated_alerts": "int"}
+ALERT_COLUMNS = (
+    "source", "fingerprint", "starts_at", "status", "ends_at", "status_at", "alertname",
+    "labels", "annotations", "generator_url", "raw", "received_at", "updated_at",
+    "last_delivery_id", "match_note",
+)
+_TIMES = frozenset({"received_at", "starts_at", "ends_at", "status_at", "updated_at"})
+_JSON = frozenset({"labels", "annotations", "raw"})
+_PG_TYPES = {"alerts_total": "int", "alerts_new": "int", "alerts_changed": "int",
+             "alerts_duplicate": "int", "truncated_alerts": "int", "last_delivery_id": "bigint",
+             **{c: "timestamptz" for c in _TIMES}, **{c: "jsonb" for c in _JSON}}
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-# SQLite allows 32766 bound values per statement: 1000 rows of 12 columns stay well under.
+# SQLite allows 32766 bound values per statement: 1000 rows of 15 columns stay well under.
 CHUNK = 1000
 
 # By source and fingerprint: the leading columns of the alerts' unique index. By fingerprint
@@ -83,13 +97,25 @@ CHUNK = 1000
 PG_STATES_SQL = (f"SELECT {STATE_COLUMNS} FROM alerts "
                  "WHERE source = $1 AND fingerprint = ANY($2::text[])")
 _COLUMNS = ", ".join(DELIVERY_COLUMNS)
-_PG_ARRAYS = ", ".join(f"${i}::{_PG_TYPES.get(c, 'text')}[]"
-                       for i, c in enumerate(DELIVERY_COLUMNS, start=1))
+
+
+def _pg_arrays(columns: tuple[str, ...]) -> str:
+    return ", ".join(f"${i}::{_PG_TYPES.get(c, 'text')}[]" for i, c in enumerate(columns, 1))
+
+
 # Rows go in in the order of the arrays (ORDER BY n), and the id sequence hands out increasing
 # values in that order, so the sorted ids line up with the rows.
 PG_INSERT_DELIVERIES_SQL = (
-    f"INSERT INTO deliveries ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest({_PG_ARRAYS}) "
-    f"WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n RETURNING id")
+    f"INSERT INTO deliveries ({_COLUMNS}) SELECT {_COLUMNS} FROM unnest("
+    f"{_pg_arrays(DELIVERY_COLUMNS)}) WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n RETURNING id")
+_ALERT_COLUMNS = ", ".join(ALERT_COLUMNS)
+# The same ordering argument as for the deliveries' ids.
+PG_INSERT_ALERTS_SQL = (
+    f"INSERT INTO alerts ({_ALERT_COLUMNS}) SELECT {_ALERT_COLUMNS} FROM unnest("
+    f"{_pg_arrays(ALERT_COLUMNS)}) WITH ORDINALITY AS t({_ALERT_COLUMNS}, n) ORDER BY n "
+    "RETURNING id")
+PG_INSERT_LABELS_SQL = ("INSERT INTO alert_labels (alert_id, name, value) "
+                        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])")
 
 
 def chunks(items: list[T]) -> Iterator[list[T]]:
@@ -114,6 +140,33 @@ def delivery_row(env: Envelope, *, new: int, changed: int, duplicate: int) -> De
         "alerts_new": new, "alerts_changed": changed, "alerts_duplicate": duplicate,
         "truncated_alerts": env.truncated_alerts,
     }
+
+
+def alert_row(alert: NormalizedAlert, *, delivery_id: int, received_at: dt.datetime,
+              match_note: str | None) -> AlertRow:
+    """A new alert's row, as the full path's writes it (service.py)."""
+    alertname = alert.labels.get("alertname")
+    return {
+        "source": alert.source, "fingerprint": alert.fingerprint, "starts_at": alert.starts_at,
+        "status": alert.status, "ends_at": alert.ends_at, "status_at": alert.status_at,
+        "alertname": alertname[:255] if alertname else None,
+        "labels": alert.labels, "annotations": alert.annotations,
+        "generator_url": alert.generator_url, "raw": alert.raw,
+        "received_at": received_at, "updated_at": received_at, "last_delivery_id": delivery_id,
+        "match_note": match_note,
+    }
+
+
+def label_rows(alert_ids: list[int], alerts: list[NormalizedAlert]) -> list[LabelRow]:
+    """The alert_labels rows of new alerts: names and values cut to the indexed length."""
+    return [(alert_id, name[:255], value[:LABEL_VALUE_INDEXED])
+            for alert_id, alert in zip(alert_ids, alerts, strict=True)
+            for name, value in alert.labels.items()]
+
+
+def _json(value: Any) -> str | None:
+    # As SQLAlchemy's JSON type writes it (json.dumps with its defaults).
+    return None if value is None else json.dumps(value)
 
 
 # --- SQLite: on the thread that owns the connection ---------------------------------------
@@ -180,6 +233,34 @@ def sqlite_insert_deliveries(conn: sqlite3.Connection, rows: list[DeliveryRow]) 
     return ids
 
 
+def sqlite_insert_alerts(conn: sqlite3.Connection, rows: list[AlertRow]) -> list[int]:
+    """Insert alert rows, one multi-row statement per CHUNK; their ids in the order of `rows`.
+
+    The caller holds a transaction (BEGIN IMMEDIATE): the batch's alerts, labels and
+    deliveries commit together.
+    """
+    row = "(" + ",".join("?" * len(ALERT_COLUMNS)) + ")"
+    ids: list[int] = []
+    for chunk in chunks(rows):
+        values = [_sqlite_value(c, r[c]) for r in chunk for c in ALERT_COLUMNS]
+        cursor = conn.execute(f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES "
+                              f"{','.join([row] * len(chunk))}", values)
+        ids += sqlite_inserted_ids(cursor.lastrowid, len(chunk))  # type: ignore[arg-type]
+    return ids
+
+
+def _sqlite_value(column: str, value: Any) -> Any:
+    if column in _TIMES:
+        return None if value is None else sqlite_text(value)
+    if column in _JSON:
+        return _json(value)
+    return value
+
+
+def sqlite_insert_labels(conn: sqlite3.Connection, rows: list[LabelRow]) -> None:
+    conn.executemany("INSERT INTO alert_labels (alert_id, name, value) VALUES (?, ?, ?)", rows)
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 async def pg_read_states(conn: PgConnection, by_source: dict[str, list[str]]) -> States:
@@ -200,6 +281,19 @@ async def pg_insert_deliveries(conn: PgConnection, rows: list[DeliveryRow]) -> l
     """Insert delivery rows in one statement; their ids in the order of `rows`."""
     result = await conn.fetch(PG_INSERT_DELIVERIES_SQL, *pg_delivery_arrays(rows))
     return sorted(r[0] for r in result)
+
+
+async def pg_insert_alerts(conn: PgConnection, rows: list[AlertRow]) -> list[int]:
+    """Insert alert rows in one statement; their ids in the order of `rows`. The caller holds
+    a transaction."""
+    arrays = [[_json(r[c]) for r in rows] if c in _JSON else [r[c] for r in rows]
+              for c in ALERT_COLUMNS]
+    return sorted(r[0] for r in await conn.fetch(PG_INSERT_ALERTS_SQL, *arrays))
+
+
+async def pg_insert_labels(conn: PgConnection, rows: list[LabelRow]) -> None:
+    if rows:
+        await conn.fetch(PG_INSERT_LABELS_SQL, *(list(c) for c in zip(*rows, strict=True)))
 
 
 # --- On a session's connection (the full path) --------------------------------------------

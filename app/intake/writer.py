@@ -40,7 +40,7 @@ class GroupCommitWriter:
     ) -> None:
         self._factory = session_factory
         self._lane = lane
-        self._lane_batches = metrics.ingest_batches.labels("redelivery")
+        self._lane_batches = metrics.ingest_batches.labels("lane")
         self._full_batches = metrics.ingest_batches.labels("full")
         self._hook = hook
         self._max_batch = max_batch

@@ -1,6 +1,6 @@
-"""The redelivery lane on both databases: it stores only batches in which every alert is
-already stored, declines everything else without writing, and turns a lost database into
-Unavailable."""
+"""The lane on both databases: it stores batches in which every alert is already stored, or
+new and handled by no runbook, declines everything else without writing, and turns a lost
+database into Unavailable."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.errors import Unavailable
 from app.intake import statements
-from app.intake.models import Delivery
+from app.intake.models import NO_RUNBOOK, Alert, AlertLabel, Delivery
 from app.intake.normalize import Envelope, from_alertmanager
 from app.intake.redelivery import Declined, RedeliveryLane, open_lane
 from app.intake.schemas import AlertmanagerWebhook
-from app.intake.service import ingest_batch
+from app.intake.service import ingest_batch, record_no_match
 from tests.support.auth import WEBHOOK_HEADERS
 from tests.support.db import all_rows
 from tests.support.payloads import am_alert, am_body, go_json
@@ -146,10 +146,7 @@ async def test_redeliveries_over_http_take_the_lane(client: httpx.AsyncClient, e
     body = go_json(am_body(am_alert("gg01")))
 
     async def lane_batches() -> float:
-        text = (await client.get("/metrics")).text
-        line = next(x for x in text.splitlines()
-                    if x.startswith('runbookd_ingest_batches_total{path="redelivery"}'))
-        return float(line.split()[-1])
+        return await _lane_batches(client)
 
     first = await client.post("/webhooks/alertmanager", content=body, headers=headers)
     assert first.json()["alerts"]["new"] == 1
@@ -160,6 +157,31 @@ async def test_redeliveries_over_http_take_the_lane(client: httpx.AsyncClient, e
     async with make_session_factory(engine)() as session:
         count = await session.scalar(select(func.count()).select_from(Delivery))
     assert count == 2
+
+
+async def _lane_batches(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    line = next(x for x in text.splitlines()
+                if x.startswith('runbookd_ingest_batches_total{path="lane"}'))
+    return float(line.split()[-1])
+
+
+async def test_over_http_the_lane_takes_new_alerts_only_if_no_runbook_handles_them(
+        client: httpx.AsyncClient, engine):
+    taken = await _lane_batches(client)
+    answer = await client.post("/webhooks/alertmanager", headers=WEBHOOK_HEADERS,
+                               content=go_json(am_body(quiet("nn01"))))
+    assert answer.status_code == 200 and answer.json()["alerts"]["new"] == 1
+    assert await _lane_batches(client) == taken + 1
+    # The test catalog's one runbook handles this one: the hook must see it (full path).
+    handled = am_alert("nn02", labels={"alertname": "test-noop", "model": "m-1"})
+    answer = await client.post("/webhooks/alertmanager", headers=WEBHOOK_HEADERS,
+                               content=go_json(am_body(handled)))
+    assert answer.status_code == 200 and answer.json()["alerts"]["new"] == 1
+    assert await _lane_batches(client) == taken + 1
+    notes = {a.fingerprint: a.match_note for a in await all_rows(engine, Alert)}
+    assert notes["nn01"] == NO_RUNBOOK
+    assert "started execution" in notes["nn02"]
 
 
 async def test_the_full_path_splits_statements_too(engine, monkeypatch):
@@ -212,6 +234,125 @@ async def test_reading_stored_states_uses_an_index(db_url):
             conn.close()
         text = "\n".join(str(r[-1]) for r in plan)
         assert "(source=? AND fingerprint=?)" in text, text
+
+
+def no_runbook(labels) -> bool:
+    return labels.get("alertname") != "ModelDrift"
+
+
+@pytest.fixture
+async def unmatched_lane(engine: AsyncEngine) -> AsyncIterator[RedeliveryLane]:
+    opened = open_lane(engine, unmatched=no_runbook)
+    assert opened is not None
+    yield opened
+    await opened.close()
+
+
+def quiet(fingerprint: str, **kwargs: Any) -> dict[str, Any]:
+    """An alert that no runbook handles."""
+    return am_alert(fingerprint, labels={"alertname": "Quiet", "model": "m-1", "team": "ml"},
+                    **kwargs)
+
+
+async def test_an_alert_joining_a_group_is_stored_without_rewriting_the_others(
+        engine, unmatched_lane):
+    group = [quiet(f"jj{i:02d}") for i in range(9)]
+    await store_full(engine, envelope(*group))
+    before = {a.fingerprint: (a.updated_at, a.last_delivery_id)
+              for a in await all_rows(engine, Alert)}
+
+    results = await unmatched_lane.store([envelope(*group, quiet("jj09"), receiver="r1"),
+                                          envelope(*group, quiet("jj10"), receiver="r2")])
+
+    assert isinstance(results, list)
+    assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(10, 1, 0, 9)] * 2
+    alerts = {a.fingerprint: a for a in await all_rows(engine, Alert)}
+    # The known alerts are counted, not written.
+    assert {fp: (alerts[fp].updated_at, alerts[fp].last_delivery_id) for fp in before} == before
+    deliveries = await all_rows(engine, Delivery)
+    assert [(d.id, d.receiver, d.alerts_new, d.alerts_duplicate) for d in deliveries[1:]] == [
+        (results[0].delivery_id, "r1", 1, 9), (results[1].delivery_id, "r2", 1, 9)]
+    # Each new alert points at its own delivery, with the hook's note and its labels.
+    assert alerts["jj09"].last_delivery_id == results[0].delivery_id
+    assert alerts["jj10"].last_delivery_id == results[1].delivery_id
+    assert alerts["jj10"].match_note == NO_RUNBOOK
+    labels = await all_rows(engine, AlertLabel, AlertLabel.alert_id == alerts["jj10"].id)
+    assert {(x.name, x.value) for x in labels} == {
+        ("alertname", "Quiet"), ("model", "m-1"), ("team", "ml")}
+
+
+async def test_the_lane_stores_a_new_alert_as_the_full_path_does(engine, unmatched_lane):
+    resolved = {"status": "resolved", "ends_at": "2026-11-26T06:30:00Z"}
+    await store_full(engine, envelope(quiet("kk01"), quiet("kk02", **resolved)))
+    stored = await unmatched_lane.store([envelope(quiet("kk11"), quiet("kk12", **resolved))])
+    assert isinstance(stored, list)
+
+    columns = [c.key for c in Alert.__table__.columns
+               if c.key not in ("id", "fingerprint", "raw", "received_at", "updated_at",
+                                "last_delivery_id", "match_note")]
+    rows = {a.fingerprint: a for a in await all_rows(engine, Alert)}
+    for full, lane in (("kk01", "kk11"), ("kk02", "kk12")):
+        assert ({c: getattr(rows[lane], c) for c in columns}
+                == {c: getattr(rows[full], c) for c in columns})
+        assert rows[lane].raw == {**rows[full].raw, "fingerprint": lane}
+        assert (await _labels(engine, rows[lane].id)) == (await _labels(engine, rows[full].id))
+    # The engine's hook notes a new firing alert, and nothing on one that arrives resolved
+    # (the test's full path ran the intake's own default hook, which notes both).
+    assert rows["kk11"].match_note == NO_RUNBOOK and rows["kk12"].match_note is None
+
+
+async def _labels(engine: AsyncEngine, alert_id: int) -> set[tuple[str, str]]:
+    return {(x.name, x.value) for x in await all_rows(engine, AlertLabel,
+                                                      AlertLabel.alert_id == alert_id)}
+
+
+@pytest.mark.parametrize("incoming", [
+    pytest.param([quiet("ll01"), am_alert("ll99")], id="a-new-alert-a-runbook-handles"),
+    pytest.param([quiet("ll01", status="resolved", ends_at="2026-11-26T06:10:00Z")],
+                 id="a-status-change"),
+])
+async def test_a_batch_the_hook_must_see_is_declined_unwritten(engine, unmatched_lane, incoming):
+    await store_full(engine, envelope(quiet("ll01")))
+    before = len(await all_rows(engine, Alert)), len(await all_rows(engine, Delivery))
+    declined = await unmatched_lane.store([envelope(quiet("ll02")), envelope(*incoming)])
+    assert isinstance(declined, Declined) and declined.states is not None
+    assert (len(await all_rows(engine, Alert)), len(await all_rows(engine, Delivery))) == before
+    # The full path then stores it all, with the states the lane read.
+    async with session_scope(make_session_factory(engine)) as session:
+        results = await ingest_batch(session, [envelope(quiet("ll02")), envelope(*incoming)],
+                                     hook=record_no_match, known_states=declined.states)
+    assert results[0].new == 1
+
+
+async def test_a_new_alert_another_writer_stored_meanwhile_is_declined(db_url, engine):
+    """The states are read outside the transaction: if another writer inserts one of the
+    batch's new alerts in between, the unique index refuses the lane's insert, nothing of
+    the batch is written, and the full path reads the states again."""
+    if db_url.startswith("postgresql"):
+        pytest.skip("the race is staged on SQLite's lane thread; the index is the same")
+    import sqlite3
+
+    other = sqlite3.connect(db_url.split(":///", 1)[1], isolation_level=None,
+                            check_same_thread=False)
+
+    def racing(labels) -> bool:
+        # Runs on the lane's thread between its read and its writes.
+        other.execute(
+            "INSERT INTO alerts (source, fingerprint, starts_at, status, status_at, labels, "
+            "annotations, received_at, updated_at) VALUES ('alertmanager', 'mm01', "
+            "'2026-11-26 06:00:00.123456', 'firing', '2026-11-26 06:00:00.123456', '{}', "
+            "'{}', '2026-11-26 06:00:00', '2026-11-26 06:00:00')")
+        return True
+
+    lane = open_lane(engine, unmatched=racing)
+    assert lane is not None
+    try:
+        assert await lane.store([envelope(quiet("mm01"))]) == Declined()
+    finally:
+        await lane.close()
+        other.close()
+    assert [a.fingerprint for a in await all_rows(engine, Alert)] == ["mm01"]
+    assert await all_rows(engine, Delivery) == []
 
 
 def _plain(url: str) -> str:
