@@ -5,12 +5,17 @@ PostgreSQL; stats and the postmortem draft carry it."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
+from sqlalchemy import event
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.config import get_settings
+from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.engine.feedback_models import Feedback
+from app.engine.models import Execution
+from app.history.feedback import helpfulness_by_runbook
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.web import browser, csrf_of, sign_in
 
@@ -178,3 +183,39 @@ async def test_the_execution_page_form_needs_csrf_and_the_runbook_page_shows_the
     assert "What responders said" in runbook_page.text
     assert "right fix &lt;b&gt;slow&lt;/b&gt; approval" in runbook_page.text
     assert "0 helped, 1 partly, 0 not (50%)" in stats_page.text
+
+
+async def test_helpfulness_is_one_aggregate_statement_whatever_the_number_of_executions(db_url):
+    """The stats' part: one statement with a fixed set of parameters, never one per execution
+    (asyncpg refuses more than 32,767), grouped by runbook."""
+    engine = make_engine(db_url)
+    now = utcnow()
+    verdicts = ("helped", "helped", "partly", "did_not_help")
+    try:
+        async with session_scope(make_session_factory(engine)) as session:
+            rows = [Execution(runbook_id=f"rb{n % 3}", runbook_version="v", target=f"model:{n}",
+                              status="succeeded", params={}, dry_run=False, trigger="alert",
+                              created_at=now, updated_at=now) for n in range(300)]
+            session.add_all(rows)
+            await session.flush()
+            session.add_all(Feedback(execution_id=e.id, identity=who, verdict=verdicts[n % 4],
+                                     note="", channel="api", created_at=now, updated_at=now)
+                            for n, e in enumerate(rows) for who in ("alice", "bob"))
+        statements: list[tuple[str, int]] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+            statements.append((statement, len(parameters or ())))
+
+        event.listen(engine.sync_engine, "before_cursor_execute", seen)
+        async with make_session_factory(engine)() as session:
+            stats = await helpfulness_by_runbook(session, since=now - dt.timedelta(hours=1),
+                                                 until=now + dt.timedelta(hours=1))
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    finally:
+        await engine.dispose()
+    [(statement, parameters)] = [s for s in statements if "feedback" in s[0]]
+    assert parameters < 20, statement  # the verdicts and the window; 300 executions here
+    assert sorted(stats) == ["rb0", "rb1", "rb2"]
+    assert sum(h.given for h in stats.values()) == 600
+    assert sum(h.executions for h in stats.values()) == 300
+    assert stats["rb0"].helped + stats["rb0"].partly + stats["rb0"].did_not_help == 200
