@@ -65,6 +65,8 @@ from app.web.session import (
     sign_out,
     verify_csrf,
 )
+from app.web.signoff_pages import router as signoff_router
+from app.web.signoff_pages import signoff_panel
 from app.web.stats import router as stats_router
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
@@ -79,6 +81,7 @@ def install(app: FastAPI) -> None:
     app.include_router(approve_router)
     app.include_router(feedback_router)
     app.include_router(stats_router)
+    app.include_router(signoff_router)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(SessionLoader)  # checks a session cookie against its row, once
     app.state.session_identity = session_identity
@@ -319,7 +322,7 @@ async def runbooks_page(request: Request, session: SessionDep) -> Response:
 async def runbook_page(runbook_id: str, request: Request, session: SessionDep,
                        version: str | None = None) -> Response:
     """The runbook document (the live version, or a stored one), with its history."""
-    require_identity(request)
+    me = require_identity(request)
     engine = request.app.state.engine
     versions = await list_versions(session, runbook_id)
     loaded = request.app.state.catalog.catalog.runbooks.get(runbook_id)
@@ -337,6 +340,8 @@ async def runbook_page(runbook_id: str, request: Request, session: SessionDep,
         "recent_feedback": await runbook_notes(session, runbook_id),
         "paused": guards.paused.get(runbook_id), "kill": guards.kill_switch,
         "drill": await drill_view(session, book),
+        "signoff": await signoff_panel(session, loaded.runbook, loaded.version, me)
+        if loaded else None,
         "breaker_failures": book.limits.breaker.failures if book.limits.breaker
         else settings.breaker_failures,
         "breaker_window": book.limits.breaker.within.total_seconds() if book.limits.breaker

@@ -22,6 +22,7 @@ from app.config import get_settings
 from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.events import Event
 from tests.support.engine_catalog import risky, runbook, step, write_catalog
+from tests.support.web import browser, csrf_of, sign_in
 
 OWNER = "slack:#ml-owners"
 
@@ -277,3 +278,33 @@ async def test_without_require_review_an_overdue_runbook_asks_as_usual(make_rig)
         [run] = await r.steps(ex.id)
         assert "review overdue" not in run.plan["summary"]
         assert await kinds(r, "review.hold") == []
+
+
+async def test_the_runbook_page_signs_off_with_its_form_as_the_signed_in_identity(make_rig,
+                                                                                 tmp_path):
+    async with make_rig([promo("v1")]) as r:
+        page = await r.http.get("/runbooks/promo")  # not signed in: to the sign-in
+        assert page.status_code in (302, 303, 307)
+        await reload(r, tmp_path, [promo("v2")])
+        version = (await signoffs(r))["pending"]["version"]
+        async with browser(r.server.url) as carol, browser(r.server.url) as bob:
+            await sign_in(carol, r.tokens["carol"], "/runbooks/promo")
+            shown = (await carol.get("/runbooks/promo")).text
+            assert "unsigned change" in shown and "step promote: with changed" in shown
+            assert "You cannot sign this off" in shown and "not a reviewer" in shown
+            refused = await carol.post("/runbooks/promo/signoff", data={
+                "version": version, "csrf_token": csrf_of(shown)})
+            assert refused.status_code == 403 and "not a reviewer" in refused.text
+
+            await sign_in(bob, r.tokens["bob"], "/runbooks/promo")
+            shown = (await bob.get("/runbooks/promo")).text
+            assert f'name="version" value="{version}"' in shown
+            forged = await bob.post("/runbooks/promo/signoff", data={"version": version})
+            assert forged.status_code == 403
+            signed = await bob.post("/runbooks/promo/signoff", data={
+                "version": version, "comment": "ok", "csrf_token": csrf_of(shown)})
+            assert signed.status_code == 303
+            assert signed.headers["location"] == "/runbooks/promo#signoff"
+            after = (await bob.get("/runbooks/promo")).text
+            assert "unsigned change" not in after and "Sign off version" not in after
+        assert (await signoffs(r))["pending"] is None
