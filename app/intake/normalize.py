@@ -78,6 +78,10 @@ class Envelope:
     remote_addr: str | None = None
     truncated_alerts: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # A part of a big delivery, which the writer stores in chunks (writer.py): the whole
+    # delivery's alert count, and its delivery row once the first part has stored it.
+    alerts_total: int | None = None
+    delivery_id: int | None = None
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

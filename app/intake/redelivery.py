@@ -46,7 +46,7 @@ from app.intake import statements
 from app.intake.models import CHANGED, DUPLICATE, NEW, NO_RUNBOOK, RESOLVED, Decision
 from app.intake.normalize import Envelope, NormalizedAlert
 from app.intake.service import IngestResult, decide_batch
-from app.intake.statements import AlertRow, DeliveryRow, LabelRow, States
+from app.intake.statements import AlertRow, CountRow, DeliveryRow, LabelRow, States
 
 # Whether no runbook handles an alert with these labels: then storing it is all its ingest does.
 Unmatched = Callable[[Mapping[str, str]], bool]
@@ -64,11 +64,20 @@ class Declined:
 
 @dataclass(slots=True, kw_only=True)
 class Plan:
-    """What the lane writes for a batch: a delivery row per envelope and the new alerts."""
+    """What the lane writes for a batch: a delivery row per envelope (or, for a later part of
+    a big delivery, counts added to its row) and the new alerts."""
 
     decisions: dict[int, list[Decision]]
-    deliveries: list[DeliveryRow]
+    deliveries: list[DeliveryRow]  # of the envelopes at `inserted`
+    inserted: list[int]
+    counts: list[CountRow]  # of the parts
     new: list[tuple[int, NormalizedAlert]]  # the index of its envelope, the alert
+
+    def delivery_ids(self, envelopes: Sequence[Envelope], inserted_ids: list[int]) -> list[int]:
+        """Each envelope's delivery id, given the ids of the rows inserted."""
+        ids = dict(zip(self.inserted, inserted_ids, strict=True))
+        return [ids[i] if env.delivery_id is None else env.delivery_id
+                for i, env in enumerate(envelopes)]
 
     def alert_rows(self, envelopes: Sequence[Envelope], delivery_ids: list[int]) -> list[AlertRow]:
         # The note the mapper hook writes on a new alert that no runbook handles; it writes
@@ -94,10 +103,14 @@ def plan(envelopes: Sequence[Envelope], states: States, unmatched: Unmatched | N
                 if unmatched is None or not unmatched(alert.labels):
                     return None
                 new.append((i, alert))
-    deliveries = [statements.delivery_row(env, new=decisions[i].count(NEW), changed=0,
+    inserted = [i for i, env in enumerate(envelopes) if env.delivery_id is None]
+    deliveries = [statements.delivery_row(envelopes[i], new=decisions[i].count(NEW), changed=0,
                                           duplicate=decisions[i].count(DUPLICATE))
-                  for i, env in enumerate(envelopes)]
-    return Plan(decisions=decisions, deliveries=deliveries, new=new)
+                  for i in inserted]
+    counts = [(env.delivery_id, decisions[i].count(NEW), 0, decisions[i].count(DUPLICATE))
+              for i, env in enumerate(envelopes) if env.delivery_id is not None]
+    return Plan(decisions=decisions, deliveries=deliveries, inserted=inserted, counts=counts,
+                new=new)
 
 
 class RedeliveryLane(abc.ABC):
@@ -180,12 +193,14 @@ class _SqliteLane(RedeliveryLane):
         if isinstance(planned, Declined):
             return planned
         deliveries = planned.deliveries
-        if not planned.new and len(deliveries) <= statements.CHUNK:
+        if not planned.new and not planned.counts and len(deliveries) <= statements.CHUNK:
             # One statement commits on its own.
             return statements.sqlite_insert_deliveries(conn, deliveries), planned.decisions
         with conn:  # more than one statement: one transaction, as for any batch
             conn.execute("BEGIN IMMEDIATE")
-            ids = statements.sqlite_insert_deliveries(conn, deliveries)
+            ids = planned.delivery_ids(
+                envelopes, statements.sqlite_insert_deliveries(conn, deliveries))
+            statements.sqlite_add_counts(conn, planned.counts)
             if planned.new:
                 alert_ids = statements.sqlite_insert_alerts(
                     conn, planned.alert_rows(envelopes, ids))
@@ -243,11 +258,14 @@ class _PostgresLane(RedeliveryLane):
         planned = self._plan(envelopes, states)
         if isinstance(planned, Declined):
             return planned
-        if not planned.new:  # one statement commits on its own
+        if not planned.new and not planned.counts:  # one statement commits on its own
             return (await statements.pg_insert_deliveries(conn, planned.deliveries),
                     planned.decisions)
         async with conn.transaction():
-            ids = await statements.pg_insert_deliveries(conn, planned.deliveries)
+            inserted = (await statements.pg_insert_deliveries(conn, planned.deliveries)
+                        if planned.deliveries else [])
+            ids = planned.delivery_ids(envelopes, inserted)
+            await statements.pg_add_counts(conn, planned.counts)
             alert_ids = await statements.pg_insert_alerts(conn, planned.alert_rows(envelopes, ids))
             await statements.pg_insert_labels(conn, planned.label_rows(alert_ids))
         return ids, planned.decisions

@@ -131,10 +131,15 @@ async def ingest_batch(
               await _stored_states(session, [a for i in fresh for a in envelopes[i].alerts]))
     decisions = decide_batch(envelopes, fresh, states)
 
-    only_write = all(d == DUPLICATE for per_alert in decisions.values() for d in per_alert)
+    parts = [i for i in fresh if envelopes[i].delivery_id is not None]
+    inserted = [i for i in fresh if envelopes[i].delivery_id is None]
+    only_write = not parts and all(
+        d == DUPLICATE for per_alert in decisions.values() for d in per_alert)
     delivery_ids = await _insert_deliveries(
-        session, [envelopes[i] for i in fresh], decisions, fresh, only_write=only_write
+        session, [envelopes[i] for i in inserted], decisions, inserted, only_write=only_write
     )
+    for i in parts:
+        delivery_ids[i] = await add_counts(session, envelopes[i], decisions[i])
     changes = await _write_alerts(session, envelopes, decisions, delivery_ids, states)
     if changes:
         await hook(session, changes)
@@ -153,6 +158,16 @@ async def ingest_batch(
             changed=d.count(CHANGED), duplicate=d.count(DUPLICATE),
             truncated_alerts=env.truncated_alerts))
     return results
+
+
+async def add_counts(session: AsyncSession, part: Envelope, decisions: list[Decision]) -> int:
+    """Add what a later part of a big delivery made of its alerts to the delivery's row."""
+    assert part.delivery_id is not None
+    await session.execute(update(Delivery).where(Delivery.id == part.delivery_id).values(
+        alerts_new=Delivery.alerts_new + decisions.count(NEW),
+        alerts_changed=Delivery.alerts_changed + decisions.count(CHANGED),
+        alerts_duplicate=Delivery.alerts_duplicate + decisions.count(DUPLICATE)))
+    return part.delivery_id
 
 
 async def _known_delivery_keys(

@@ -51,6 +51,7 @@ States = dict[AlertKey, StoredState]
 DeliveryRow = dict[str, Any]  # the columns of DELIVERY_COLUMNS
 AlertRow = dict[str, Any]  # the columns of ALERT_COLUMNS
 LabelRow = tuple[int, str, str]  # alert_id, name, value
+CountRow = tuple[int, int, int, int]  # delivery id, alerts new, changed, duplicate to add
 
 
 class PgConnection(Protocol):
@@ -136,7 +137,8 @@ def delivery_row(env: Envelope, *, new: int, changed: int, duplicate: int) -> De
         "source": env.source, "received_at": env.received_at,
         "delivery_key": env.delivery_key, "group_key": env.group_key,
         "receiver": env.receiver, "event_type": env.event_type,
-        "remote_addr": env.remote_addr, "alerts_total": len(env.alerts),
+        "remote_addr": env.remote_addr,
+        "alerts_total": len(env.alerts) if env.alerts_total is None else env.alerts_total,
         "alerts_new": new, "alerts_changed": changed, "alerts_duplicate": duplicate,
         "truncated_alerts": env.truncated_alerts,
     }
@@ -257,6 +259,17 @@ def _sqlite_value(column: str, value: Any) -> Any:
     return value
 
 
+_ADD_COUNTS = ("UPDATE deliveries SET alerts_new = alerts_new + {}, "
+               "alerts_changed = alerts_changed + {}, alerts_duplicate = alerts_duplicate + {} "
+               "WHERE id = {}")
+
+
+def sqlite_add_counts(conn: sqlite3.Connection, rows: list[CountRow]) -> None:
+    """Add a later part's counts to its delivery's row (writer.py stores big ones in parts)."""
+    conn.executemany(_ADD_COUNTS.format("?", "?", "?", "?"),
+                     [(new, changed, dup, delivery_id) for delivery_id, new, changed, dup in rows])
+
+
 def sqlite_insert_labels(conn: sqlite3.Connection, rows: list[LabelRow]) -> None:
     conn.executemany("INSERT INTO alert_labels (alert_id, name, value) VALUES (?, ?, ?)", rows)
 
@@ -289,6 +302,12 @@ async def pg_insert_alerts(conn: PgConnection, rows: list[AlertRow]) -> list[int
     arrays = [[_json(r[c]) for r in rows] if c in _JSON else [r[c] for r in rows]
               for c in ALERT_COLUMNS]
     return sorted(r[0] for r in await conn.fetch(PG_INSERT_ALERTS_SQL, *arrays))
+
+
+async def pg_add_counts(conn: PgConnection, rows: list[CountRow]) -> None:
+    for delivery_id, new, changed, duplicate in rows:  # one a batch: parts are stored alone
+        await conn.fetch(_ADD_COUNTS.format("$2", "$3", "$4", "$1"),
+                         delivery_id, new, changed, duplicate)
 
 
 async def pg_insert_labels(conn: PgConnection, rows: list[LabelRow]) -> None:

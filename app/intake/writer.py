@@ -4,16 +4,28 @@ Each request puts its envelope on a queue with a future and waits. The writer ta
 has queued up while the previous transaction ran, stores it in one transaction, commits, and
 only then resolves every future. So a 2xx still means "committed", but the cost of a commit
 is shared by the whole batch. There is no timer: under light load a batch is one request and
-adds no latency. A batch of pure redeliveries goes through the redelivery lane, which writes
-only its delivery rows; any other takes the full path, in a session with the mapper hook.
+adds no latency. A batch the lane can store (redelivery.py) goes there; any other takes the
+full path, in a session with the mapper hook.
+
+A big delivery (more than `chunk_alerts` alerts) is stored in parts, each in a short
+transaction of its own, and the writer serves whatever queued up between two parts: one
+sender's 5,000 alerts must not hold every other sender's 2xx, nor SQLite's one write lock,
+for the whole of its transaction. The first part stores the delivery row, with the whole
+delivery's alert count; each later part adds what it made of its alerts to that row in the
+transaction that stores them, so the row always tells what is committed. The 2xx waits for
+the last part. If runbookd stops in between, the sender got no 2xx and sends the whole
+delivery again, and what the parts stored counts as duplicates: no alert is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +41,23 @@ log = logging.getLogger(__name__)
 _Item = tuple[Envelope, asyncio.Future[IngestResult]]
 _STOP = object()  # put on the queue to end the writer once everything before it is stored
 
+# Alerts per part of a big delivery: about 50 ms of writing on this kind of machine
+# (benchmarks/RESULTS.md, fairness), which is as long as a small delivery waits behind one.
+CHUNK_ALERTS = 200
+
+
+@dataclass(slots=True)
+class _BigDelivery:
+    """A delivery being stored in parts, and what its parts have stored so far."""
+
+    envelope: Envelope
+    future: asyncio.Future[IngestResult]
+    done: int = 0  # alerts stored
+    delivery_id: int | None = None
+    new: int = 0
+    changed: int = 0
+    duplicate: int = 0
+
 
 class GroupCommitWriter:
     """The single writer of webhook deliveries."""
@@ -36,9 +65,11 @@ class GroupCommitWriter:
     def __init__(
         self, session_factory: async_sessionmaker[AsyncSession], *,
         hook: Callable[[], AlertHook], max_batch: int = 256,
-        lane: RedeliveryLane | None = None,
+        lane: RedeliveryLane | None = None, chunk_alerts: int | None = None,
     ) -> None:
         self._factory = session_factory
+        self._chunk = chunk_alerts or CHUNK_ALERTS
+        self._big: deque[_BigDelivery] = deque()
         self._lane = lane
         self._lane_batches = metrics.ingest_batches.labels("lane")
         self._full_batches = metrics.ingest_batches.labels("full")
@@ -81,20 +112,56 @@ class GroupCommitWriter:
 
     async def _run(self) -> None:
         stopping = False
-        while not stopping:
+        while not stopping or self._big:
             batch: list[_Item] = []
-            first = await self._queue.get()
-            items = [first]
+            # With a big delivery in progress, take only what has queued: its next part waits.
+            items = [] if self._big or stopping else [await self._queue.get()]
             while len(items) < self._max_batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             for item in items:
                 if item is _STOP:
                     stopping = True
+                elif self._is_big(item[0]):  # type: ignore[index]
+                    envelope, future = item  # type: ignore[misc]
+                    self._big.append(_BigDelivery(envelope, future))
                 else:
                     batch.append(item)  # type: ignore[arg-type]
             if batch:
                 metrics.ingest_batch_size.observe(len(batch))
                 await self._write(batch)
+            if self._big:
+                await self._write_part(self._big[0])
+
+    def _is_big(self, envelope: Envelope) -> bool:
+        # A delivery id is looked up and remembered in one transaction: such a delivery (one
+        # PagerDuty event) is never split.
+        return len(envelope.alerts) > self._chunk and envelope.delivery_key is None
+
+    async def _write_part(self, big: _BigDelivery) -> None:
+        """Store the next part of the oldest big delivery; resolve it after the last."""
+        env = big.envelope
+        part = dataclasses.replace(env, alerts=env.alerts[big.done:big.done + self._chunk],
+                                   alerts_total=len(env.alerts), delivery_id=big.delivery_id)
+        done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        await self._write([(part, done)])
+        if done.exception() is not None:
+            self._big.popleft()
+            _fail(big.future, done.exception())  # type: ignore[arg-type]
+            return
+        result = done.result()
+        big.delivery_id = result.delivery_id
+        big.done += len(part.alerts)
+        big.new += result.new
+        big.changed += result.changed
+        big.duplicate += result.duplicate
+        if big.done < len(env.alerts):
+            return
+        self._big.popleft()
+        if not big.future.done():
+            big.future.set_result(IngestResult(
+                delivery_id=big.delivery_id, received=len(env.alerts), new=big.new,
+                changed=big.changed, duplicate=big.duplicate,
+                truncated_alerts=env.truncated_alerts))
 
     async def _write(self, batch: list[_Item]) -> None:
         envelopes = [env for env, _ in batch]
