@@ -7,6 +7,7 @@ from app.engine.brake_models import BrakeVerdict, StormBrakeRow
 from app.engine.drills_models import DrillRun
 from app.engine.feedback_models import Feedback
 from app.engine.models import Approval, ApprovalLink, Execution, ExecutionAlert, Guard, StepRun
+from app.engine.rollup_models import StatsHistogram, StatsRollup
 from app.events import Event
 from app.identity.models import SignInSession
 from app.intake.models import Alert, AlertLabel, Delivery
@@ -16,5 +17,6 @@ __all__ = [
     "Alert", "AlertLabel", "Approval", "ApprovalLink", "Base", "BrakeVerdict", "Delivery",
     "DrillRun", "Event",
     "Execution", "ExecutionAlert", "Feedback", "Guard", "Notification", "ReviewNotice",
-    "RunbookSignoff", "RunbookVersion", "SignInSession", "StepRun", "StormBrakeRow",
+    "RunbookSignoff", "RunbookVersion", "SignInSession", "StatsHistogram", "StatsRollup",
+    "StepRun", "StormBrakeRow",
 ]

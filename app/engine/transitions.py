@@ -20,6 +20,7 @@ from app import metrics
 from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.models import Execution, StepRun
+from app.engine.rollups import record_final
 from app.errors import Conflict, LeaseLost, NotFound
 from app.events import record_event
 
@@ -113,6 +114,7 @@ async def transition_execution(
         row.wake_at = None
         runbook = row.runbook_id
         after_commit(session, lambda: metrics.executions_total.labels(runbook, to_state).inc())
+        await record_final(session, row)  # the stats rollups, in this same transaction
     record_event(
         session, kind="execution.state", entity="execution", actor=actor, reason=reason,
         execution_id=execution_id, from_state=from_state, to_state=to_state,

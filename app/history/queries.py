@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import RunbookVersion
@@ -29,7 +29,7 @@ from app.history.schemas import (
     StepOut,
 )
 from app.intake.models import LABEL_VALUE_INDEXED, Alert, AlertLabel
-from app.paging import keyset_page
+from app.paging import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -100,14 +100,33 @@ def filtered(query: Any, flt: ExecutionFilter, dialect: str) -> Any:
     return query
 
 
+# The columns of ExecutionOut, read as plain rows: no ORM instances to build and read back.
+_OUT_COLUMNS = [getattr(Execution, name) for name in ExecutionOut.model_fields]
+
+
 async def list_executions(
     session: AsyncSession, flt: ExecutionFilter, *, cursor: str | None = None, limit: int = 50,
 ) -> ExecutionPage:
-    """Executions newest first, one keyset page at a time."""
-    query = filtered(select(Execution), flt, session.bind.dialect.name)
-    rows, next_cursor = await keyset_page(session, query, at=Execution.created_at,
-                                          row_id=Execution.id, cursor=cursor, limit=limit)
-    return ExecutionPage(items=[ExecutionOut.of(r) for r in rows], next_cursor=next_cursor)
+    """Executions newest first, one keyset page at a time.
+
+    In two steps: the page's ids, ordered from an index that covers (created_at, id) for the
+    filter, then the rows of those ids only. A label's executions are found through the
+    alert_labels index: their order comes from ix_executions_id_created, so the thousand
+    executions of a model cost index probes, not a thousand rows read and sorted.
+    """
+    newest_first = (Execution.created_at.desc(), Execution.id.desc())
+    ids = filtered(select(Execution.id), flt, session.bind.dialect.name)
+    if cursor:
+        last_at, last_id = decode_cursor(cursor)
+        ids = ids.where(tuple_(Execution.created_at, Execution.id) < tuple_(last_at, last_id))
+    rows = (await session.execute(
+        select(*_OUT_COLUMNS)
+        .where(Execution.id.in_(ids.order_by(*newest_first).limit(limit + 1).scalar_subquery()))
+        .order_by(*newest_first)
+    )).mappings().all()
+    next_cursor = (encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+                   if len(rows) > limit else None)
+    return ExecutionPage.model_validate({"items": rows[:limit], "next_cursor": next_cursor})
 
 
 async def get_execution(session: AsyncSession, execution_id: int) -> Execution:

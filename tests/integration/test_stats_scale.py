@@ -1,7 +1,8 @@
 """Stats stay correct at any size: no statement carries a bind parameter per execution.
 
 asyncpg refuses more than 32,767 bind parameters, and `IN (:id1, …)` over a 30-day window
-made every window past that size a 503 "database unavailable".
+made every window past that size a 503 "database unavailable". The rows are inserted in bulk,
+past the engine's final transition, so the backfill rolls them up as the migration would.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import make_engine
+from app.engine.rollups import backfill
 from tests.support.auth import auth
 from tests.support.engine_catalog import runbook, step
 
@@ -26,6 +28,7 @@ async def _seed(db_url: str) -> None:
                 " SELECT 'bulk', 'v1', 'model:m' || g, 'succeeded', '{}', false, 'alert',"
                 " now() - interval '1 hour', now(), now() - interval '1 hour', now()"
                 " FROM generate_series(1, :n) AS g"), {"n": SEEDED})
+            await conn.run_sync(backfill)
     finally:
         await engine.dispose()
 

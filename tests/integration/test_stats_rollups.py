@@ -1,0 +1,181 @@
+"""Stats from the rollups agree with the stats computed from every execution, on both
+databases: counts, outcomes and objectives met exactly, percentiles within a bucket.
+
+The rollups are written by the final transition (through the real engine here) and, for
+rows that ended before they existed, by the migration's backfill (run on a seeded set here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from app.catalog.models import RunbookVersion
+from app.db import make_engine, utcnow
+from app.engine.models import Approval, Execution, StepRun
+from app.engine.rollup_models import StatsHistogram, StatsRollup
+from app.engine.rollups import backfill
+from app.history.stats import StatsOut, compute_stats, compute_stats_directly
+from app.history.trends import bucket_start, outcomes_over_time
+from tests.support.auth import auth
+from tests.support.engine_catalog import risky, runbook, step
+
+FINAL = ["succeeded"] * 6 + ["failed", "cancelled", "rejected", "expired"]
+ACTIVE = ["running", "awaiting_approval", "paused", "pending"]
+# One bucket is 19% wide, and a percentile interpolates between bucket means.
+PERCENTILE_TOLERANCE = 0.2
+
+
+def assert_agree(rolled: StatsOut, direct: StatsOut) -> None:
+    """Everything equal, except percentiles: within a bucket of the exact ones."""
+    assert set(rolled.runbooks) == set(direct.runbooks)
+    pairs = [(rolled.overall, direct.overall),
+             *((rolled.runbooks[k], direct.runbooks[k]) for k in direct.runbooks)]
+    for got, want in pairs:
+        got_d, want_d = got.model_dump(), want.model_dump()
+        for name in ("time_to_acknowledge_seconds", "time_to_diagnose_seconds",
+                     "time_to_approve_seconds", "time_to_restore_seconds"):
+            g, w = got_d.pop(name), want_d.pop(name)
+            assert g["count"] == w["count"], name
+            for q in ("p50", "p90"):
+                if w[q] is None:
+                    assert g[q] is None, name
+                else:
+                    assert abs(g[q] - w[q]) <= PERCENTILE_TOLERANCE * w[q] + 1e-6, (name, q, g, w)
+        assert got_d == want_d
+
+
+async def _seed(session: Any, *, count: int, start: dt.datetime) -> None:
+    """Executions over three days: final and active ones, one step each (some risky and
+    approved after a wait), two runbooks, one of them with objectives."""
+    rng = random.Random(17)
+    session.add(RunbookVersion(runbook_id="drift", version="v1", loaded_at=start,
+                               content={"objectives": {"time_to_diagnose": "1m",
+                                                       "time_to_restore": "20m"}}))
+    for i in range(count):
+        created = start + dt.timedelta(seconds=rng.uniform(0, 3 * 86400))
+        status = rng.choice(FINAL) if rng.random() < 0.9 else rng.choice(ACTIVE)
+        fired = created - dt.timedelta(seconds=rng.uniform(0, 300))
+        execution = Execution(
+            runbook_id="drift" if i % 3 else "plain", runbook_version="v1",
+            target=f"model:m-{i}", status=status, params={}, dry_run=False, trigger="alert",
+            created_at=created, updated_at=created, started_at=created,
+            finished_at=(created + dt.timedelta(seconds=30 * 100 ** rng.random())
+                         if status in FINAL else None),
+            alert_fired_at=fired if rng.random() < 0.95 else None,
+            alerts_resolved_at=(created + dt.timedelta(seconds=rng.uniform(60, 3600))
+                                if rng.random() < 0.3 else None))
+        session.add(execution)
+        await session.flush()
+        if rng.random() < 0.1:
+            continue  # never got to a step
+        begun = created + dt.timedelta(seconds=rng.uniform(0.01, 30))
+        is_risky = rng.random() < 0.2
+        wait = rng.uniform(5, 1800) if is_risky else 0.0
+        run = StepRun(execution_id=execution.id, step_id="check", kind="step", position=0,
+                      title="Check", action="noop", risky=is_risky, idempotent=False,
+                      status="succeeded", attempts=1, created_at=created, started_at=begun,
+                      finished_at=begun + dt.timedelta(seconds=wait + rng.uniform(0.1, 90)),
+                      awaiting_since=begun if is_risky else None)
+        session.add(run)
+        await session.flush()
+        if is_risky:
+            session.add(Approval(execution_id=execution.id, step_run_id=run.id,
+                                 identity="alice", decision="approve", comment="",
+                                 step_hash="0" * 64, channel="api",
+                                 created_at=begun + dt.timedelta(seconds=wait)))
+
+
+async def test_rollup_stats_agree_with_every_execution_read(db_url):
+    engine = make_engine(db_url)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    start = dt.datetime(2026, 6, 1, 5, 17, 23, tzinfo=dt.UTC)
+    try:
+        async with factory() as session, session.begin():
+            await _seed(session, count=600, start=start)
+        async with engine.begin() as conn:
+            rolled_up = await conn.run_sync(backfill)
+        assert rolled_up == (await _count(factory, Execution.status.in_(FINAL)))
+        windows = [
+            (start, start + dt.timedelta(days=3)),  # days, hours and minutes
+            (start + dt.timedelta(hours=7, minutes=3), start + dt.timedelta(hours=30)),
+            (start + dt.timedelta(minutes=50), start + dt.timedelta(minutes=100)),
+            (start + dt.timedelta(minutes=1), start + dt.timedelta(minutes=40)),  # no whole hour
+            (dt.datetime(2026, 6, 2, tzinfo=dt.UTC), dt.datetime(2026, 6, 4, tzinfo=dt.UTC)),
+        ]
+        async with factory() as session:
+            for since, until in windows:
+                for only in (None, "drift"):
+                    rolled = await compute_stats(session, since=since, until=until,
+                                                 runbook=only)
+                    direct = await compute_stats_directly(session, since=since, until=until,
+                                                          runbook=only)
+                    assert direct.overall.executions > 0
+                    assert_agree(rolled, direct)
+            # A window of minutes only reads executions: exactly today's figures.
+            since, until = windows[3]
+            assert (await compute_stats(session, since=since, until=until)
+                    == await compute_stats_directly(session, since=since, until=until))
+            # The stats page's outcomes per day and per week count the same executions.
+            since, until = windows[0]
+            rows = (await session.execute(select(Execution.created_at, Execution.status).where(
+                Execution.created_at >= since, Execution.created_at < until))).all()
+            for period in ("day", "week"):
+                expected: dict[dt.datetime, Counter[str]] = {}
+                for created, status in rows:
+                    expected.setdefault(bucket_start(created, period), Counter())[status] += 1
+                buckets = await outcomes_over_time(session, since=since, until=until,
+                                                   period=period)
+                assert {b.start: b.counts for b in buckets if b.counts} == expected
+    finally:
+        await engine.dispose()
+
+
+async def _count(factory: Any, *where: Any) -> int:
+    async with factory() as session:
+        return (await session.execute(
+            select(func.count()).select_from(Execution).where(*where))).scalar_one()
+
+
+async def test_the_final_transition_rolls_up_each_execution_once(make_rig, db_url, tokens):
+    books = [runbook("drift", [step("check"), risky("rollback")]),
+             runbook("broken", [step("boom", "fail")])]
+    async with make_rig(books) as r:
+        await r.fire("drift", model="fraud-v3")
+        [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "awaiting_approval")
+        await r.approve(ex.id, "rollback", "alice")
+        await r.wait_status(ex.id, "succeeded")
+        await r.fire("broken", model="m2")
+        await r.wait_for(lambda rows: len(rows) == 2 and rows[1].status == "failed")
+        now = utcnow()
+        # The current hour is a whole hour of this window: its ended executions come from
+        # the rollups that the final transitions wrote.
+        window = {"since": (now - dt.timedelta(days=2)).isoformat(),
+                  "until": (now + dt.timedelta(hours=3)).isoformat()}
+        answer = await r.http.get("/api/v1/stats", params=window,
+                                  headers=auth(tokens["victor"]))
+        assert answer.status_code == 200, answer.text
+        rollups = await r.rows(StatsRollup)
+        histograms = await r.rows(StatsHistogram)
+    engine = make_engine(db_url)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            direct = await compute_stats_directly(
+                session, since=now - dt.timedelta(days=2), until=now + dt.timedelta(hours=3))
+    finally:
+        await engine.dispose()
+    rolled = StatsOut.model_validate(answer.json())
+    assert_agree(rolled, direct)
+    assert rolled.overall.outcomes == {"succeeded": 1, "failed": 1}
+    assert rolled.runbooks["drift"].time_to_approve_seconds.count == 1
+    # One hour row and one day row per execution; each timing in both.
+    assert sorted((row.span, row.runbook_id, row.status, row.executions) for row in rollups) == [
+        ("d", "broken", "failed", 1), ("d", "drift", "succeeded", 1),
+        ("h", "broken", "failed", 1), ("h", "drift", "succeeded", 1)]
+    assert {(h.runbook_id, h.metric) for h in histograms} >= {
+        ("drift", "ack"), ("drift", "diagnose"), ("drift", "approve"), ("drift", "restore")}
