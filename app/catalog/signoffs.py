@@ -12,6 +12,7 @@ Services take the session and only flush; the caller owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -122,17 +123,29 @@ async def classify_new_versions(
                                 "a reviewer signs it off", data=data)
 
 
+# Per database: the versions known to be signed off. A sign-off is never taken back, so
+# once seen it spares every later execution of that version the query.
+_SIGNED: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
 async def unsigned_note(session: AsyncSession, runbook_id: str, version: str) -> str | None:
     """Why an execution of this version must run as a drill, or None when it may run.
 
     A version is unsigned when it was stored, sign-off has begun (some version of some
     runbook is signed off) and nobody signed this one off."""
+    bind = session.bind
+    known = _SIGNED.setdefault(bind.sync_engine, set()) if bind is not None else set()
+    if (runbook_id, version) in known:
+        return None
     stored = exists().where(RunbookVersion.runbook_id == runbook_id,
                             RunbookVersion.version == version)
     signed = exists().where(RunbookSignoff.runbook_id == runbook_id,
                             RunbookSignoff.version == version)
     begun = exists().where(RunbookSignoff.id.is_not(None))
-    unsigned = (await session.execute(select(stored & ~signed & begun))).scalar()
+    is_signed, unsigned = (await session.execute(
+        select(signed, stored & ~signed & begun))).one()
+    if is_signed:
+        known.add((runbook_id, version))
     if not unsigned:
         return None
     return (f"version {version[:12]} of {runbook_id} is not signed off: ran as a drill; sign it "
