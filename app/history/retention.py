@@ -5,6 +5,8 @@ with its steps, approvals, events, alert links, notifications and approval links
 execution always keeps its complete audit chain, and an active one is never touched. Events
 that belong to no execution (guard changes, reloads), deliveries, and alerts no kept
 execution refers to go by age. Raw alert payloads older than the cutoff are cleared first.
+The stats rollups stay on purpose: they hold sums, no audit data, and keep a year of stats
+readable past a shorter retention (app/engine/rollup_models.py).
 """
 
 from __future__ import annotations

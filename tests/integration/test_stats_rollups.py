@@ -20,6 +20,7 @@ from app.db import make_engine, utcnow
 from app.engine.models import Approval, Execution, StepRun
 from app.engine.rollup_models import StatsHistogram, StatsRollup
 from app.engine.rollups import backfill
+from app.history.retention import prune
 from app.history.stats import StatsOut, compute_stats, compute_stats_directly
 from app.history.trends import bucket_start, outcomes_over_time
 from tests.support.auth import auth
@@ -179,3 +180,35 @@ async def test_the_final_transition_rolls_up_each_execution_once(make_rig, db_ur
         ("h", "broken", "failed", 1), ("h", "drift", "succeeded", 1)]
     assert {(h.runbook_id, h.metric) for h in histograms} >= {
         ("drift", "ack"), ("drift", "diagnose"), ("drift", "approve"), ("drift", "restore")}
+
+
+async def test_rollups_outlive_the_executions_that_retention_prunes(db_url):
+    """On purpose: retention bounds the rows kept for audit, while a year of stats stays
+    readable past it. Whole hours keep their counts; only the minutes at a window's edges,
+    read row by row, lose what was pruned."""
+    engine = make_engine(db_url)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    start = dt.datetime(2026, 6, 1, 5, 17, 23, tzinfo=dt.UTC)
+    since, until = dt.datetime(2026, 6, 2, tzinfo=dt.UTC), dt.datetime(2026, 6, 4, tzinfo=dt.UTC)
+    try:
+        async with factory() as session, session.begin():
+            await _seed(session, count=300, start=start)
+        async with engine.begin() as conn:
+            await conn.run_sync(backfill)
+        async with factory() as session:
+            before = await compute_stats_directly(session, since=since, until=until)
+        while True:
+            async with factory() as session, session.begin():
+                if not (await prune(session, older_than=start + dt.timedelta(days=30))
+                        ).executions:
+                    break
+        async with factory() as session:
+            after = await compute_stats(session, since=since, until=until)
+            left = await compute_stats_directly(session, since=since, until=until)
+    finally:
+        await engine.dispose()
+    assert after.overall.outcomes == before.overall.outcomes
+    restored = after.overall.time_to_restore_seconds
+    assert restored.count == before.overall.time_to_restore_seconds.count
+    # Only active executions are left as rows.
+    assert set(left.overall.outcomes) <= set(ACTIVE)
