@@ -297,6 +297,12 @@ async def test_the_runbook_page_signs_off_with_its_form_as_the_signed_in_identit
             assert refused.status_code == 403 and "not a reviewer" in refused.text
 
             await sign_in(bob, r.tokens["bob"], "/runbooks/promo")
+            # An execution of the unsigned version says on its page why it is a drill.
+            await r.fire("promo", model="m1")
+            [ex] = await r.wait_for(lambda rows: len(rows) == 1)
+            assert ex.dry_run
+            timeline = (await bob.get(f"/executions/{ex.id}")).text
+            assert "signoff.drill" in timeline and "is not signed off: ran as a drill" in timeline
             shown = (await bob.get("/runbooks/promo")).text
             assert f'name="version" value="{version}"' in shown
             forged = await bob.post("/runbooks/promo/signoff", data={"version": version})
