@@ -22,6 +22,7 @@ from app.config import get_settings
 from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.events import Event
 from tests.support.engine_catalog import risky, runbook, step, write_catalog
+from tests.support.wait import eventually
 from tests.support.web import browser, csrf_of, sign_in
 
 OWNER = "slack:#ml-owners"
@@ -314,3 +315,22 @@ async def test_the_runbook_page_signs_off_with_its_form_as_the_signed_in_identit
             after = (await bob.get("/runbooks/promo")).text
             assert "unsigned change" not in after and "Sign off version" not in after
         assert (await signoffs(r))["pending"] is None
+
+
+async def test_two_replicas_make_one_baseline_and_remind_the_owner_once_per_period(
+        make_rig):
+    stale = runbook("stale", [risky("change")], reviewed_at="2026-01-01", review_every="30d",
+                    owner=OWNER, reviewers=["bob"])
+    async with make_rig([stale], review_check_seconds=0.2) as a, \
+            make_rig([stale], review_check_seconds=0.2):
+
+        async def reminded() -> list[Any]:
+            return [n for n in await a.notifications() if n.kind == "review_overdue"]
+
+        await eventually(reminded, timeout=15, what="the overdue-review reminder")
+        await asyncio.sleep(1.0)  # both replicas look again several times meanwhile
+        assert [n.channel for n in await reminded()] == [OWNER]
+        assert len(await a.rows(ReviewNotice)) == 1
+        assert len(await kinds(a, "review.overdue")) == 1
+        assert len(await kinds(a, "signoff.baseline")) == 1
+        assert len(await a.rows(RunbookSignoff)) == 1
