@@ -104,7 +104,9 @@ async def give_feedback(session: AsyncSession, given: FeedbackGiven) -> tuple[Fe
     )).scalar_one_or_none()
     before = row.verdict if row is not None else None
     if row is None:
-        row = Feedback(execution_id=execution.id, identity=given.identity, created_at=now)
+        row = Feedback(execution_id=execution.id, runbook_id=execution.runbook_id,
+                       execution_created_at=execution.created_at, identity=given.identity,
+                       created_at=now)
         session.add(row)
     row.verdict, row.note, row.channel, row.updated_at = (
         given.verdict, given.note, given.channel, now)

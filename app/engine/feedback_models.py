@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, BigId, UTCDateTime
@@ -21,12 +21,22 @@ class Feedback(Base):
     events keep every verdict given)."""
 
     __tablename__ = "feedback"
-    # Its index also serves the stats' and the runbook page's joins from executions.
-    __table_args__ = (UniqueConstraint("execution_id", "identity"),)
+    __table_args__ = (
+        UniqueConstraint("execution_id", "identity"),
+        # The stats' window and the runbook page's notes read this table alone: a join to
+        # executions walked every execution in the window (1.7 s on SQLite for a year of 1M).
+        Index("ix_feedback_window", "execution_created_at", "runbook_id", "verdict",
+              "execution_id"),
+        Index("ix_feedback_runbook_updated", "runbook_id", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     execution_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("executions.id", ondelete="CASCADE"))
+    # Copied from the execution, which never changes them: its runbook, and its created_at,
+    # the stats' window.
+    runbook_id: Mapped[str] = mapped_column(String(64))
+    execution_created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     identity: Mapped[str] = mapped_column(String(64))
     verdict: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")

@@ -1,8 +1,9 @@
 """Responder feedback as the read side shows it: helpfulness per runbook for the stats, the
 recent notes for the runbook page, every verdict for the postmortem draft.
 
-Each is one query joined to executions by id: never a bind parameter per execution, so the
-stats stay one aggregate at a million executions."""
+Each is one query over the feedback table alone (a verdict carries its execution's runbook
+and created_at): never a bind parameter per execution, and no walk over the executions of
+the window, so the stats' part stays small at a million executions."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.engine.feedback_models import DID_NOT_HELP, HELPED, PARTLY, Feedback
-from app.engine.models import Execution
 
 
 class Helpfulness(BaseModel):
@@ -33,19 +33,18 @@ async def helpfulness_by_runbook(session: AsyncSession, *, since: dt.datetime,
                                  until: dt.datetime, runbook: str | None = None,
                                  ) -> dict[str, Helpfulness]:
     """Helpfulness per runbook over executions created in [since, until), the stats' window:
-    one aggregate query, feedback joined to executions and grouped by runbook."""
-    window = [Execution.created_at >= since, Execution.created_at < until]
+    one aggregate query over feedback, grouped by runbook."""
+    window = [Feedback.execution_created_at >= since, Feedback.execution_created_at < until]
     if runbook:
-        window.append(Execution.runbook_id == runbook)
+        window.append(Feedback.runbook_id == runbook)
 
     def counted(verdict: str):  # type: ignore[no-untyped-def]
         return func.sum(case((Feedback.verdict == verdict, 1), else_=0))
 
     rows = (await session.execute(
-        select(Execution.runbook_id, counted(HELPED), counted(PARTLY), counted(DID_NOT_HELP),
+        select(Feedback.runbook_id, counted(HELPED), counted(PARTLY), counted(DID_NOT_HELP),
                func.count(), func.count(func.distinct(Feedback.execution_id)))
-        .join(Feedback, Feedback.execution_id == Execution.id)
-        .where(*window).group_by(Execution.runbook_id).order_by(Execution.runbook_id)
+        .where(*window).group_by(Feedback.runbook_id).order_by(Feedback.runbook_id)
     )).all()
     return {rid: Helpfulness(helped=helped, partly=partly, did_not_help=not_helped,
                              given=given, executions=executions,
@@ -68,8 +67,7 @@ async def recent_notes(session: AsyncSession, runbook_id: str, *, limit: int = 5
     rows = (await session.execute(
         select(Feedback.execution_id, Feedback.identity, Feedback.verdict, Feedback.note,
                Feedback.updated_at)
-        .join(Execution, Execution.id == Feedback.execution_id)
-        .where(Execution.runbook_id == runbook_id, Feedback.note != "")
+        .where(Feedback.runbook_id == runbook_id, Feedback.note != "")
         .order_by(Feedback.updated_at.desc(), Feedback.id.desc()).limit(limit)
     )).all()
     return [Note(*row) for row in rows]

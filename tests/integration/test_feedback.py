@@ -198,8 +198,10 @@ async def test_helpfulness_is_one_aggregate_statement_whatever_the_number_of_exe
                               created_at=now, updated_at=now) for n in range(300)]
             session.add_all(rows)
             await session.flush()
-            session.add_all(Feedback(execution_id=e.id, identity=who, verdict=verdicts[n % 4],
-                                     note="", channel="api", created_at=now, updated_at=now)
+            session.add_all(Feedback(execution_id=e.id, runbook_id=e.runbook_id,
+                                     execution_created_at=e.created_at, identity=who,
+                                     verdict=verdicts[n % 4], note="", channel="api",
+                                     created_at=now, updated_at=now)
                             for n, e in enumerate(rows) for who in ("alice", "bob"))
         statements: list[tuple[str, int]] = []
 
