@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import RunbookVersion
@@ -31,6 +31,8 @@ from app.events import record_event
 from app.identity import Identity
 
 SYSTEM = "system:signoff"
+# The advisory lock (PostgreSQL) that classifying a load holds: "signoff" in ASCII.
+_CLASSIFY_LOCK = int.from_bytes(b"signoff", "big")
 MIN_PREFIX = 8  # a version may be named by a unique prefix this long (the pages show 12)
 
 
@@ -88,6 +90,11 @@ async def classify_new_versions(
     """Sign off what needs no reviewer, after a load stored `stored` ({runbook_id,
     version}); `current` is every (runbook id, version, content) of the loaded catalog."""
     current = list(current)
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        # Replicas loading at once classify one after another, so that a database with no
+        # sign-off yet gets one baseline (SQLite has a single writer already).
+        await session.execute(select(func.pg_advisory_xact_lock(_CLASSIFY_LOCK)))
     if not await any_signoff(session):
         versions = {rid: version for rid, version, _ in current}
         for rid, version in versions.items():

@@ -7,11 +7,14 @@ RUNBOOKD_REQUIRE_REVIEW's hold on an overdue runbook's risky steps."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import delete
 from typer.testing import CliRunner
 
 from app.catalog.loader import load_catalog
@@ -334,3 +337,26 @@ async def test_two_replicas_make_one_baseline_and_remind_the_owner_once_per_peri
         assert len(await kinds(a, "review.overdue")) == 1
         assert len(await kinds(a, "signoff.baseline")) == 1
         assert len(await a.rows(RunbookSignoff)) == 1
+
+
+# Replicas share PostgreSQL; SQLite is one process (DESIGN.md, Scale).
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_replicas_starting_at_once_on_a_catalog_stored_before_sign_off_make_one_baseline(
+        make_rig, pg_url, db_url):
+    book = promo("v1")
+    async with make_rig([book]):
+        pass
+    # As if the versions had been stored by a runbookd from before change sign-off.
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        async with session_scope(make_session_factory(engine)) as session:
+            await session.execute(delete(RunbookSignoff))
+            await session.execute(delete(Event))
+    finally:
+        await engine.dispose()
+    async with contextlib.AsyncExitStack() as stack:
+        replicas = await asyncio.gather(*[stack.enter_async_context(make_rig([book]))
+                                          for _ in range(2)])
+        assert len(await kinds(replicas[0], "signoff.baseline")) == 1
+        [baseline] = await replicas[0].rows(RunbookSignoff)
+        assert baseline.kind == "initial"
