@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.catalog.schema import SLUG
 from app.db import SessionDep, after_commit, utcnow
 from app.durations import format_duration
 from app.engine.drills_models import DrillRun
@@ -23,6 +24,8 @@ router = APIRouter(prefix="/api/v1/runbooks", tags=["drills"])
 
 Viewer = Annotated[Identity, Depends(require("viewer"))]
 Responder = Annotated[Identity, Depends(require("responder"))]
+# A runbook id as the catalog spells them: anything else names no runbook.
+RunbookId = Annotated[str, Path(pattern=SLUG, max_length=64)]
 
 
 class StartDrill(BaseModel):
@@ -79,7 +82,7 @@ def _engine(request: Request) -> EngineRuntime:
 
 @router.post("/{runbook_id}/drills", response_model=DrillOut, status_code=201,
              responses={404: {}, 422: {}})
-async def start(runbook_id: str, request: Request, session: SessionDep, identity: Responder,
+async def start(runbook_id: RunbookId, request: Request, session: SessionDep, identity: Responder,
                 body: StartDrill | None = None) -> DrillOut:
     """Start a drill of the live runbook now (responder role): its read-only safe steps run,
     every other step is planned; `GET` shows its verdicts once it ends."""
@@ -99,7 +102,7 @@ async def start(runbook_id: str, request: Request, session: SessionDep, identity
 
 
 @router.get("/{runbook_id}/drills", response_model=DrillsOut, responses={404: {}})
-async def list_drills(runbook_id: str, request: Request, session: SessionDep,
+async def list_drills(runbook_id: RunbookId, request: Request, session: SessionDep,
                       _: Viewer) -> DrillsOut:
     """The runbook's latest drills (newest first) with their per-step verdicts, its
     schedule and when the next is due."""
@@ -113,7 +116,7 @@ async def list_drills(runbook_id: str, request: Request, session: SessionDep,
 
 
 @router.get("/{runbook_id}/drills/{drill_id}", response_model=DrillOut, responses={404: {}})
-async def get_drill(runbook_id: str, drill_id: RowId, session: SessionDep,
+async def get_drill(runbook_id: RunbookId, drill_id: RowId, session: SessionDep,
                     _: Viewer) -> DrillOut:
     """One drill run."""
     row = await session.get(DrillRun, drill_id)

@@ -120,12 +120,14 @@ async def test_bad_input_is_refused_with_what_to_fix(make_rig, tmp_path):
         viewer = await r.post("/api/v1/runbooks/drilled/drills", "victor", {})
         none_of = await r.http.get("/api/v1/runbooks/drilled/drills/99999",
                                    headers=auth(r.tokens["victor"]))
+        not_a_slug = await r.post("/api/v1/runbooks/Not..A.Slug/drills", "rita", {})
     assert unknown.status_code == 404 and "nope" in unknown.json()["error"]["message"]
     assert unknown_list.status_code == 404
     assert bad.status_code == 422 and "model" in bad.json()["error"]["message"]
     assert extra.status_code == 422
     assert viewer.status_code == 403
     assert none_of.status_code == 404
+    assert not_a_slug.status_code == 422 and "runbook_id" in not_a_slug.json()["error"]["message"]
 
 
 async def test_two_schedulers_on_one_database_run_one_drill_per_due_time(make_rig, tmp_path,
