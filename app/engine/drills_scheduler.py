@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import metrics
 from app.catalog.cron import parse_cron
 from app.catalog.loader import Catalog
 from app.catalog.schema import DrillSpec
 from app.db import after_commit, session_scope, utcnow
-from app.engine.drills_service import last_finished, settle_ended, start_drill
+from app.engine.drills_models import DrillRun
+from app.engine.drills_service import last_finished, publish, settle_ended, start_drill
 from app.engine.runbooks import RunbookVersions
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,8 @@ class DrillScheduler:
                 log.exception("drill scheduler tick failed")
 
 
-def publish_gauges(last: dict[str, object]) -> None:
+def publish_gauges(last: dict[str, DrillRun]) -> None:
     """Set the drill gauges from each runbook's last finished drill run."""
     for runbook_id, row in last.items():
-        finished = getattr(row, "finished_at", None)
-        if finished is not None:
-            metrics.runbook_last_drill_timestamp.labels(runbook_id).set(finished.timestamp())
-        metrics.runbook_drill_problems.labels(runbook_id).set(getattr(row, "problems", 0))
+        if row.finished_at is not None:
+            publish(runbook_id, row.finished_at, row.problems)

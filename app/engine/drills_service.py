@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.catalog.params import ParamError, render_target, validate_manual_params
 from app.catalog.schema import Runbook
 from app.catalog.templating import RenderError
-from app.db import utcnow
+from app.db import after_commit, utcnow
 from app.engine import states
 from app.engine.context import failure_channels
 from app.engine.drills import DRILL_PRECONDITIONS
@@ -52,6 +53,10 @@ async def claim_due(session: AsyncSession, *, runbook_id: str, version: str,
                     due_at: dt.datetime, trigger: str, started_by: str) -> DrillRun | None:
     """Insert the drill run of (runbook, due time) unless one exists: the row that makes one
     replica, and only one, run a due drill. None when another took it first."""
+    taken = (await session.execute(select(DrillRun.id).where(
+        DrillRun.runbook_id == runbook_id, DrillRun.due_at == due_at))).first()
+    if taken is not None:  # the usual answer after the first tick: no insert, no sequence id
+        return None
     dialect = session.bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
@@ -104,6 +109,9 @@ async def settle_drill(session: AsyncSession, execution: Execution, runbook: Run
         return None  # a dry run started through the executions API: no drill run to settle
     verdicts = await _verdicts(session, execution, runbook)
     found = _finish(row, verdicts, reason=execution.status_reason or execution.status)
+    finished_at, runbook_id = row.finished_at, runbook.id
+    assert finished_at is not None
+    after_commit(session, lambda: publish(runbook_id, finished_at, found))
     record_event(session, kind="drill.finished", entity="execution", actor=actor,
                  execution_id=execution.id, reason=f"drill {row.id} of {runbook.id}: "
                  f"{headline(found)}", data={"drill_id": row.id, "problems": found})
@@ -140,6 +148,13 @@ async def settle_ended(session: AsyncSession, runbook_of: Any) -> int:
             await settle_drill(session, execution, runbook, actor="scheduler")
         settled += 1
     return settled
+
+
+def publish(runbook_id: str, finished_at: dt.datetime, problems_found: int) -> None:
+    """Set the runbook's drill gauges (the scheduler also sets them from the database, so
+    every replica shows the last drill whoever ran it)."""
+    metrics.runbook_last_drill_timestamp.labels(runbook_id).set(finished_at.timestamp())
+    metrics.runbook_drill_problems.labels(runbook_id).set(problems_found)
 
 
 def _finish(row: DrillRun, verdicts: list[Verdict], *, reason: str) -> int:

@@ -67,6 +67,7 @@ async def test_a_drill_reads_for_real_plans_the_rest_and_reports_rot(make_rig, t
         [execution] = await r.executions()
         runs = await r.steps(execution.id)
         notes = [n for n in await r.notifications() if n.kind == "drill_problems"]
+        gauges = (await r.http.get("/metrics")).text  # set when the drill settled
     verdicts = {v["step"]: v for v in drill["verdicts"]}
     assert [(s, verdicts[s]["kind"], verdicts[s]["ok"]) for s in verdicts] == [
         ("read", "ran", True), ("gone", "ran", False), ("probe", "ran", False),
@@ -85,6 +86,7 @@ async def test_a_drill_reads_for_real_plans_the_rest_and_reports_rot(make_rig, t
     assert notes and "2 problems" in notes[0].payload["text"]
     assert notes[0].payload["owner"] == "ml-platform"
     assert listed["schedule"] == "every 7d" and listed["items"][0]["id"] == drill["id"]
+    assert 'runbookd_runbook_drill_problems{runbook="drilled"} 2.0' in gauges
 
 
 async def test_the_guard_never_runs_an_action_that_does_not_read_only(make_rig, tmp_path,
