@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,8 +129,9 @@ def _ms(text: str) -> float:
 
 
 def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    # In this tree, whose app `python -m uvicorn` then imports (not the installed one).
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
     for _ in range(300):
         try:
             httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
@@ -265,12 +267,38 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=5000, help="alerts in the big delivery")
     parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True,
                         help="measure on SQLite (--no-sqlite: PostgreSQL only)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the whole measurement; prints the median and range")
     args = parser.parse_args()
     names = [n for n in args.workloads.split(",") if n]
     if unknown := set(names) - set(WORKLOADS):
         sys.exit(f"unknown workloads: {', '.join(sorted(unknown))}; known: {', '.join(WORKLOADS)}")
     if not shutil.which("wrk") and not args.fairness:
         sys.exit("wrk is not installed: apt-get install wrk")
+    runs = [measure(args, names) for _ in range(args.runs)]
+    if args.runs > 1:
+        summarize(runs, fairness=args.fairness)
+
+
+def summarize(runs: list[dict[str, dict[str, float]]], *, fairness: bool) -> None:
+    """Median and range over the runs of each figure that the targets name."""
+    keys = (("small_max_ms", "small_p50_ms", "big_ms") if fairness else ("ratio", "rps", "p99_ms"))
+    print(f"\nover {len(runs)} runs: median (min-max)")
+    for label in runs[0]:
+        if label == "baseline":
+            continue
+        cells = []
+        for key in keys:
+            values = sorted(run[label][key] for run in runs)
+            cells.append(f"{key} {statistics.median(values):.2f} "
+                         f"({values[0]:.2f}-{values[-1]:.2f})")
+        print(f"{label:<24} " + "  ".join(cells))
+
+
+def measure(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, float]]:
+    """One run of every workload (or of the fairness check) on each database."""
+
+
     python = sys.executable
     work = Path(tempfile.mkdtemp(prefix="runbookd-bench-"))
     (work / "bare_app.py").write_text(BARE_APP)
@@ -306,8 +334,10 @@ def main() -> None:
         env = runbookd_env(url)
         if args.fairness:
             env["RUNBOOKD_MAX_BODY_BYTES"] = str(64 * 1024 * 1024)
-        subprocess.run([str(Path(python).parent / "runbookd"), "db", "upgrade"],
-                       env={**os.environ, **env}, check=True, capture_output=True)
+        # This tree's CLI (not the installed one), as the server below runs this tree's app.
+        subprocess.run([python, "-c", "import sys; from app.cli import main; sys.exit(main())",
+                        "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True,
+                       capture_output=True)
         prefill(url, args.prefill)
         proc = start([*uvicorn, "--factory", "app.main:create_app"], env, port)
         try:
@@ -333,6 +363,7 @@ def main() -> None:
 
         asyncio.run(drop_pg(targets[-1][1]))
     print(json.dumps({"baseline": baseline, **results}))
+    return results
 
 
 if __name__ == "__main__":

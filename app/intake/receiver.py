@@ -81,8 +81,12 @@ class WebhookReceiver:
                 source, str(code))
             counter.inc()
             self._durations[source].observe(time.perf_counter() - started)
+        # One increment per status, not per alert: each takes the counter's lock.
+        statuses: dict[str, int] = {}
         for alert in envelope.alerts:
-            self._alerts[source, alert.status].inc()
+            statuses[alert.status] = statuses.get(alert.status, 0) + 1
+        for status, count in statuses.items():
+            self._alerts[source, status].inc(count)
         summary = IngestSummary(
             status=DUPLICATE_DELIVERY if result.duplicate_delivery else STORED,
             delivery_id=result.delivery_id,

@@ -89,7 +89,6 @@ _JSON = frozenset({"labels", "annotations", "raw"})
 _PG_TYPES = {"alerts_total": "int", "alerts_new": "int", "alerts_changed": "int",
              "alerts_duplicate": "int", "truncated_alerts": "int", "last_delivery_id": "bigint",
              **{c: "timestamptz" for c in _TIMES}, **{c: "jsonb" for c in _JSON}}
-_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # SQLite allows 32766 bound values per statement: 1000 rows of 15 columns stay well under.
 CHUNK = 1000
 
@@ -174,8 +173,9 @@ def _json(value: Any) -> str | None:
 # --- SQLite: on the thread that owns the connection ---------------------------------------
 
 def sqlite_text(value: dt.datetime) -> str:
-    """A UTC timestamp as SQLite stores it."""
-    return value.astimezone(dt.UTC).strftime(_SQLITE_FORMAT)
+    """A UTC timestamp as SQLite stores it (SQLAlchemy's format: the year in four digits)."""
+    # isoformat, not strftime: half the time, and five of these per new alert.
+    return value.astimezone(dt.UTC).isoformat(" ", "microseconds")[:26]
 
 
 def sqlite_time(text: str) -> dt.datetime:
