@@ -35,7 +35,12 @@ from app.errors import (
 from app.events import record_event
 from app.identity import Identity
 from app.identity.deps import identity_store
-from app.notify.slack_messages import FEEDBACK_ACTIONS, escape, parse_button_value
+from app.notify.slack_messages import (
+    FEEDBACK_ACTIONS,
+    escape,
+    feedback_blocks,
+    parse_button_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +264,8 @@ def _replacement(payload: dict[str, Any], outcome: ApprovalOutcome,
                 continue
             block = {**block, "elements": kept}
         blocks.append(block)
+    if outcome.execution_status in states.FINAL_EXECUTION:  # a rejection ended it: ask
+        blocks += feedback_blocks(outcome.execution_id)
     blocks.append({"type": "context", "block_id": STATUS_BLOCK,
                    "elements": [{"type": "mrkdwn", "text": status}]})
     text = str(original.get("text") or f"runbookd execution #{outcome.execution_id}")

@@ -79,6 +79,18 @@ def parse_feedback_value(value: str) -> int:
     return int(value)
 
 
+def feedback_blocks(execution_id: int) -> list[dict[str, Any]]:
+    """The question whether the runbook helped, and its three buttons."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            "*Did this runbook help?* If you took part (you started it or decided on a "
+            "step), tell us; a second click replaces your first.")}},
+        {"type": "actions", "block_id": f"runbookd-feedback-{execution_id}",
+         "elements": [_button(label, action_id, value=str(execution_id))
+                      for action_id, label in _FEEDBACK_LABELS.items()]},
+    ]
+
+
 def _button(text: str, action_id: str, *, value: str | None = None, url: str | None = None,
             style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {"type": "button", "action_id": action_id,
@@ -145,14 +157,7 @@ def build_message(
         blocks.append({"type": "actions", "block_id": f"runbookd-{execution_id or 0}",
                        "elements": buttons})
     if feedback and execution_id is not None:
-        blocks += [
-            {"type": "section", "text": {"type": "mrkdwn", "text": (
-                "*Did this runbook help?* If you took part (you started it or decided on a "
-                "step), tell us; a second click replaces your first.")}},
-            {"type": "actions", "block_id": f"runbookd-feedback-{execution_id}",
-             "elements": [_button(label, action_id, value=str(execution_id))
-                          for action_id, label in _FEEDBACK_LABELS.items()]},
-        ]
+        blocks += feedback_blocks(execution_id)
     fallback = f"{headline.split(' ', 1)[1]}: {title}"
     if step_id:
         fallback += f" (step {step_id})"

@@ -107,3 +107,29 @@ async def test_an_automatic_success_asks_nobody(make_rig, slack):
         [ex] = await r.wait_for(lambda rows: rows and rows[0].status == "succeeded")
         notifications = await r.notifications()
     assert [n for n in notifications if n.execution_id == ex.id] == []
+
+
+async def test_a_rejection_in_slack_asks_in_the_updated_message(make_rig, fake_slack):
+    async with make_rig([BOOK]) as r:
+        ex = await r.awaiting("fbslack")
+        step_hash = next(s.step_hash for s in await r.steps(ex.id) if s.step_id == "rollback")
+        payload = block_actions(user="UALICE", execution_id=ex.id, step_id="rollback",
+                                action="reject", response_url=fake_slack.response_url("r"),
+                                plan_hash=step_hash)
+        body = form_body(payload)
+        assert (await r.http.post("/slack/interactions", content=body,
+                                  headers=signed_headers(body))).status_code == 200
+        [update] = await fake_slack.wait_updates(1)
+        await r.wait_status(ex.id, "rejected")
+        click = feedback_click(fake_slack, user="UALICE", value=str(ex.id),
+                               action="feedback_did_not_help", key="f")
+        assert (await r.http.post("/slack/interactions", content=click,
+                                  headers=signed_headers(click))).status_code == 200
+        await fake_slack.wait_updates(2)
+        [row] = await r.rows(Feedback)
+    assert update["replace_original"] is True
+    asks = [b for b in update["blocks"] if b.get("block_id") == f"runbookd-feedback-{ex.id}"]
+    assert [e["action_id"] for e in asks[0]["elements"]] == list(FEEDBACK_ACTIONS)
+    assert not any(e.get("action_id") in ("approve", "reject") for b in update["blocks"]
+                   for e in b.get("elements", []))
+    assert (row.identity, row.verdict, row.channel) == ("alice", "did_not_help", "slack")
