@@ -11,7 +11,10 @@ workloads on each database:
 - group: ten alerts of which one is new on each request, as Alertmanager resends a group
   that an alert has just joined;
 - new: a storm of new alerts (every request two alerts never seen before).
-None of their alerts matches a runbook: what is measured is the intake.
+None of their alerts matches a runbook: what is measured is the intake. Each workload runs
+right after the bare endpoint on a body of the same size (both servers stay up), and the ratio
+is of those two runs. Beside it, the CPU each server spent per request, and their ratio: on a
+shared machine, other work disturbs that less than it disturbs throughput.
 
 --fairness measures something else: another sender's 1-alert deliveries, posted one after
 another while a single delivery of --big new alerts is being stored; it prints the big one's
@@ -106,11 +109,20 @@ def body_bytes(*, fresh: int = 0, total: int = 2) -> bytes:
 WORKLOADS = {"redeliveries": (0, 2), "group": (1, 10), "new": (2, 2)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process (all its threads) has used: user + system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, body_path: Path, *, seconds: int, connections: int,
-        fresh: bool = False) -> dict[str, float]:
+        fresh: bool = False, pid: int | None = None) -> dict[str, float]:
+    """wrk's figures; with the server's `pid`, also the CPU it spent per request (ms), which
+    other work on a shared machine disturbs less than throughput."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write((FRESH_SCRIPT if fresh else WRK_SCRIPT) % (TOKEN, body_path))
         script = fh.name
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
          f"{url}/webhooks/alertmanager"],
@@ -119,8 +131,9 @@ def wrk(url: str, body_path: Path, *, seconds: int, connections: int,
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"\s+(\d+)%\s+([\d.]+\w+)", out)}
+    cpu_ms = (1000 * (cpu_seconds(pid) - cpu_before) / (rps * seconds)) if pid else -1.0
     return {"rps": rps, "p50_ms": lat.get("50", -1), "p99_ms": lat.get("99", -1),
-            "errors": float(non2xx.group(1)) if non2xx else 0.0}
+            "errors": float(non2xx.group(1)) if non2xx else 0.0, "cpu_ms": cpu_ms}
 
 
 def _ms(text: str) -> float:
@@ -205,16 +218,27 @@ def prefill(url: str, count: int) -> None:
     asyncio.run(fill())
 
 
-def run_workloads(url: str, work: Path, names: list[str], *, seconds: int,
-                  connections: int) -> dict[str, dict[str, float]]:
+def run_workloads(url: str, pid: int, bare: tuple[str, int], work: Path, names: list[str], *,
+                  seconds: int, connections: int) -> dict[str, dict[str, float]]:
+    """Each workload, right after the bare endpoint on a body of the same size: on a shared
+    machine the load of the moment weighs on both figures of a ratio alike."""
     out = {}
     for name in names:
         fresh, total = WORKLOADS[name]
         body = work / f"{name}.json"
         body.write_bytes(body_bytes(fresh=fresh, total=total))
+        bare_body = work / f"bare{total}.json"
+        bare_body.write_bytes(body_bytes(total=total))
         # Warm-up: stores the group's known alerts too, so that they are known in the run.
         wrk(url, body, seconds=2, connections=connections, fresh=fresh > 0)
-        out[name] = wrk(url, body, seconds=seconds, connections=connections, fresh=fresh > 0)
+        wrk(bare[0], bare_body, seconds=2, connections=connections)
+        baseline = wrk(bare[0], bare_body, seconds=seconds, connections=connections,
+                       pid=bare[1])
+        run = wrk(url, body, seconds=seconds, connections=connections, fresh=fresh > 0, pid=pid)
+        out[name] = {**run, "ratio": run["rps"] / baseline["rps"],
+                     "cpu_ratio": baseline["cpu_ms"] / run["cpu_ms"],
+                     "bare_rps": baseline["rps"], "bare_p99_ms": baseline["p99_ms"],
+                     "bare_cpu_ms": baseline["cpu_ms"]}
     return out
 
 
@@ -282,11 +306,10 @@ def main() -> None:
 
 def summarize(runs: list[dict[str, dict[str, float]]], *, fairness: bool) -> None:
     """Median and range over the runs of each figure that the targets name."""
-    keys = (("small_max_ms", "small_p50_ms", "big_ms") if fairness else ("ratio", "rps", "p99_ms"))
+    keys = (("small_max_ms", "small_p50_ms", "big_ms") if fairness
+            else ("ratio", "cpu_ratio", "p99_ms", "rps"))
     print(f"\nover {len(runs)} runs: median (min-max)")
     for label in runs[0]:
-        if label == "baseline":
-            continue
         cells = []
         for key in keys:
             values = sorted(run[label][key] for run in runs)
@@ -297,8 +320,6 @@ def summarize(runs: list[dict[str, dict[str, float]]], *, fairness: bool) -> Non
 
 def measure(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, float]]:
     """One run of every workload (or of the fairness check) on each database."""
-
-
     python = sys.executable
     work = Path(tempfile.mkdtemp(prefix="runbookd-bench-"))
     (work / "bare_app.py").write_text(BARE_APP)
@@ -307,25 +328,16 @@ def measure(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, f
     uvicorn = [python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--log-level", "warning", "--no-access-log"]
     results: dict[str, dict[str, float]] = {}
-    baseline: dict[str, dict[str, float]] = {}
+    bare = None
     if args.fairness:
         print(f"fairness: one delivery of {args.big} new alerts, and 1-alert deliveries one "
               f"after another while it is in flight; {args.prefill} alerts stored first")
     else:
         print(f"{args.connections} connections; {args.seconds}s per run; 1 uvicorn worker "
               f"each; {args.prefill} alerts stored first; workloads {', '.join(names)}")
-        bare = start([*uvicorn, "--app-dir", str(work), "bare_app:app"],
-                     {"PYTHONPATH": str(ROOT)}, port)
-        # The bare endpoint's cost hardly depends on the alerts being new: one body per size.
-        for size in sorted({WORKLOADS[n][1] for n in names}):
-            body = work / f"bare{size}.json"
-            body.write_bytes(body_bytes(total=size))
-            wrk(base, body, seconds=2, connections=args.connections)  # warm up
-            baseline[str(size)] = run = wrk(base, body, seconds=args.seconds,
-                                            connections=args.connections)
-            print(f"bare FastAPI, {size:2d} alerts {run['rps']:8.0f} req/s  p50 "
-                  f"{run['p50_ms']:6.1f} ms  p99 {run['p99_ms']:6.1f} ms")
-        stop(bare)
+        bare_port = port + 1
+        bare = start([*uvicorn[:6], str(bare_port), *uvicorn[7:], "--app-dir", str(work),
+                      "bare_app:app"], {"PYTHONPATH": str(ROOT)}, bare_port)
 
     targets = [("SQLite", f"sqlite+aiosqlite:///{work / 'bench.db'}")] if args.sqlite else []
     if args.pg:
@@ -348,21 +360,27 @@ def measure(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, f
                       f"{int(run['small_count'])} small ones meanwhile: p50 "
                       f"{run['small_p50_ms']:6.1f} ms, max {run['small_max_ms']:6.1f} ms")
                 continue
-            for workload, run in run_workloads(base, work, names, seconds=args.seconds,
-                                               connections=args.connections).items():
-                ratio = run["rps"] / baseline[str(WORKLOADS[workload][1])]["rps"]
+            assert bare is not None
+            for workload, run in run_workloads(
+                    base, proc.pid, (f"http://127.0.0.1:{port + 1}", bare.pid), work, names,
+                    seconds=args.seconds, connections=args.connections).items():
                 label = f"{name} {workload}"
-                results[label] = {**run, "ratio": ratio}
+                results[label] = run
                 print(f"runbookd {label:<24} {run['rps']:6.0f} req/s  p50 "
                       f"{run['p50_ms']:6.1f} ms  p99 {run['p99_ms']:6.1f} ms  ratio "
-                      f"{ratio:.2f}x  non-2xx {int(run['errors'])}")
+                      f"{run['ratio']:.2f}x (bare {run['bare_rps']:.0f} req/s, p99 "
+                      f"{run['bare_p99_ms']:.1f} ms)  CPU {run['cpu_ms']:.3f} ms/req, "
+                      f"bare {run['bare_cpu_ms']:.3f}: {run['cpu_ratio']:.2f}x  "
+                      f"non-2xx {int(run['errors'])}")
         finally:
             stop(proc)
     if args.pg:
         from benchmarks.history import drop_pg
 
         asyncio.run(drop_pg(targets[-1][1]))
-    print(json.dumps({"baseline": baseline, **results}))
+    if bare is not None:
+        stop(bare)
+    print(json.dumps(results))
     return results
 
 
