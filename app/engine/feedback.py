@@ -111,7 +111,9 @@ async def give_feedback(session: AsyncSession, given: FeedbackGiven) -> tuple[Fe
     row.verdict, row.note, row.channel, row.updated_at = (
         given.verdict, given.note, given.channel, now)
     record_event(session, kind="feedback.given", entity="execution", actor=given.identity,
-                 execution_id=execution.id, reason=given.note, source_addr=given.source_addr,
+                 execution_id=execution.id, source_addr=given.source_addr,
+                 # The timeline shows the reason: the verdict first, then the note.
+                 reason=f"{given.verdict}: {given.note}" if given.note else given.verdict,
                  data={"verdict": given.verdict, "channel": given.channel,
                        **({"replaces": before} if before else {})})
     await session.flush()

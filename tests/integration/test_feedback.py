@@ -68,8 +68,9 @@ async def test_participants_give_feedback_once_it_has_ended_and_a_second_one_upd
     assert (row.identity, row.verdict, row.note, row.channel) == (
         "alice", "helped", "fine after all", "api")
     assert row.updated_at >= row.created_at
-    assert [(e.actor, e.data["verdict"], e.data.get("replaces")) for e in events] == [
-        ("alice", "partly", None), ("alice", "helped", "partly")]
+    assert [(e.actor, e.data["verdict"], e.data.get("replaces"), e.reason) for e in events] == [
+        ("alice", "partly", None, "partly: the rollback was right; slow"),
+        ("alice", "helped", "partly", "helped: fine after all")]
     assert listed.status_code == 200
     assert [(i["identity"], i["verdict"]) for i in listed.json()["items"]] == [
         ("alice", "helped")]
