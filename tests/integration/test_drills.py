@@ -215,3 +215,36 @@ async def test_the_cli_drills_and_prints_the_verdicts(make_rig, tmp_path, db_url
     assert len(executions) == 2 and all(e.dry_run for e in executions)
     assert all(run.status != "awaiting_approval" for run in runs)
 
+
+
+async def test_a_held_drill_skips_the_next_and_a_cancelled_one_is_settled(make_rig, tmp_path):
+    """A paused runbook holds its drill; another drill for the same target (the scheduler's
+    and one by hand, whichever comes second) is skipped: a drill of it is still going.
+    Cancelled by hand, the held drill is settled by the scheduler's sweep, every step not
+    reached."""
+    create_demo_registry(tmp_path / "registry")
+    async with make_rig([drilled(tmp_path, "held")], drill_check_seconds=0.3) as r:
+        paused = await r.post("/api/v1/guards/runbooks/held/pause", "rita",
+                              {"reason": "maintenance"})
+        assert paused.status_code == 200, paused.text
+        started = await r.post("/api/v1/runbooks/held/drills", "rita", {})
+        assert started.status_code == 201, started.text
+
+        async def both():
+            rows = await r.rows(DrillRun)
+            return rows if sorted(row.phase for row in rows) == ["running", "skipped"] \
+                else None
+
+        rows = await eventually(both, timeout=10, what="a held drill and a skipped one")
+        [held] = [row for row in rows if row.phase == "running"]
+        [skipped] = [row for row in rows if row.phase == "skipped"]
+        await r.wait_status(held.execution_id, "paused")
+        cancelled = await r.post(f"/api/v1/executions/{held.execution_id}/cancel", "rita",
+                                 {"comment": "not now"})
+        assert cancelled.status_code == 200, cancelled.text
+        drill = await finished(r, "held", held.id)
+    assert {held.trigger, skipped.trigger} == {"manual", "schedule"}
+    assert skipped.execution_id == held.execution_id and "still going" in skipped.reason
+    assert drill["problems"] == 5
+    assert {(v["kind"], v["ok"]) for v in drill["verdicts"]} == {("unreached", False)}
+    assert drill["verdicts"][0]["reason"] == "not reached: the drill ended cancelled"
