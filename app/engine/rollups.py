@@ -173,34 +173,46 @@ class Sums:
                     bucket[0] += 1
                     bucket[1] += value
 
-    def statements(self, dialect: str) -> list[Any]:
-        """Upserts that add these sums to the stored rows, keys in order (so that two
-        transactions lock shared rows in the same order)."""
+    def statements(self, dialect: str) -> list[tuple[Any, list[dict[str, Any]]]]:
+        """Upserts that add these sums to the stored rows, with their rows, keys in order (so
+        that two transactions lock shared rows in the same order). Each statement is one
+        compiled, cached upsert run over its rows (executemany), whatever their number."""
+        counters, histograms = _upserts(dialect)
+        out = []
+        if self.counters:
+            out.append((counters, [
+                {"span": k[0], "start": k[1], "runbook_id": k[2], "runbook_version": k[3],
+                 "status": k[4], **dict(zip(_COUNTERS, v, strict=True))}
+                for k, v in sorted(self.counters.items())]))
+        if self.histograms:
+            out.append((histograms, [
+                {"span": k[0], "start": k[1], "runbook_id": k[2], "metric": k[3],
+                 "bucket": k[4], "count": int(v[0]), "total": v[1]}
+                for k, v in sorted(self.histograms.items())]))
+        return out
+
+
+_UPSERTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    if dialect not in _UPSERTS:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        out = []
-        rows = [{"span": k[0], "start": k[1], "runbook_id": k[2], "runbook_version": k[3],
-                 "status": k[4], **dict(zip(_COUNTERS, v, strict=True))}
-                for k, v in sorted(self.counters.items())]
-        hist = [{"span": k[0], "start": k[1], "runbook_id": k[2], "metric": k[3],
-                 "bucket": k[4], "count": int(v[0]), "total": v[1]}
-                for k, v in sorted(self.histograms.items())]
-        # Chunks stay under the 32,767 bind parameters of asyncpg (and SQLite's own limit).
-        for i in range(0, len(rows), 2000):
-            stmt = insert(StatsRollup).values(rows[i:i + 2000])
-            out.append(stmt.on_conflict_do_update(
+        counters = insert(StatsRollup)
+        histograms = insert(StatsHistogram)
+        _UPSERTS[dialect] = (
+            counters.on_conflict_do_update(
                 index_elements=["span", "start", "runbook_id", "runbook_version", "status"],
-                set_={c: getattr(StatsRollup, c) + getattr(stmt.excluded, c)
-                      for c in _COUNTERS}))
-        for i in range(0, len(hist), 2000):
-            stmt = insert(StatsHistogram).values(hist[i:i + 2000])
-            out.append(stmt.on_conflict_do_update(
+                set_={c: getattr(StatsRollup, c) + getattr(counters.excluded, c)
+                      for c in _COUNTERS}),
+            histograms.on_conflict_do_update(
                 index_elements=["span", "start", "runbook_id", "metric", "bucket"],
-                set_={"count": StatsHistogram.count + stmt.excluded.count,
-                      "total": StatsHistogram.total + stmt.excluded.total}))
-        return out
+                set_={"count": StatsHistogram.count + histograms.excluded.count,
+                      "total": StatsHistogram.total + histograms.excluded.total}))
+    return _UPSERTS[dialect]
 
 
 # Versions are immutable (the id is the content's hash): their objectives can be kept.
@@ -234,8 +246,8 @@ async def record_final(session: AsyncSession, execution: Execution) -> None:
                                           execution.runbook_version)
     sums = Sums()
     sums.add(facts(execution, steps, objectives))
-    for stmt in sums.statements(session.bind.dialect.name):
-        await session.execute(stmt)
+    for stmt, rows in sums.statements(session.bind.dialect.name):
+        await session.execute(stmt, rows)
 
 
 def backfill(conn: Connection, *, batch: int = 50_000) -> int:
@@ -264,7 +276,7 @@ def backfill(conn: Connection, *, batch: int = 50_000) -> int:
             sums.add(facts(execution, times.get(execution.id, StepTimes()),
                            objectives.get((execution.runbook_id, execution.runbook_version),
                                           (None, None))))
-        for stmt in sums.statements(dialect):
-            conn.execute(stmt)
+        for stmt, values in sums.statements(dialect):
+            conn.execute(stmt, values)
         done += len(rows)
         after = rows[-1].id
