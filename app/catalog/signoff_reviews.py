@@ -168,8 +168,11 @@ async def remind_overdue(session: AsyncSession, catalog: Catalog,
 
 async def review_loop(factory: async_sessionmaker[AsyncSession],
                       catalog: Callable[[], Catalog], *, every: float) -> None:
-    """Remind owners of overdue reviews every `every` seconds, until cancelled."""
+    """Remind owners of overdue reviews every `every` seconds, until cancelled. The first
+    look is one interval after start: a process restarted in a loop sends nothing twice (the
+    notice rows see to that) and a short-lived one (a test, a one-off) sends nothing."""
     while True:
+        await asyncio.sleep(every)
         try:
             async with session_scope(factory) as session:
                 reminded = await remind_overdue(session, catalog())
@@ -180,4 +183,3 @@ async def review_loop(factory: async_sessionmaker[AsyncSession],
         except Exception:
             # A reminder is not worth a crash: the next round tries again.
             log.exception("the overdue-review check failed")
-        await asyncio.sleep(every)
