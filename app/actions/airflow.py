@@ -12,6 +12,11 @@ Plans (read-only) resolve against the server with the calls `run` makes, e.g.
 airflow.ml.internal"; `clear_failed` lists the task instances that Airflow itself says it
 would clear (its clear endpoint with `dry_run: true`). In a drill, the actions make those same
 reads and change nothing.
+
+`airflow.wait` and `airflow.clear_failed` take `dag_run_id: "@latest"` for the DAG's newest run
+(a drill has no failed run to name), resolved when the step is planned and named in the plan:
+"run scheduled__2026-11-30T06:00:00+00:00 (the newest of retrain_model)". A DAG with no runs
+fails the step.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -33,6 +39,7 @@ from app.actions.airflow_client import (
     AirflowUnavailable,
     RunParams,
     conf_shown,
+    run_named,
     segment,
 )
 from app.actions.base import ActionContext, ActionFailed, ActionPlan, ActionResult, Waits
@@ -183,12 +190,14 @@ class AirflowWait:
         api = Airflow(ctx, params)
         doing = f"airflow.wait for run {params.dag_run_id} of {params.dag_id}"
         api.check_host(doing)
-        described = f"run {params.dag_run_id} of {params.dag_id} on {api.host}"
-        output: dict[str, Any] = {"dag_id": params.dag_id, "dag_run_id": params.dag_run_id,
-                                  "link": api.run_link(params.dag_id, params.dag_run_id)}
+        run_id = await api.resolve_run(params.dag_id, params.dag_run_id, doing=doing)
+        described = (f"{run_named(params.dag_id, run_id, newest=run_id != params.dag_run_id)}"
+                     f" on {api.host}")
+        output: dict[str, Any] = {"dag_id": params.dag_id, "dag_run_id": run_id,
+                                  "link": api.run_link(params.dag_id, run_id)}
         if ctx.dry_run:
             # A drill reads once: the run a drilled trigger would start does not exist.
-            found = await api.get_run(params.dag_id, params.dag_run_id, doing=doing)
+            found = await api.get_run(params.dag_id, run_id, doing=doing)
             now = (f"now {found.get('state')}" if found else
                    "it does not exist (a drill triggers nothing)")
             return ActionResult(
@@ -201,7 +210,7 @@ class AirflowWait:
         while True:
             reads += 1
             try:
-                found = await api.require_run(params.dag_id, params.dag_run_id, doing=doing)
+                found = await api.require_run(params.dag_id, run_id, doing=doing)
                 state, last_error = found.get("state"), None
             except AirflowUnavailable as exc:
                 # Airflow restarting or briefly unreachable: keep reading while time remains.
@@ -222,7 +231,7 @@ class AirflowWait:
                                     max(limit - (time.monotonic() - started), 0.0)))
         output = {**output, "state": state, "reads": reads}
         if state == "failed":
-            failed = await api.failed_tasks(params.dag_id, params.dag_run_id, doing=doing)
+            failed = await api.failed_tasks(params.dag_id, run_id, doing=doing)
             listed = f": failed tasks {', '.join(failed)}" if failed else ""
             raise ActionFailed(f"{described} ended failed{listed}",
                                output={**output, "failed_tasks": failed})
@@ -241,45 +250,57 @@ class AirflowClearFailed:
     )
 
     async def plan(self, ctx: ActionContext, params: RunParams) -> ActionPlan:
-        """Airflow's own answer to "what would be cleared" (its clear with dry_run: true)."""
-        api, tasks = await self._would_clear(ctx, params)
-        return ActionPlan(summary=_clear_line(api, params, tasks), resolved={
-            "airflow": api.host, "dag_id": params.dag_id, "dag_run_id": params.dag_run_id,
+        """Airflow's own answer to "what would be cleared" (its clear with dry_run: true). The
+        run "@latest" names is resolved here, so the approval covers that run: a newer run by
+        the time the step runs is a different plan, which voids the approval."""
+        api, run, tasks = await self._would_clear(ctx, params)
+        return ActionPlan(summary=_clear_line(run, tasks), resolved={
+            "airflow": api.host, "dag_id": params.dag_id, "dag_run_id": run.run_id,
             "tasks": tasks})
 
     async def run(self, ctx: ActionContext, params: RunParams) -> ActionResult:
-        api, tasks = await self._would_clear(ctx, params)
-        output: dict[str, Any] = {"dag_id": params.dag_id, "dag_run_id": params.dag_run_id,
-                                  "link": api.run_link(params.dag_id, params.dag_run_id)}
+        api, run, tasks = await self._would_clear(ctx, params)
+        output: dict[str, Any] = {"dag_id": params.dag_id, "dag_run_id": run.run_id,
+                                  "link": api.run_link(params.dag_id, run.run_id)}
         if not tasks:
-            return ActionResult(_clear_line(api, params, tasks), {**output, "cleared": []})
+            return ActionResult(_clear_line(run, tasks), {**output, "cleared": []})
         if ctx.dry_run:
-            return ActionResult(f"would {_clear_line(api, params, tasks)}",
+            return ActionResult(f"would {_clear_line(run, tasks)}",
                                 {**output, "cleared": [], "would_clear": tasks})
-        cleared = await api.clear_failed(params.dag_id, params.dag_run_id, dry_run=False,
+        cleared = await api.clear_failed(params.dag_id, run.run_id, dry_run=False,
                                          doing=f"clearing failed tasks of run "
-                                               f"{params.dag_run_id} of {params.dag_id}")
-        return ActionResult(f"cleared {len(cleared)} failed task instance(s) of run "
-                            f"{params.dag_run_id} of {params.dag_id} on {api.host}: "
-                            f"{', '.join(cleared)}; the run goes back to queued",
-                            {**output, "cleared": cleared})
+                                               f"{run.run_id} of {params.dag_id}")
+        return ActionResult(f"cleared {len(cleared)} failed task instance(s) of "
+                            f"{run.described}: {', '.join(cleared)}; the run goes back to "
+                            "queued", {**output, "cleared": cleared})
 
     @staticmethod
-    async def _would_clear(ctx: ActionContext, params: RunParams) -> tuple[Airflow, list[str]]:
+    async def _would_clear(ctx: ActionContext, params: RunParams,
+                           ) -> tuple[Airflow, _Run, list[str]]:
         api = Airflow(ctx, params)
         doing = f"airflow.clear_failed on run {params.dag_run_id} of {params.dag_id}"
         api.check_host(doing)
-        await api.require_run(params.dag_id, params.dag_run_id, doing=doing)
-        return api, await api.clear_failed(params.dag_id, params.dag_run_id, dry_run=True,
-                                           doing=doing)
+        run_id = await api.resolve_run(params.dag_id, params.dag_run_id, doing=doing)
+        await api.require_run(params.dag_id, run_id, doing=doing)
+        run = _Run(run_id, f"{run_named(params.dag_id, run_id, newest=run_id != params.dag_run_id)}"
+                           f" on {api.host}")
+        return api, run, await api.clear_failed(params.dag_id, run_id, dry_run=True,
+                                                doing=doing)
 
 
-def _clear_line(api: Airflow, params: RunParams, tasks: list[str]) -> str:
-    run = f"run {params.dag_run_id} of {params.dag_id} on {api.host}"
+@dataclass(frozen=True)
+class _Run:
+    """The run a step acts on, once "@latest" is resolved, and how the summaries name it."""
+
+    run_id: str
+    described: str
+
+
+def _clear_line(run: _Run, tasks: list[str]) -> str:
     if not tasks:
-        return f"{run} has no failed task instances (no change)"
-    return (f"clear {len(tasks)} failed task instance(s) of {run}: {', '.join(tasks)} (the run "
-            "goes back to queued)")
+        return f"{run.described} has no failed task instances (no change)"
+    return (f"clear {len(tasks)} failed task instance(s) of {run.described}: "
+            f"{', '.join(tasks)} (the run goes back to queued)")
 
 
 class _SetPaused:

@@ -40,6 +40,11 @@ Api = Literal["v2", "v1"]
 # a dot: "." and ".." must not reach a URL path.
 DAG_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$"
 RUN_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.~:+-]{0,249}$"
+# `dag_run_id: "@latest"` names the DAG's newest run, resolved when the step is planned (and
+# again when it runs). No run can be called that: "@" is outside RUN_ID above and outside
+# Airflow's default allowed_run_id_pattern (^[A-Za-z0-9_.~:+-]+$) and its scheduled run ids.
+LATEST = "@latest"
+RUN_REF = rf"^(?:{LATEST}|{RUN_ID[1:-1]})$"
 TERMINAL = frozenset({"success", "failed"})
 # Tokens by (server, sha256 of the credential): a rotated secret never reuses an old token.
 _TOKENS: dict[tuple[str, str], str] = {}
@@ -66,7 +71,14 @@ class AirflowParams(ActionParams):
 
 
 class RunParams(AirflowParams):
-    dag_run_id: str = Field(pattern=RUN_ID)
+    # A run id, or "@latest" for the DAG's newest run (see `Airflow.resolve_run`).
+    dag_run_id: str = Field(pattern=RUN_REF)
+
+
+def run_named(dag_id: str, run_id: str, *, newest: bool) -> str:
+    """A run as the plans and results name it: "run X of dag", or "run X (the newest of
+    dag)" when the step asked for "@latest", so the approver sees which run that was."""
+    return f"run {run_id} (the newest of {dag_id})" if newest else f"run {run_id} of {dag_id}"
 
 
 class Airflow:
@@ -211,6 +223,24 @@ class Airflow:
         status, found = await self.call("GET", f"dags/{segment(dag_id)}/dagRuns/{segment(run_id)}",
                                         doing=doing, accept=(200, 404))
         return found if status == 200 else None
+
+    async def resolve_run(self, dag_id: str, run_ref: str, *, doing: str) -> str:
+        """The run id a step's `dag_run_id` names: itself, or for "@latest" the id of the
+        DAG's newest run (by run_after on Airflow 3, execution_date on Airflow 2)."""
+        if run_ref != LATEST:
+            return run_ref
+        newest = "-run_after" if self.api == "v2" else "-execution_date"
+        status, found = await self.call(
+            "GET", f"dags/{segment(dag_id)}/dagRuns", doing=doing, accept=(200, 404),
+            params={"order_by": newest, "limit": "1"})
+        if status == 404:
+            raise ActionFailed(f"{doing}: Airflow at {self.host} has no DAG {dag_id!r} (is "
+                               "the id right, and has the DAG processor parsed it?)")
+        runs = found.get("dag_runs") if isinstance(found, dict) else None
+        if not runs:
+            raise ActionFailed(f"{doing}: DAG {dag_id!r} on {self.host} has no runs, so "
+                               f"{LATEST!r} names none (trigger it once, or name a run)")
+        return str(runs[0]["dag_run_id"])
 
     async def require_run(self, dag_id: str, run_id: str, *, doing: str) -> dict[str, Any]:
         found = await self.get_run(dag_id, run_id, doing=doing)

@@ -172,6 +172,53 @@ async def test_clear_failed_reruns_only_the_failed_task(airflow: AirflowPeer) ->
 
 
 @real
+async def test_latest_names_the_newest_run_in_the_plan_and_acts_on_it(
+        airflow: AirflowPeer) -> None:
+    _, older = await failed_run(airflow, "runbookd_flaky")
+    context, newest = await failed_run(airflow, "runbookd_flaky")
+    latest = {"dag_id": "runbookd_flaky", "dag_run_id": "@latest"}
+    named = f"run {newest} (the newest of runbookd_flaky) on {airflow.host}"
+
+    planned = await plan(AirflowClearFailed(), context, **latest)
+    assert planned.summary == (f"clear 1 failed task instance(s) of {named}: train (the run "
+                               "goes back to queued)")
+    # The approval covers that run: a newer one by the time the step runs is another plan.
+    assert planned.resolved["dag_run_id"] == newest
+    drill = ctx(airflow.url, dry_run=True)
+    read = await run_action(AirflowWait(), drill, **latest)
+    assert read.summary.endswith(f"for {named} to end; now failed")
+    assert read.output["dag_run_id"] == newest
+
+    cleared = await run_action(AirflowClearFailed(), context, **latest)
+    assert (cleared.output["dag_run_id"], cleared.output["cleared"]) == (newest, ["train"])
+    waited = await run_action(AirflowWait(), context, **latest, **FAST)
+    assert (waited.output["dag_run_id"], waited.output["state"]) == (newest, "success")
+    assert waited.summary.startswith(f"{named} ended success")
+    # The older run was not touched.
+    assert (await airflow.dag_run("runbookd_flaky", older) or {})["state"] == "failed"
+
+    # A DAG without runs has no newest run: a clear failure, not a guess.
+    for action in (AirflowClearFailed(), AirflowWait()):
+        with pytest.raises(ActionFailed, match=r"DAG 'runbookd_never_run' on 127\.0\.0\.1:\d+ "
+                                               r"has no runs, so '@latest' names none \(trigger "
+                                               r"it once, or name a run\)"):
+            await run_action(action, context, dag_id="runbookd_never_run",
+                             dag_run_id="@latest", **({} if action.name.endswith("clear_failed")
+                                                      else FAST))
+    with pytest.raises(ActionFailed, match=r"Airflow at 127\.0\.0\.1:\d+ has no DAG 'nope'"):
+        await plan(AirflowClearFailed(), context, dag_id="nope", dag_run_id="@latest")
+    # Without the "@" it is a run id like any other; "@" names nothing else, and triggering
+    # "@latest" makes no sense.
+    with pytest.raises(ActionFailed, match="has no run 'latest' of DAG 'runbookd_flaky'"):
+        await plan(AirflowClearFailed(), context, dag_id="runbookd_flaky", dag_run_id="latest")
+    with pytest.raises(ValidationError, match="dag_run_id"):
+        await run_action(AirflowWait(), context, dag_id="runbookd_flaky", dag_run_id="@newest")
+    with pytest.raises(ValidationError, match="dag_run_id"):
+        await run_action(AirflowTrigger(), context, dag_id="runbookd_flaky",
+                         dag_run_id="@latest")
+
+
+@real
 async def test_pause_and_unpause(airflow: AirflowPeer) -> None:
     context = ctx(airflow.url, step_id="pause")
     dag = {"dag_id": "runbookd_fails"}

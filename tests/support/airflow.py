@@ -32,7 +32,7 @@ from tests.support.net import free_port
 
 AIRFLOW_VERSION = "3.3.2"
 DAGS = Path(__file__).resolve().parent.parent / "airflow_dags"
-DAG_IDS = ("runbookd_succeeds", "runbookd_fails", "runbookd_flaky")
+DAG_IDS = ("runbookd_succeeds", "runbookd_fails", "runbookd_flaky", "runbookd_never_run")
 USER, PASSWORD = "admin", "admin"
 TERMINAL = frozenset({"success", "failed"})
 
