@@ -160,6 +160,23 @@ async def unsigned_note(session: AsyncSession, runbook_id: str, version: str) ->
             f"{version[:12]}`")
 
 
+async def unsigned_among(session: AsyncSession,
+                         pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (runbook id, version) pairs are unsigned, in two queries (the runbook
+    list asks it for every live version)."""
+    pairs = list(pairs)
+    if not pairs or not await any_signoff(session):
+        return set()
+    ids = {rid for rid, _ in pairs}
+    signed = {(rid, v) for rid, v in await session.execute(
+        select(RunbookSignoff.runbook_id, RunbookSignoff.version).distinct()
+        .where(RunbookSignoff.runbook_id.in_(ids)))}
+    stored = {(rid, v) for rid, v in await session.execute(
+        select(RunbookVersion.runbook_id, RunbookVersion.version)
+        .where(RunbookVersion.runbook_id.in_(ids)))}
+    return {pair for pair in pairs if pair in stored and pair not in signed}
+
+
 async def find_version(session: AsyncSession, runbook_id: str, version: str) -> RunbookVersion:
     """A stored version by its hash or a unique prefix of it; 422 saying what exists."""
     version = version.strip().lower()

@@ -66,7 +66,7 @@ from app.web.session import (
     verify_csrf,
 )
 from app.web.signoff_pages import router as signoff_router
-from app.web.signoff_pages import signoff_panel
+from app.web.signoff_pages import signoff_column, signoff_panel
 from app.web.stats import router as stats_router
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
@@ -315,7 +315,8 @@ async def runbooks_page(request: Request, session: SessionDep) -> Response:
     catalog = request.app.state.catalog.catalog
     return render(request, "runbooks.html", {
         "title": "Runbooks", "nav": "runbooks", "guards": guards,
-        "runbooks": [catalog.runbooks[k] for k in sorted(catalog.runbooks)]})
+        "runbooks": [catalog.runbooks[k] for k in sorted(catalog.runbooks)],
+        **await signoff_column(session, catalog)})
 
 
 @router.get("/runbooks/{runbook_id}")

@@ -8,15 +8,16 @@ redirects back to the block.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.catalog.loader import Catalog
 from app.catalog.models import RunbookVersion
 from app.catalog.schema import Runbook
 from app.catalog.signoff_models import RunbookSignoff
-from app.catalog.signoff_reviews import ReviewState, review_of
+from app.catalog.signoff_reviews import ReviewState, review_of, review_states
 from app.catalog.signoffs import (
     Pending,
     last_signed_version,
@@ -25,6 +26,7 @@ from app.catalog.signoffs import (
     reviewers_for,
     sign_off,
     signoff_blocker,
+    unsigned_among,
 )
 from app.identity import Identity
 from app.web import views
@@ -72,6 +74,15 @@ async def signoff_panel(session: AsyncSession, runbook: Runbook, live_version: s
         runbook_id=runbook.id, live_version=live_version, pending=pending, diff=diff,
         blocker=blocker, review=await review_of(session, runbook),
         recent=(await list_signoffs(session, runbook.id))[:RECENT], reviewers=reviewers)
+
+
+async def signoff_column(session: AsyncSession, catalog: Catalog) -> dict[str, Any]:
+    """The runbook list's review and sign-off state: `reviews` by runbook id, and the ids
+    whose live version is `unsigned`."""
+    unsigned = await unsigned_among(
+        session, [(lr.runbook.id, lr.version) for lr in catalog.runbooks.values()])
+    return {"reviews": {r.runbook_id: r for r in await review_states(session, catalog)},
+            "unsigned": {rid for rid, _ in unsigned}}
 
 
 @router.post("/runbooks/{runbook_id}/signoff")

@@ -220,6 +220,12 @@ async def test_an_overdue_review_shows_in_metrics_and_reminds_the_owner_once_per
             dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
         review = (await signoffs(r, rid="stale"))["review"]
         assert (review["overdue"], review["source"]) == (True, "yaml")
+        async with browser(r.server.url) as web:
+            await sign_in(web, r.tokens["victor"])
+            listed = (await web.get("/runbooks")).text
+            assert listed.count("review overdue") == 1  # stale, not fresh
+            page = (await web.get("/runbooks/stale")).text
+            assert "Review overdue since 2026-01-31" in page
 
         # Two replicas look at once: one reminder, to the owner.
         catalog = load_catalog(tmp_path / "catalog" / "alert_mappings.yaml",
@@ -293,6 +299,8 @@ async def test_the_runbook_page_signs_off_with_its_form_as_the_signed_in_identit
         version = (await signoffs(r))["pending"]["version"]
         async with browser(r.server.url) as carol, browser(r.server.url) as bob:
             await sign_in(carol, r.tokens["carol"], "/runbooks/promo")
+            listed = (await carol.get("/runbooks")).text
+            assert 'href="/runbooks/promo#signoff">unsigned change</a>' in listed
             shown = (await carol.get("/runbooks/promo")).text
             assert "unsigned change" in shown and "step promote: with changed" in shown
             assert "You cannot sign this off" in shown and "not a reviewer" in shown
@@ -317,6 +325,9 @@ async def test_the_runbook_page_signs_off_with_its_form_as_the_signed_in_identit
             assert signed.headers["location"] == "/runbooks/promo#signoff"
             after = (await bob.get("/runbooks/promo")).text
             assert "unsigned change" not in after and "Sign off version" not in after
+            listed = (await bob.get("/runbooks")).text
+            assert "unsigned change" not in listed and "review overdue" not in listed
+            assert dt.datetime.now(dt.UTC).date().isoformat() in listed  # reviewed: today
         assert (await signoffs(r))["pending"] is None
 
 
