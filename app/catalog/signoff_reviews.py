@@ -23,6 +23,7 @@ from app.catalog.loader import Catalog
 from app.catalog.schema import Runbook
 from app.catalog.signoff_models import REVIEWED, ReviewNotice, RunbookSignoff
 from app.db import session_scope, utcnow
+from app.durations import format_duration
 from app.events import record_event
 from app.notify.outbox import enqueue
 
@@ -148,10 +149,10 @@ async def remind_overdue(session: AsyncSession, catalog: Catalog,
             .on_conflict_do_nothing().returning(ReviewNotice.runbook_id))
         if inserted.first() is None:
             continue
+        how = "a sign-off" if state.source == "signoff" else "its YAML reviewed_at"
         text = (f"the review of runbook {runbook.id} is overdue since {state.since()} "
-                f"(last reviewed {state.reviewed_at.date()} by "
-                f"{'sign-off' if state.source == 'signoff' else 'its YAML date'}, every "
-                f"{runbook.review_every}); owner {runbook.owner}, reviewers "
+                f"(last reviewed {state.reviewed_at.date()}: {how}; due every "
+                f"{format_duration(runbook.review_every)}); owner {runbook.owner}, reviewers "
                 f"{', '.join(runbook.reviewers)}: sign off the live version at "
                 f"/runbooks/{runbook.id}")
         enqueue(session, kind="review_overdue", channels=owner_channels(runbook),

@@ -236,7 +236,8 @@ async def test_an_overdue_review_shows_in_metrics_and_reminds_the_owner_once_per
         assert await _remind(r.db_url, catalog, now + dt.timedelta(days=1)) == []
         reminders = [n for n in await r.notifications() if n.kind == "review_overdue"]
         assert [n.channel for n in reminders] == [OWNER]
-        assert "overdue since 2026-01-31" in reminders[0].payload["text"]
+        assert "overdue since 2026-01-31 (last reviewed 2026-01-01: its YAML reviewed_at; " \
+            "due every 30d); owner slack:#ml-owners" in reminders[0].payload["text"]
         assert len(await r.rows(ReviewNotice)) == 1
         # The next period reminds again, once.
         later = now + dt.timedelta(days=30)
