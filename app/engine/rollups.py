@@ -215,7 +215,8 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
     return _UPSERTS[dialect]
 
 
-# Versions are immutable (the id is the content's hash): their objectives can be kept.
+# Versions are immutable (the id is the content's hash), and an execution's version is stored
+# before it starts: the objectives of a version, or its absence, can be kept.
 _objectives_cache: dict[tuple[str, str], Objectives] = {}
 
 
@@ -227,8 +228,6 @@ async def version_objectives(session: AsyncSession, runbook_id: str,
             select(RunbookVersion.content).where(RunbookVersion.runbook_id == runbook_id,
                                                  RunbookVersion.version == version)
         )).scalar_one_or_none()
-        if content is None:
-            return objectives_of(None)  # not loaded yet: do not remember the absence
         if len(_objectives_cache) > 4096:
             _objectives_cache.clear()
         _objectives_cache[key] = objectives_of(content)

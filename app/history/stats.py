@@ -15,7 +15,9 @@ the exact ones, and usually much closer. Counts, outcomes and objectives met sta
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -27,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.engine import rollups
+from app.engine.drills_service import last_finished
 from app.engine.models import Execution, StepRun
 from app.history import rollups as history_rollups
 from app.history.feedback import Helpfulness, helpfulness_by_runbook
@@ -58,6 +61,16 @@ class RunbookStats(BaseModel):
     restore_objective: Compliance
 
 
+class LastDrill(BaseModel):
+    """A runbook's last finished drill (the stats page's drills panel reads the same rows)."""
+
+    drill_id: int
+    finished_at: dt.datetime | None
+    problems: int
+    runbook_version: str
+    execution_id: int | None
+
+
 class StatsOut(BaseModel):
     since: dt.datetime
     until: dt.datetime
@@ -65,6 +78,9 @@ class StatsOut(BaseModel):
     runbooks: dict[str, RunbookStats]
     # Responder feedback per runbook (only runbooks with some): app/history/feedback.py.
     helpfulness: dict[str, Helpfulness] = {}
+    # The last finished drill of each drilled runbook, whenever it was: a drill is not an
+    # incident, so the window does not apply (issue 16). Drills' own executions are dry runs.
+    drills: dict[str, LastDrill] = {}
 
 
 @dataclass
@@ -149,15 +165,12 @@ def _pct(values: list[float], hist: dict[int, list[float]]) -> Percentiles:
         sums[0] += 1
         sums[1] += value
     ranked = sorted(merged.items())
-    count = int(sum(sums[0] for _, sums in ranked))
+    means = [total / n for _, (n, total) in ranked]
+    ends = list(itertools.accumulate(int(n) for _, (n, _total) in ranked))  # ranks < end
+    count = ends[-1]
 
     def at(rank: int) -> float:
-        seen = 0
-        for _, (n, total) in ranked:
-            seen += int(n)
-            if rank < seen:
-                return total / n
-        return ranked[-1][1][1] / ranked[-1][1][0]
+        return means[bisect.bisect_right(ends, rank)]
 
     def quantile(q: float) -> float:
         position = (count - 1) * q
@@ -207,7 +220,15 @@ async def _stats_out(session: AsyncSession, per: dict[str, _Acc], *, since: dt.d
     return StatsOut(since=since, until=until, overall=overall.out(),
                     runbooks={rid: acc.out() for rid, acc in sorted(per.items())},
                     helpfulness=await helpfulness_by_runbook(session, since=since, until=until,
-                                                             runbook=runbook))
+                                                             runbook=runbook),
+                    drills=await _last_drills(session, runbook))
+
+
+async def _last_drills(session: AsyncSession, runbook: str | None) -> dict[str, LastDrill]:
+    last = await last_finished(session)
+    return {rid: LastDrill(drill_id=run.id, finished_at=run.finished_at, problems=run.problems,
+                           runbook_version=run.runbook_version, execution_id=run.execution_id)
+            for rid, run in sorted(last.items()) if runbook is None or rid == runbook}
 
 
 async def _add_executions(session: AsyncSession, per: dict[str, _Acc], ids: Any) -> None:
