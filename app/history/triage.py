@@ -1,5 +1,6 @@
 """The last result of each triage check: the newest finished run of a step, among the
-runbook's recent executions (the runbook page's decision tree shows it)."""
+runbook's recent executions (the runbook page's decision tree shows it). Dry runs (drills)
+are left out: what a check said in rehearsal is not what happened in production."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ async def last_runs(session: AsyncSession, runbook_id: str,
     """Step id to its newest finished run in the runbook's last executions."""
     if not step_ids:
         return {}
-    recent = (select(Execution.id).where(Execution.runbook_id == runbook_id)
+    recent = (select(Execution.id).where(Execution.runbook_id == runbook_id,
+                                         Execution.dry_run.is_(False))
               .order_by(Execution.created_at.desc(), Execution.id.desc())
               .limit(RECENT_EXECUTIONS).scalar_subquery())
     rows = (await session.execute(

@@ -25,6 +25,7 @@ from app.engine.runbooks import RunbookVersions
 from tests.support.auth import auth
 from tests.support.engine_catalog import risky, runbook, step, write_catalog
 from tests.support.wait import eventually
+from tests.support.web import browser, sign_in
 
 WEEK = dt.timedelta(days=7)
 
@@ -248,3 +249,56 @@ async def test_a_held_drill_skips_the_next_and_a_cancelled_one_is_settled(make_r
     assert drill["problems"] == 5
     assert {(v["kind"], v["ok"]) for v in drill["verdicts"]} == {("unreached", False)}
     assert drill["verdicts"][0]["reason"] == "not reached: the drill ended cancelled"
+
+
+async def test_stats_give_each_runbook_s_last_drill(make_rig, tmp_path):
+    """GET /api/v1/stats has the drills the stats page's panel shows: when each runbook was
+    last drilled, what it found, and which version of it was drilled."""
+    create_demo_registry(tmp_path / "registry")
+    async with make_rig([drilled(tmp_path)]) as r:
+        def stats(query: str = ""):
+            return r.http.get(f"/api/v1/stats{query}", headers=auth(r.tokens["victor"]))
+
+        before = (await stats()).json()
+        ids = []
+        for _ in range(2):
+            started = await r.post("/api/v1/runbooks/drilled/drills", "rita", {})
+            assert started.status_code == 201, started.text
+            ids.append((await finished(r, "drilled", started.json()["id"]))["id"])
+        after = (await stats()).json()
+        # A window that ended long before: the last drill is still the last drill.
+        old = (await stats("?since=2020-01-01T00:00:00Z&until=2020-01-02T00:00:00Z")).json()
+        other = (await stats("?runbook=another")).json()
+        [row] = [row for row in await r.rows(DrillRun) if row.id == ids[-1]]
+        executions = {e.id: e for e in await r.executions()}
+    assert before["drills"] == {}
+    last = after["drills"]["drilled"]
+    assert last == {"drill_id": ids[-1], "problems": 2, "execution_id": row.execution_id,
+                    "runbook_version": executions[row.execution_id].runbook_version,
+                    "finished_at": last["finished_at"]}
+    assert dt.datetime.fromisoformat(last["finished_at"]) == row.finished_at
+    assert old["drills"] == after["drills"]
+    assert other["drills"] == {}
+
+
+async def test_a_drill_is_not_a_last_result_in_the_triage_tree(make_rig, tmp_path):
+    """What a check said in a drill is not what happened in production: the runbook page's
+    triage tree leaves drills out of "last result"."""
+    create_demo_registry(tmp_path / "registry")
+    book = {**drilled(tmp_path, "triaged"), "triage": [
+        {"question": "Does the model still have its champion?", "check": "read",
+         "points_to": "model"}]}
+    async with make_rig([book]) as r, browser(r.server.url) as web:
+        started = await r.post("/api/v1/runbooks/triaged/drills", "rita", {})
+        assert started.status_code == 201, started.text
+        await finished(r, "triaged", started.json()["id"])
+        await sign_in(web, r.tokens["victor"])
+        page = (await web.get("/runbooks/triaged")).text
+        [execution] = await r.executions()
+        runs = await r.steps(execution.id)
+    # The drill did run the check, for real.
+    assert any(run.step_id == "read" and run.status == "succeeded" for run in runs)
+    tree = page[page.index('class="triage-tree"'):page.index("</ol>",
+                                                             page.index('class="triage-tree"'))]
+    assert "no finished run yet" in tree
+    assert f'href="/executions/{execution.id}"' not in tree
