@@ -368,6 +368,9 @@ V1_CLEAR_FIELDS = {"dry_run", "dag_run_id", "only_failed", "reset_dag_runs", "ta
                    "include_parentdag", "include_upstream", "include_downstream",
                    "include_future", "include_past"}
 
+V1_RUN_ORDER = {"id", "state", "dag_id", "execution_date", "dag_run_id", "start_date",
+                "end_date", "updated_at", "external_trigger", "conf"}
+
 
 @dataclass
 class FakeAirflow2:
@@ -438,6 +441,18 @@ class FakeAirflow2:
                                  "conf": body.get("conf", {}),
                                  "execution_date": body["execution_date"]}
             return no_dag(dag_id) or JSONResponse(self.runs[run_id])
+
+        @app.get("/api/v1/dags/{dag_id}/dagRuns")
+        async def list_runs(dag_id: str, order_by: str = "id", limit: int = 100) -> Response:
+            # Airflow 2.1+ orders by its DagRun columns; run_after is Airflow 3's.
+            key = order_by.lstrip("-")
+            if key not in V1_RUN_ORDER:
+                return bad_request(f"Ordering with '{key}' is disallowed or the attribute "
+                                   "does not exist on the model")
+            runs = sorted((r for r in self.runs.values() if r["dag_id"] == dag_id),
+                          key=lambda r: r.get(key) or "", reverse=order_by.startswith("-"))
+            return no_dag(dag_id) or JSONResponse({"dag_runs": runs[:limit],
+                                                   "total_entries": len(runs)})
 
         @app.get("/api/v1/dags/{dag_id}/dagRuns/{run_id}")
         async def get_run(dag_id: str, run_id: str) -> Response:
@@ -537,3 +552,20 @@ async def test_airflow2_wrong_password_says_which_secret() -> None:
             "password in secret 'af2', and that this is Airflow 2: Airflow 3 needs `api: v2`)")
         assert "ops:old" not in refused.value.message
         assert fake.requests == []
+
+
+async def test_airflow2_latest_is_the_newest_by_execution_date() -> None:
+    async with fake_airflow2() as fake:
+        context = make_ctx(allow=["127.0.0.1"], airflow_url=fake.url, airflow_api="v1",
+                           airflow_auth_secret="af2", secrets={"af2": SecretStr(fake.credential)},
+                           execution_id=43)
+        latest = {"dag_id": "retrain", "dag_run_id": "@latest"}
+        with pytest.raises(ActionFailed, match=r"DAG 'retrain' on .* has no runs"):
+            await plan(AirflowClearFailed(), context, **latest)
+        for run_id, day in (("older", "2026-11-29"), ("newer", "2026-11-30")):
+            fake.runs[run_id] = {"dag_id": "retrain", "dag_run_id": run_id, "state": "failed",
+                                 "conf": {}, "execution_date": f"{day}T06:00:00+00:00"}
+            fake.failed[run_id] = ["train"]
+        planned = await plan(AirflowClearFailed(), context, **latest)
+        assert planned.resolved["dag_run_id"] == "newer"
+        assert "run newer (the newest of retrain) on " in planned.summary
