@@ -5,26 +5,17 @@ test-artifacts/screenshots/ (git-ignored)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import launched_chromium
+from tests.support.web import screenshot
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = (390, 1280)
 BOT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    async with launched_chromium() as browser:
-        yield browser
 
 
 def book() -> dict[str, Any]:
@@ -43,10 +34,9 @@ def book() -> dict[str, Any]:
 
 async def shoot(page: Any, name: str) -> None:
     """Full-page screenshots at phone and desktop widths."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": 844 if width < 600 else 900})
-        await page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+        await screenshot(page, f"{name}-{width}", full=True, min_bytes=0)
     await page.set_viewport_size({"width": 1280, "height": 900})
 
 

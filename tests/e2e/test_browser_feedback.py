@@ -6,7 +6,6 @@ test-artifacts/screenshots/ (git-ignored): issue16-feedback-form.png, issue16-fe
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,18 @@ import pytest
 
 from app.engine.feedback_models import Feedback
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import launched_chromium
+from tests.support.web import screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 BOOK = runbook("fraud-drift", [step("check-drift"),
                                risky("rollback-alias", title="Roll the fraud model alias back")],
                title="Fraud model drift")
 NOTE = "The rollback was right; the drift check could name the feature."
 
 
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    async with launched_chromium() as browser:
-        yield browser
-
-
 async def shot(target: Any, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"issue16-{name}.png"
-    await target.screenshot(path=str(path))
-    assert path.stat().st_size > 5_000, f"{path} looks empty"
-    return path
+    return await screenshot(target, f"issue16-{name}")
 
 
 async def test_an_approver_answers_on_the_execution_page_and_the_runbook_shows_it(

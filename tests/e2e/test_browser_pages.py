@@ -7,26 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import launched_chromium
+from tests.support.web import screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 FOLD = {"width": 1280, "height": 800}
 NOTE = "Moves the champion alias back to the last good version: live traffic changes model."
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    async with launched_chromium() as browser:
-        yield browser
 
 
 def long_safe(sid: str) -> dict[str, Any]:
@@ -69,11 +61,7 @@ async def signed_in(chromium: Any, r: Any, token: str, viewport: dict[str, int])
 
 
 async def shot(page: Any, name: str, *, full: bool = False) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"issue15-{name}.png"
-    await page.screenshot(path=str(path), full_page=full)
-    assert path.stat().st_size > 10_000, f"{path} looks empty"
-    return path
+    return await screenshot(page, f"issue15-{name}", full=full, min_bytes=10_000)
 
 
 def ago(minutes: float) -> str:

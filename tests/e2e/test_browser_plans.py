@@ -35,7 +35,7 @@ import yaml
 from app.actions._support import json_sha256
 from app.actions.embedded_registry import ModelRegistry, create_demo_registry
 from app.actions.mlflow import MlflowSetAlias
-from tests.e2e.test_browser import SHOTS, sign_in
+from tests.e2e.test_browser import sign_in
 from tests.support.action_ctx import make_ctx, run_action
 from tests.support.airflow import AirflowPeer, run_airflow
 from tests.support.auth import WEBHOOK_HEADERS
@@ -43,12 +43,12 @@ from tests.support.binaries import need_module
 from tests.support.fake_kube import add_rollout, run_fake_kube
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.peers import Peer, create_mlflow_version, run_mlflow
-from tests.support.web import launched_chromium
+from tests.support.web import SCREENSHOTS, launched_chromium
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-PLANS = SHOTS / "plans"
+PLANS = SCREENSHOTS / "plans"
 AIRFLOW = "https://airflow.ml.internal/api/v1/dags"
 AIRFLOW_TOKEN = "airflow-token-for-the-plans-test"
 QUARANTINE = "dataset-quarantine"

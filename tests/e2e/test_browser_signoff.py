@@ -7,14 +7,13 @@ test-artifacts/screenshots/issue16-signoff-*.png."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from app.catalog.signoff_models import RunbookSignoff
 from tests.support.engine_catalog import risky, runbook, step, write_catalog
-from tests.support.web import launched_chromium, screenshot
+from tests.support.web import screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 COMMENT = "champion goes to the retrained model; checked the plan"
@@ -23,12 +22,6 @@ COMMENT = "champion goes to the retrained model; checked the plan"
 def promo(message: str) -> dict[str, Any]:
     return runbook("promo", [step("check"), risky("promote", **{"with": {"message": message}})],
                    reviewers=["bob"])
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    async with launched_chromium() as browser:
-        yield browser
 
 
 async def signed_in(chromium: Any, r: Any, who: str) -> tuple[Any, Any]:

@@ -6,7 +6,6 @@ named issue16-drill-*.png."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,14 @@ import pytest
 
 from app.actions.embedded_registry import create_demo_registry
 from tests.integration.test_drills import drilled, finished
-from tests.support.web import launched_chromium
+from tests.support.web import screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    async with launched_chromium() as browser:
-        yield browser
 
 
 async def shot(page: Any, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"issue16-drill-{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000, f"{path} looks empty"
-    return path
+    return await screenshot(page, f"issue16-drill-{name}", full=True, min_bytes=10_000)
 
 
 async def test_the_runbook_page_shows_the_last_drill(make_rig, chromium, tokens, tmp_path):

@@ -18,11 +18,10 @@ from tests.support.alertmanager import now_utc, run_alertmanager
 from tests.support.auth import WEBHOOK_TOKEN
 from tests.support.binaries import need_binary
 from tests.support.engine_catalog import runbook, step, write_catalog
-from tests.support.web import launched_chromium
+from tests.support.web import launched_chromium, screenshot
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 MODELS = [f"ranker-{n:02d}" for n in range(20)]
 
 
@@ -94,11 +93,8 @@ async def test_the_guards_page_shows_the_brake_and_releases_it(make_rig, tmp_pat
         brake = page.locator("#brake-global")
         assert "engaged" in (await brake.locator("h3").inner_text())
         assert await brake.locator("tbody tr").count() == 3
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SHOTS / "issue16-storm-brake.png"
         await brake.scroll_into_view_if_needed()
-        await page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000, f"{shot} looks empty"
+        await screenshot(page, "issue16-storm-brake", full=True, min_bytes=10_000)
 
         await brake.get_by_label("Reason (recorded)").fill("cluster recovered")
         await brake.get_by_role("button", name=re.compile("^Release")).click()
