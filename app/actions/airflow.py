@@ -183,7 +183,7 @@ class AirflowWait:
     read_only: ClassVar[bool] = True  # a drill runs it for real
     description: ClassVar[str] = (
         "Waits until a DAG run ends (reads only); the step fails when the run fails, or is "
-        "still going after `timeout`."
+        "still going after `timeout`. `dag_run_id: \"@latest\"` is the DAG's newest run."
     )
 
     async def run(self, ctx: ActionContext, params: WaitParams) -> ActionResult:
@@ -246,7 +246,8 @@ class AirflowClearFailed:
     idempotent: ClassVar[bool] = False
     description: ClassVar[str] = (
         "Clears the failed task instances of one DAG run, so that Airflow runs them again "
-        "(the run goes back to queued)."
+        "(the run goes back to queued). `dag_run_id: \"@latest\"` is the DAG's newest run, "
+        "named in the plan."
     )
 
     async def plan(self, ctx: ActionContext, params: RunParams) -> ActionPlan:
