@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +21,7 @@ from app import metrics
 from app.catalog.loader import Catalog
 from app.catalog.schema import Runbook
 from app.catalog.signoff_models import REVIEWED, ReviewNotice, RunbookSignoff
-from app.db import session_scope, utcnow
+from app.db import dialect_insert, session_scope, utcnow
 from app.durations import format_duration
 from app.events import record_event
 from app.notify.outbox import enqueue
@@ -118,19 +117,6 @@ async def refresh_review_gauges(factory: async_sessionmaker[AsyncSession],
             state.reviewed_at.timestamp())
 
 
-def _insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT, for ON CONFLICT DO NOTHING; imported on use, so a process on
-    SQLite never loads the PostgreSQL dialect (issue 17, memory)."""
-    bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
-
 async def remind_overdue(session: AsyncSession, catalog: Catalog,
                          now: dt.datetime | None = None) -> list[str]:
     """Tell each overdue runbook's owner, once per period across replicas: the notice row
@@ -144,7 +130,7 @@ async def remind_overdue(session: AsyncSession, catalog: Catalog,
         runbook = catalog.runbooks[state.runbook_id].runbook
         period = reminder_period(state, runbook.review_every, now)
         inserted = await session.execute(
-            _insert(session)(ReviewNotice).values(runbook_id=runbook.id, due_at=period,
+            dialect_insert(session)(ReviewNotice).values(runbook_id=runbook.id, due_at=period,
                                                   notified_at=now)
             .on_conflict_do_nothing().returning(ReviewNotice.runbook_id))
         if inserted.first() is None:

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
 from app.catalog.params import ParamError, render_target, validate_manual_params
 from app.catalog.schema import Runbook
 from app.catalog.templating import RenderError
-from app.db import after_commit, utcnow
+from app.db import after_commit, dialect_insert, utcnow
 from app.engine import states
 from app.engine.context import failure_channels
 from app.engine.drills import DRILL_PRECONDITIONS
@@ -57,8 +56,7 @@ async def claim_due(session: AsyncSession, *, runbook_id: str, version: str,
         DrillRun.runbook_id == runbook_id, DrillRun.due_at == due_at))).first()
     if taken is not None:  # the usual answer after the first tick: no insert, no sequence id
         return None
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     now = utcnow()
     statement = insert(DrillRun).values(
         runbook_id=runbook_id, runbook_version=version, due_at=due_at, trigger=trigger,
