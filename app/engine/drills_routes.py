@@ -111,7 +111,7 @@ async def list_drills(runbook_id: RunbookId, request: Request, session: SessionD
     schedule = None if spec is None else (
         f"cron {spec.cron}" if spec.cron else f"every {format_duration(spec.every)}")
     return DrillsOut(runbook_id=runbook_id, schedule=schedule,
-                     next_due=next_due(spec, utcnow()) if spec else None,
+                     next_due=next_due(spec, utcnow(), runbook_id) if spec else None,
                      items=[DrillOut.of(r) for r in await latest_drills(session, runbook_id)])
 
 

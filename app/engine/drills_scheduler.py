@@ -1,8 +1,10 @@
 """The drill scheduler: every `drill_check_seconds`, start each runbook's due drill.
 
-Due times are a pure function of the schedule and the clock, the same on every replica: for
-`every: 7d` the latest multiple of seven days since the Unix epoch, for a cron line its latest
-firing. Each replica that sees a due time inserts the drill run of (runbook, due time) with
+Due times are a pure function of the schedule, the runbook's id and the clock, the same on
+every replica: for `every: 7d` the latest multiple of seven days since the Unix epoch, shifted
+by an offset within the period that the runbook's id fixes (so fourteen weekly runbooks do not
+all drill the same Thursday midnight), for a cron line its latest firing (as written). Each
+replica that sees a due time inserts the drill run of (runbook, due time) with
 on-conflict-do-nothing; the one whose insert took starts the drill, in the same transaction.
 Nothing lives only in memory: a replica that restarts, or a second one, finds the row. Only
 the latest due time counts: drills missed while nothing ran are not made up one by one.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable
 
@@ -30,19 +33,27 @@ log = logging.getLogger(__name__)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def latest_due(spec: DrillSpec, now: dt.datetime) -> dt.datetime:
-    """The latest due time at or before `now`."""
+def spread(runbook_id: str, period: dt.timedelta) -> dt.timedelta:
+    """A whole-second offset within `period`, fixed by the runbook's id (not random: every
+    replica must compute the same due times)."""
+    digest = int.from_bytes(hashlib.sha256(runbook_id.encode()).digest()[:8], "big")
+    return dt.timedelta(seconds=digest % max(1, int(period.total_seconds())))
+
+
+def latest_due(spec: DrillSpec, now: dt.datetime, runbook_id: str = "") -> dt.datetime:
+    """The latest due time at or before `now` (an `every` spread by `runbook_id`)."""
     if spec.every is not None:
         step = spec.every.total_seconds()
-        return EPOCH + dt.timedelta(seconds=(now - EPOCH).total_seconds() // step * step)
+        start = EPOCH + (spread(runbook_id, spec.every) if runbook_id else dt.timedelta())
+        return start + dt.timedelta(seconds=(now - start).total_seconds() // step * step)
     assert spec.cron is not None
     return parse_cron(spec.cron).previous(now)
 
 
-def next_due(spec: DrillSpec, now: dt.datetime) -> dt.datetime:
+def next_due(spec: DrillSpec, now: dt.datetime, runbook_id: str = "") -> dt.datetime:
     """The first due time after `now`."""
     if spec.every is not None:
-        return latest_due(spec, now) + spec.every
+        return latest_due(spec, now, runbook_id) + spec.every
     assert spec.cron is not None
     return parse_cron(spec.cron).next_after(now)
 
@@ -71,8 +82,9 @@ class DrillScheduler:
             if spec is None:
                 continue
             async with session_scope(self.factory) as session:
+                due_at = latest_due(spec, now, loaded.runbook.id)
                 row = await start_drill(session, runbook=loaded.runbook,
-                                        version=loaded.version, due_at=latest_due(spec, now),
+                                        version=loaded.version, due_at=due_at,
                                         trigger="schedule", started_by=self.actor)
                 if row is not None:
                     started.append(row.id)

@@ -81,7 +81,7 @@ def _view(runbook_id: str, spec: DrillSpec | None, last: Any, running: Any,
           now: dt.datetime) -> DrillView:
     return DrillView(
         runbook_id=runbook_id, schedule=schedule_of(spec),
-        next_due=next_due(spec, now) if spec else None,
+        next_due=next_due(spec, now, runbook_id) if spec else None,
         finished_at=last.finished_at if last else None,
         ago=ago(last.finished_at, now) if last and last.finished_at else "",
         problems=last.problems if last else None,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from app.catalog.cron import CronError, parse_cron
 from app.catalog.lint import lint
 from app.catalog.schema import DrillSpec
-from app.engine.drills_scheduler import latest_due, next_due
+from app.engine.drills_scheduler import EPOCH, latest_due, next_due, spread
 from app.engine.drills_verdicts import check_verdict, headline, problems, step_verdict
 from tests.support.engine_catalog import runbook, step, write_catalog
 
@@ -71,6 +71,21 @@ def test_every_is_anchored_to_the_epoch_so_replicas_agree():
     assert next_due(spec, NOW) == due + dt.timedelta(days=7)
     hourly = DrillSpec(every="1h")
     assert latest_due(hourly, NOW) == at(1, 22) and next_due(hourly, NOW) == at(1, 23)
+
+
+def test_each_runbook_drills_at_its_own_time_in_the_period_every_replica_agrees_on():
+    spec = DrillSpec(every="7d")
+    week = dt.timedelta(days=7)
+    dues = {rid: latest_due(spec, NOW, rid) for rid in ("model-drift", "prediction-skew",
+                                                        "stale-feature-store")}
+    assert len(set(dues.values())) == 3  # not all at the same instant
+    for rid, due in dues.items():
+        assert due <= NOW < due + week
+        assert latest_due(spec, NOW, rid) == due  # a pure function: replicas agree
+        assert (due - EPOCH).total_seconds() % week.total_seconds() == spread(
+            rid, week).total_seconds()
+        assert next_due(spec, NOW, rid) == due + week
+        assert latest_due(spec, due + week, rid) == due + week  # due exactly on time
 
 
 def test_cron_due_times():
