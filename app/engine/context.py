@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -15,17 +16,20 @@ from app.engine.models import Execution, StepRun
 FIFTEEN_MINUTES = dt.timedelta(minutes=15)
 
 
-async def step_context(session: AsyncSession, execution: Execution) -> dict[str, Any]:
-    """Params, earlier steps' outputs and the execution, for an action's templates.
+async def step_context(session: AsyncSession, execution: Execution, *,
+                       runs: Iterable[StepRun] | None = None) -> dict[str, Any]:
+    """Params, earlier steps' outputs and the execution, for an action's templates; `runs`,
+    the execution's step runs when the caller has them loaded already.
 
     No alert: its labels reach an action only through the typed params (invariant 6).
     """
-    runs = (await session.execute(
-        select(StepRun).where(StepRun.execution_id == execution.id, StepRun.kind == "step")
-    )).scalars().all()
+    if runs is None:
+        runs = (await session.execute(
+            select(StepRun).where(StepRun.execution_id == execution.id)
+        )).scalars().all()
     steps = {
         r.step_id: {"status": r.status, "summary": r.summary or "", "output": r.output or {}}
-        for r in runs
+        for r in runs if r.kind == "step"
     }
     return make_context(
         params=execution.params,

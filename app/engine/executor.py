@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,7 +41,8 @@ from app.engine.proposals import Proposals, ProposePlan
 from app.engine.ratelimit import check_rate, check_step_rate, lock_budget
 from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash, waits_of
-from app.engine.transitions import lock_execution, transition_step
+from app.engine.transitions import lock_execution, lock_step, remember_locked, transition_step
+from app.errors import Unavailable, is_database_unavailable
 from app.events import record_event
 from app.outbound import OutboundHttp
 
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Stop:
     reason: str
+    # The transaction that decided to stop also gave the lease up: the worker need not.
+    released: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,18 +100,34 @@ class Executor(Outcomes, Proposals, Drills):
         self.http = http
         self.me = worker_id
         self.actor = f"worker:{worker_id}"
+        # Whether each execution being driven is a drill, as read when its row was locked:
+        # it never changes, so it costs no transaction of its own.
+        self._dry_runs: dict[int, bool] = {}
+        # Waits while webhooks of this process are being stored (set by whoever runs both):
+        # called before each transaction, so that a storm's acknowledgements do not queue
+        # behind the executions it starts.
+        self.yield_to_intake: Callable[[], Awaitable[None]] = _no_wait
 
-    async def drive(self, execution_id: int) -> None:
-        """Advance the execution until it ends, waits for a human, or is held."""
+    async def drive(self, execution_id: int) -> bool:
+        """Advance the execution until it ends, waits for a human, or is held. True when
+        its lease was given up on the way (the worker then has nothing to release)."""
         with logs.context(execution_id=execution_id):
-            await self._drive(execution_id)
+            try:
+                return await self._drive(execution_id)
+            finally:
+                self._dry_runs.pop(execution_id, None)
 
-    async def _drive(self, execution_id: int) -> None:
+    async def _drive(self, execution_id: int) -> bool:
         dry_run: bool | None = None  # fixed for the life of an execution: read it once
+        # The transaction that records a step also decides (and starts) the next one.
+        decided: Plan | None = None
         while True:
-            plan = await self._plan(execution_id)
+            if decided is None:
+                await self.yield_to_intake()
+                decided = await self._plan(execution_id)
+            plan, decided = decided, None
             if isinstance(plan, Stop):
-                return
+                return plan.released
             if dry_run is None:
                 dry_run = await self._dry_run(execution_id)
             if isinstance(plan, CheckFirst) and dry_run:
@@ -127,38 +146,54 @@ class Executor(Outcomes, Proposals, Drills):
                     plan.approved_plan, plan.timeout, dry_run):
                 continue
             if not plan.started and not await self._begin(execution_id, plan, dry_run):
-                return
+                return False
             outcome = await self._execute(execution_id, plan, dry_run)
-            await self._finish(execution_id, plan, outcome)
+            await self.yield_to_intake()
+            decided = await self._finish(execution_id, plan, outcome)
 
     # -- deciding -------------------------------------------------------------------------
 
     async def _plan(self, execution_id: int) -> Plan:
         async with session_scope(self.factory) as session:
             execution = await lock_execution(session, execution_id)
-            if execution.lease_owner != self.me:
-                return Stop("lease lost")
-            held_by_limit = execution.status == states.RATE_LIMITED
-            if held_by_limit:
-                await self._move(session, execution, states.PENDING,
-                                 reason="its rate-limit window passed: trying again")
-            if execution.status not in (states.PENDING, states.RUNNING):
-                return Stop(execution.status)
-            runbook = await self.runbooks.get(session, execution.runbook_id,
-                                              execution.runbook_version)
-            hold = (await current_guard_state(session)).holds(execution.runbook_id)
-            if hold:
-                await self._move(session, execution, states.PAUSED, reason=hold)
-                return Stop(hold)
-            if execution.status == states.PENDING:
-                if execution.started_at is None:
-                    first = await self._first_start(session, execution, runbook,
-                                                    again=held_by_limit)
-                    if first is not None:
-                        return first
-                else:
-                    await self._move(session, execution, states.RUNNING, reason="resumed")
-            return await self._next(session, execution, runbook)
+            return await self._decide(session, execution)
+
+    async def _decide(self, session: AsyncSession, execution: Execution) -> Plan:
+        """What to do next with a locked execution; a Stop gives the lease up in the same
+        transaction (a final state has cleared it already)."""
+        if execution.lease_owner != self.me:
+            return Stop("lease lost")
+        self._dry_runs[execution.id] = execution.dry_run
+        plan = await self._decide_leased(session, execution)
+        if isinstance(plan, Stop):
+            if execution.lease_owner == self.me:
+                execution.lease_owner = None
+                execution.lease_expires_at = None
+            return replace(plan, released=True)
+        return plan
+
+    async def _decide_leased(self, session: AsyncSession, execution: Execution) -> Plan:
+        held_by_limit = execution.status == states.RATE_LIMITED
+        if held_by_limit:
+            await self._move(session, execution, states.PENDING,
+                             reason="its rate-limit window passed: trying again")
+        if execution.status not in (states.PENDING, states.RUNNING):
+            return Stop(execution.status)
+        runbook = await self.runbooks.get(session, execution.runbook_id,
+                                          execution.runbook_version)
+        hold = (await current_guard_state(session)).holds(execution.runbook_id)
+        if hold:
+            await self._move(session, execution, states.PAUSED, reason=hold)
+            return Stop(hold)
+        if execution.status == states.PENDING:
+            if execution.started_at is None:
+                first = await self._first_start(session, execution, runbook,
+                                                again=held_by_limit)
+                if first is not None:
+                    return first
+            else:
+                await self._move(session, execution, states.RUNNING, reason="resumed")
+        return await self._next(session, execution, runbook)
 
     async def _first_start(
         self, session: AsyncSession, execution: Execution, runbook: Runbook, *,
@@ -214,8 +249,13 @@ class Executor(Outcomes, Proposals, Drills):
             Execution.started_at.is_not(None),
             Execution.status.in_(states.ACTIVE_EXECUTION - {states.PAUSED}),
         )
+        scope = runbook.id
         if runbook.limits.concurrent_scope == "target":
             query = query.where(Execution.target == execution.target)
+            scope = f"{runbook.id}:{execution.target}"
+        # Two executions starting at once must not both count the other as not started:
+        # the second counts after the first has committed (PostgreSQL; SQLite has one writer).
+        await lock_budget(session, f"concurrent:{scope}")
         return (await session.execute(query)).scalar_one() >= runbook.limits.concurrent
 
     async def _next(self, session: AsyncSession, execution: Execution, runbook: Runbook) -> Plan:
@@ -239,6 +279,10 @@ class Executor(Outcomes, Proposals, Drills):
             )
             session.add(run)
             await session.flush()
+            # Nobody else sees the row before this transaction commits: it is as good as
+            # locked, and its start needs no second read.
+            remember_locked(session, run)
+            runs[("step", step.id)] = run
         if run.status == states.STEP_RUNNING:
             return await self._recover(session, execution, run)
         if run.status == states.STEP_SUCCEEDED:
@@ -248,7 +292,7 @@ class Executor(Outcomes, Proposals, Drills):
             await self._advance(session, execution, runbook, step)
             return await self._next(session, execution, runbook)
 
-        context = await step_context(session, execution)
+        context = await step_context(session, execution, runs=runs.values())
         try:
             params = render_value(step.with_, context)
         except RenderError as exc:
@@ -540,11 +584,25 @@ class Executor(Outcomes, Proposals, Drills):
 
     # -- recording ------------------------------------------------------------------------
 
-    async def _finish(self, execution_id: int, plan: RunStep, outcome: Outcome) -> None:
+    async def _finish(self, execution_id: int, plan: RunStep, outcome: Outcome) -> Plan:
+        """Record the step's outcome and decide what comes next in the same transaction: a
+        run of safe steps costs one commit per step, and the next step is still committed
+        as running before its action starts."""
+        try:
+            return await self._record(execution_id, plan, outcome, decide=True)
+        except Exception as exc:
+            if isinstance(exc, Unavailable) or is_database_unavailable(exc):
+                raise
+            # Deciding failed (and took the outcome down with it): keep the outcome.
+            await self._record(execution_id, plan, outcome, decide=False)
+            raise
+
+    async def _record(self, execution_id: int, plan: RunStep, outcome: Outcome, *,
+                      decide: bool) -> Plan:
         async with session_scope(self.factory) as session:
-            run = await session.get(StepRun, plan.step_run_id, with_for_update=True,
-                                    populate_existing=True)
-            assert run is not None
+            # The execution first, then its step: the order every writer locks them in.
+            execution = await lock_execution(session, execution_id)
+            run = await lock_step(session, plan.step_run_id)
             if run.status == states.STEP_RUNNING:
                 await transition_step(
                     session, run, outcome.status, actor=self.actor, reason=outcome.summary,
@@ -556,23 +614,28 @@ class Executor(Outcomes, Proposals, Drills):
                 action = run.action
                 after_commit(session, lambda: metrics.step_duration.labels(action)
                              .observe(seconds))
-            execution = await lock_execution(session, execution_id)
-            if execution.lease_owner != self.me or execution.status != states.RUNNING:
-                return  # cancelled while the step ran, or taken over: the step is recorded
-            if plan.kind == "rollback":
-                return
-            runbook = await self.runbooks.get(session, execution.runbook_id,
-                                              execution.runbook_version)
-            step = runbook.step(run.step_id)
-            if outcome.ok:
-                await self._after_success(session, execution, runbook, step)
-            else:
-                await self._after_failure(session, execution, runbook, step,
-                                          outcome.error or outcome.summary)
+            if not decide:
+                return Stop("recorded")
+            # Cancelled while the step ran, or taken over: the step is recorded, and
+            # deciding says so.
+            if (execution.lease_owner == self.me and execution.status == states.RUNNING
+                    and plan.kind != "rollback"):
+                runbook = await self.runbooks.get(session, execution.runbook_id,
+                                                  execution.runbook_version)
+                step = runbook.step(run.step_id)
+                if outcome.ok:
+                    await self._after_success(session, execution, runbook, step)
+                else:
+                    await self._after_failure(session, execution, runbook, step,
+                                              outcome.error or outcome.summary)
+            return await self._decide(session, execution)
 
     # -- helpers --------------------------------------------------------------------------
 
     async def _dry_run(self, execution_id: int) -> bool:
+        known = self._dry_runs.get(execution_id)
+        if known is not None:
+            return known
         async with session_scope(self.factory) as session:
             execution = await session.get(Execution, execution_id)
             return bool(execution and execution.dry_run)
@@ -592,6 +655,10 @@ class Executor(Outcomes, Proposals, Drills):
         bound = (step.timeout.total_seconds() if step.timeout is not None
                  else self.settings.default_step_timeout_seconds)
         return bound + waits_of(self.registry, step.action, params).at_most
+
+
+async def _no_wait() -> None:
+    return None
 
 
 def _end_reason(runs: Iterable[StepRun]) -> str:

@@ -100,6 +100,7 @@ class Worker:
         free = self.concurrency - len(self._drivers)
         if free <= 0:
             return
+        await self.executor.yield_to_intake()
         for execution_id in await self._claim(free):
             task = asyncio.create_task(self._drive(execution_id), name=f"drive-{execution_id}")
             self._drivers[execution_id] = task
@@ -135,8 +136,9 @@ class Worker:
         return claimed
 
     async def _drive(self, execution_id: int) -> None:
+        released = False
         try:
-            await self.executor.drive(execution_id)
+            released = await self.executor.drive(execution_id)
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:
@@ -150,8 +152,9 @@ class Worker:
                 log.exception("execution %s: executor error", execution_id)
         finally:
             self._drivers.pop(execution_id, None)
-            with contextlib.suppress(Exception):
-                await self._release(execution_id)
+            if not released:  # the executor's last transaction usually gave it up
+                with contextlib.suppress(Exception):
+                    await self._release(execution_id)
             self._wake.set()
 
     async def _release(self, execution_id: int) -> None:

@@ -78,6 +78,8 @@ class GroupCommitWriter:
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
+        self._idle = asyncio.Event()  # nothing queued or being written
+        self._idle.set()
 
     async def start(self) -> None:
         self._accepting = True
@@ -108,7 +110,20 @@ class GroupCommitWriter:
             raise Unavailable("runbookd is shutting down; retry")
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((envelope, future))
+        self._idle.clear()
         return future
+
+    async def until_idle(self, at_most: float) -> None:
+        """Wait until nothing is queued or being written, for at most `at_most` seconds.
+
+        The executor in the same process calls this between its transactions: a webhook
+        is answered only once its batch commits, so intake goes first, but a steady stream
+        of deliveries must not hold the executor up for longer than `at_most` at a time.
+        """
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), at_most)
 
     async def _run(self) -> None:
         stopping = False
@@ -131,6 +146,8 @@ class GroupCommitWriter:
                 await self._write(batch)
             if self._big:
                 await self._write_part(self._big[0])
+            if self._queue.empty() and not self._big:
+                self._idle.set()
 
     def _is_big(self, envelope: Envelope) -> bool:
         # A delivery id is looked up and remembered in one transaction: such a delivery (one

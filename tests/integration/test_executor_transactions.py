@@ -1,0 +1,98 @@
+"""The executor's cost per step (issue 17, target 4): a run of safe steps commits once per
+step, the transaction that records a step also starting the next, and gives its lease up in
+its last transaction; intake goes first while the executor runs in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import make_engine, make_session_factory
+from app.intake.service import AlertChange, record_no_match
+from app.intake.writer import GroupCommitWriter
+from tests.integration.test_big_deliveries import envelope
+from tests.support.engine_catalog import runbook, step
+
+
+def _driver_of_current_task() -> str | None:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not in the loop's thread
+        return None
+    name = task.get_name() if task is not None else ""
+    return name if name.startswith("drive-") else None
+
+
+async def test_safe_steps_commit_once_each_and_keep_every_event(make_rig):
+    commits: collections.Counter[str] = collections.Counter()
+
+    def count(_conn: object) -> None:
+        driver = _driver_of_current_task()
+        if driver is not None:
+            commits[driver] += 1
+
+    event.listen(Engine, "commit", count)
+    try:
+        async with make_rig([runbook("three", [step("a"), step("b"), step("c")])]) as r:
+            await r.fire("three", model="m1")
+            done = await r.wait_for(lambda rows: len(rows) == 1
+                                    and rows[0].status == "succeeded", timeout=30)
+            steps = await r.steps()
+            events = await r.events()
+    finally:
+        event.remove(Engine, "commit", count)
+    execution = done[0]
+    # One to start the execution and its first step, one per step that records it and
+    # starts the next (the last one ends the execution and frees the lease): no commit to
+    # read the drill flag, to lock again after a step, or to release the lease.
+    assert commits == {f"drive-{execution.id}": 4}
+    assert execution.lease_owner is None and execution.lease_expires_at is None
+    assert [s.status for s in sorted(steps, key=lambda s: s.position)] == ["succeeded"] * 3
+    # Each step still committed `running` before its action ran, and every change has its
+    # event: pending -> running -> succeeded for each step, in order.
+    moves = [(e.step_id, e.from_state, e.to_state) for e in events if e.kind == "step.state"]
+    assert moves == [(s, a, b) for s in "abc"
+                     for a, b in (("pending", "running"), ("running", "succeeded"))]
+    states = [(e.from_state, e.to_state) for e in events if e.kind == "execution.state"]
+    assert states == [("pending", "running"), ("running", "succeeded")]
+
+
+async def test_the_executor_waits_while_the_intake_stores_a_delivery(db_url):
+    """`until_idle`, which the executor awaits before each transaction: at once when nothing
+    is queued, until the delivery being stored has committed, and never longer than asked."""
+    engine = make_engine(db_url)
+    release = asyncio.Event()
+
+    async def slow_hook(session: AsyncSession, changes: list[AlertChange]) -> None:
+        await release.wait()
+        await record_no_match(session, changes)
+
+    writer = GroupCommitWriter(make_session_factory(engine), hook=lambda: slow_hook, lane=None)
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.until_idle(5.0), 0.5)  # idle: no wait at all
+        stored = writer.submit(envelope("one"))
+        waiter = asyncio.create_task(writer.until_idle(30.0))
+        await asyncio.sleep(0.2)
+        assert not waiter.done()  # the delivery is being stored: the executor waits
+        release.set()
+        result = await stored
+        await asyncio.wait_for(waiter, 5.0)  # and goes on once it has committed
+        assert result.new == 1
+
+        release.clear()
+        held = writer.submit(envelope("two"))
+        started = asyncio.get_running_loop().time()
+        await writer.until_idle(0.3)  # intake stays busy: the wait is bounded
+        assert 0.25 <= asyncio.get_running_loop().time() - started < 5.0
+        assert not held.done()
+        release.set()
+        await held
+    finally:
+        release.set()
+        await writer.stop()
+        await engine.dispose()
