@@ -17,10 +17,8 @@ def main(host: str, port: int, workers: int) -> None:
 
     from app.config import get_settings
 
-    # websockets: runbookd serves none, and uvicorn would import its protocol modules.
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, ws="none",
-                **get_settings().server_options())
+                log_level="warning", access_log=False, **get_settings().server_options())
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ LAZY = {
     "httpcore": "the first outbound request (app/outbound.py builds its client then)",
     "rich": "httpx's command-line tool (blocked in app/__init__.py)",
     "pygments": "httpx's command-line tool (blocked in app/__init__.py)",
-    "websockets": "nothing: the service serves no websocket (app/serve.py)",
     # The command line: `runbookd serve` execs app.serve, which runs without it.
     "typer": "the command line",
     "click": "the command line",
