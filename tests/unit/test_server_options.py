@@ -3,6 +3,7 @@ are settings, and `runbookd serve` hands them to uvicorn."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -28,15 +29,31 @@ def test_the_settings_reach_the_options():
 def test_serve_passes_them_to_uvicorn(monkeypatch: pytest.MonkeyPatch):
     import uvicorn
 
+    import app.serve
+
     settings = Settings(env="dev", dev_token="dev-token-0123456789", max_connections=7,
                         trusted_proxies="10.1.2.3")
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(service, "get_settings", lambda: settings)
-    monkeypatch.setattr(service, "configure_logging", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr("app.config.get_settings", lambda: settings)
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
-    service.serve(host="127.0.0.1", port=8099, workers=1)
+    app.serve.main("127.0.0.1", 8099, 1)
     [options] = calls
     assert options["limit_concurrency"] == 7
     assert options["timeout_keep_alive"] == 5
     assert options["proxy_headers"] is True
     assert options["forwarded_allow_ips"] == ["10.1.2.3"]
+    assert (options["host"], options["port"], options["workers"]) == ("127.0.0.1", 8099, 1)
+
+
+def test_serve_checks_the_settings_then_becomes_the_lean_server(monkeypatch: pytest.MonkeyPatch):
+    """`runbookd serve` execs `python -m app.serve HOST PORT WORKERS` (same PID, the CLI's
+    modules left behind) once the settings are fit to serve."""
+    settings = Settings(env="dev", dev_token="dev-token-0123456789")
+    execs: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(service, "get_settings", lambda: settings)
+    monkeypatch.setattr(service, "configure_logging", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr(service.os, "execv", lambda path, argv: execs.append((path, argv)))
+    service.serve(host="0.0.0.0", port=8099, workers=2)
+    [(path, argv)] = execs
+    assert path == sys.executable
+    assert argv == [sys.executable, "-m", "app.serve", "0.0.0.0", "8099", "2"]
