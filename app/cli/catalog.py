@@ -20,7 +20,7 @@ import typer
 from app.actions.registry import default_registry
 from app.catalog.lint import lint
 from app.catalog.parser import registry_specs
-from app.cli.common import on_fresh_engine
+from app.cli.common import key_values, on_fresh_engine
 from app.config import get_settings
 
 if TYPE_CHECKING:
@@ -101,8 +101,8 @@ def simulate_command(
             text = sys.stdin.read() if str(alert_json) == "-" else alert_json.read_text()
             alerts = alerts_from_body(json.loads(text))
         else:
-            alerts = [SimAlert(source="manual", labels=_pairs(label or [], "--label"),
-                               annotations=_pairs(annotation or [], "--annotation"))]
+            alerts = [SimAlert(source="manual", labels=key_values(label or [], "--label"),
+                               annotations=key_values(annotation or [], "--annotation"))]
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"cannot read the alert: {exc}") from None
     except Invalid as exc:
@@ -115,16 +115,6 @@ def simulate_command(
         typer.echo(report.model_dump_json(indent=2))
     else:
         typer.echo(format_report(report))
-
-
-def _pairs(items: list[str], option: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{option} takes key=value, not {item[:60]!r}")
-        out[key] = value
-    return out
 
 
 def _simulate_live(catalog: Catalog, alerts: list[SimAlert], specs: dict[str, Any], *,

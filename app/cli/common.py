@@ -37,6 +37,18 @@ def configure_logging() -> None:
         raise typer.Exit(2) from None
 
 
+def key_values(items: list[str], option: str) -> dict[str, str]:
+    """Repeated `--option key=value` arguments as a dict; a malformed one says how to write it."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option} takes key=value (like model=fraud), "
+                                     f"not {item[:60]!r}")
+        out[key] = value
+    return out
+
+
 def identity_of(settings: Settings, token: str | None) -> Identity:
     """The identity behind --token (or RUNBOOKD_TOKEN), from the tokens file."""
     if not token:

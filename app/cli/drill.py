@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.common import TokenOption, cli_actor, identity_of, in_transaction, run
+from app.cli.common import TokenOption, cli_actor, identity_of, in_transaction, key_values, run
 from app.config import get_settings
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def drill(runbook: Annotated[str, typer.Argument(help="The runbook's id.")],
           param: ParamOption = None, timeout: TimeoutOption = 300.0,
           token: TokenOption = None) -> None:
     """Drill a runbook now: its read-only safe steps run, the others are only planned."""
-    params = _params(param or [])
+    params = key_values(param or [], "--param")
     actor = identity_of(get_settings(), token).name if token else cli_actor()
     drill_id, execution_id = in_transaction(partial(_start, runbook_id=runbook,
                                                     params=params, actor=actor))
@@ -66,16 +66,6 @@ def describe(row: DrillRun) -> str:
         lines.append(f"  {mark} {verdict['step']} [{verdict['kind']}] {verdict['action']}: "
                      f"{verdict['reason']}")
     return "\n".join(lines)
-
-
-def _params(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"--param {pair!r}: write NAME=VALUE, like model=fraud")
-        out[name] = value
-    return out
 
 
 async def _start(session: AsyncSession, *, runbook_id: str, params: dict[str, str],

@@ -213,7 +213,7 @@ async def test_the_cli_drills_and_prints_the_verdicts(make_rig, tmp_path, db_url
     assert clean.exit_code == 1 and "drill " in clean.output  # the same two problems
     assert bad.exit_code == 1 and "model" in bad.output
     assert unknown.exit_code == 1 and "nope" in unknown.output
-    assert malformed.exit_code == 2 and "NAME=VALUE" in malformed.output
+    assert malformed.exit_code == 2 and "--param takes key=value" in malformed.output
     assert len(executions) == 2 and all(e.dry_run for e in executions)
     assert all(run.status != "awaiting_approval" for run in runs)
 
