@@ -13,7 +13,7 @@ import pytest
 
 from app.engine.feedback_models import Feedback
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import screenshot
+from tests.support.web import screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
@@ -34,12 +34,9 @@ async def test_an_approver_answers_on_the_execution_page_and_the_runbook_shows_i
         assert (await r.approve(ex.id, "rollback-alias", "alice")).status_code == 200
         await r.wait_status(ex.id, "succeeded")
 
-        context = await chromium.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        await page.goto(f"{r.server.url}/login?next=/executions/{ex.id}")
-        await page.get_by_label("API token").fill(r.tokens["alice"])
-        await page.get_by_role("button", name=re.compile("Sign in")).click()
-        await page.wait_for_url(f"{r.server.url}/executions/{ex.id}")
+        page = await signed_in_page(chromium, r.server.url, r.tokens["alice"],
+                                    next_path=f"/executions/{ex.id}")
+        context = page.context
 
         section = page.locator("#feedback")
         await section.scroll_into_view_if_needed()

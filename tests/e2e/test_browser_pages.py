@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.engine_catalog import risky, runbook, step
-from tests.support.web import screenshot
+from tests.support.web import screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
@@ -51,13 +51,7 @@ def broken() -> dict[str, Any]:
 
 
 async def signed_in(chromium: Any, r: Any, token: str, viewport: dict[str, int]) -> Any:
-    context = await chromium.new_context(viewport=viewport)
-    page = await context.new_page()
-    await page.goto(f"{r.server.url}/login")
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_role("button", name=re.compile("Sign in")).click()
-    await page.wait_for_url(f"{r.server.url}/")
-    return page
+    return await signed_in_page(chromium, r.server.url, token, viewport=viewport)
 
 
 async def shot(page: Any, name: str, *, full: bool = False) -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from app.catalog.signoff_models import RunbookSignoff
 from tests.support.engine_catalog import risky, runbook, step, write_catalog
-from tests.support.web import screenshot
+from tests.support.web import screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 COMMENT = "champion goes to the retrained model; checked the plan"
@@ -25,13 +25,9 @@ def promo(message: str) -> dict[str, Any]:
 
 
 async def signed_in(chromium: Any, r: Any, who: str) -> tuple[Any, Any]:
-    context = await chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    await page.goto(f"{r.server.url}/login?next=/runbooks/promo")
-    await page.get_by_label("API token").fill(r.tokens[who])
-    await page.get_by_role("button", name=re.compile("Sign in")).click()
-    await page.wait_for_url(f"{r.server.url}/runbooks/promo")
-    return context, page
+    page = await signed_in_page(chromium, r.server.url, r.tokens[who],
+                                next_path="/runbooks/promo")
+    return page.context, page
 
 
 async def test_a_reviewer_signs_off_an_unsigned_change_on_the_runbook_page(make_rig, chromium,

@@ -13,7 +13,7 @@ import pytest
 
 from app.actions.embedded_registry import create_demo_registry
 from tests.integration.test_drills import drilled, finished
-from tests.support.web import screenshot
+from tests.support.web import screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
@@ -28,12 +28,8 @@ async def test_the_runbook_page_shows_the_last_drill(make_rig, chromium, tokens,
     async with make_rig([drilled(tmp_path)]) as r:
         started = await r.post("/api/v1/runbooks/drilled/drills", "rita", {})
         await finished(r, "drilled", started.json()["id"])
-        context = await chromium.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        await page.goto(f"{r.server.url}/login")
-        await page.get_by_label("API token").fill(tokens["victor"])
-        await page.get_by_role("button", name=re.compile("Sign in")).click()
-        await page.wait_for_url(f"{r.server.url}/")
+        page = await signed_in_page(chromium, r.server.url, tokens["victor"])
+        context = page.context
 
         await page.goto(f"{r.server.url}/runbooks/drilled#drill")
         section = page.locator("#drill")

@@ -18,7 +18,7 @@ from tests.support.alertmanager import now_utc, run_alertmanager
 from tests.support.auth import WEBHOOK_TOKEN
 from tests.support.binaries import need_binary
 from tests.support.engine_catalog import runbook, step, write_catalog
-from tests.support.web import launched_chromium, screenshot
+from tests.support.web import launched_chromium, screenshot, signed_in_page
 
 pytestmark = pytest.mark.e2e
 
@@ -84,12 +84,9 @@ async def test_the_guards_page_shows_the_brake_and_releases_it(make_rig, tmp_pat
         rows = await r.wait_for(lambda rows: len(rows) == 8 and all(
             e.status in ("succeeded", "paused") for e in rows))
         assert sum(e.status == "paused" for e in rows) == 3
-        context = await chromium.new_context(viewport={"width": 1280, "height": 1000})
-        page = await context.new_page()
-        await page.goto(f"{r.server.url}/login?next=/guards")
-        await page.get_by_label("API token").fill(r.tokens["rita"])
-        await page.get_by_role("button", name=re.compile("Sign in")).click()
-        await page.goto(f"{r.server.url}/guards")
+        page = await signed_in_page(chromium, r.server.url, r.tokens["rita"],
+                                    next_path="/guards",
+                                    viewport={"width": 1280, "height": 1000})
         brake = page.locator("#brake-global")
         assert "engaged" in (await brake.locator("h3").inner_text())
         assert await brake.locator("tbody tr").count() == 3

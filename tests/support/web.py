@@ -77,3 +77,16 @@ async def screenshot(target: Any, name: str, *, full: bool = False,
     await target.screenshot(path=str(path), **options)
     assert path.stat().st_size > min_bytes, f"{path} looks empty"
     return path
+
+
+async def signed_in_page(browser: Any, base_url: str, token: str, *, next_path: str = "/",
+                         viewport: dict[str, int] | None = None) -> Any:
+    """A Playwright page of a new context, signed in through the login form with `token`,
+    on `next_path` (where the form sends it)."""
+    context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{base_url}/login?next={next_path}")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name=re.compile("Sign in")).click()
+    await page.wait_for_url(f"{base_url}{next_path}")
+    return page
