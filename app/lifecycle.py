@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.actions.registry import default_registry
 from app.catalog.service import CatalogHolder
-from app.catalog.signoff_reviews import review_loop
+from app.catalog.signoff_reviews import review_round
 from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.engine.drills_scheduler import DrillScheduler
@@ -29,13 +29,14 @@ from app.engine.runbooks import RunbookVersions
 from app.engine.services import EngineRuntime
 from app.engine.worker import Worker, new_worker_id
 from app.errors import CatalogInvalid
-from app.history.retention import retention_loop
+from app.history.retention import PRUNE_EVERY, prune_round
 from app.intake.auth import WebhookAuth
 from app.intake.receiver import WebhookReceiver
 from app.intake.redelivery import open_lane
 from app.intake.writer import GroupCommitWriter
 from app.notify.sender import NotificationSender
 from app.outbound import OutboundHttp
+from app.periodic import repeat
 
 log = logging.getLogger("runbookd")
 
@@ -100,8 +101,7 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
                                single_process=settings.is_sqlite)
     # Due drills start where executions run: a process without a worker schedules none.
     drills = (DrillScheduler(session_factory=factory, catalog=lambda: holder.catalog,
-                             runbooks=runbooks, interval=settings.drill_check_seconds,
-                             worker_id=executor.me, wake=engine.wake)
+                             runbooks=runbooks, worker_id=executor.me, wake=engine.wake)
               if settings.worker_enabled and settings.drill_check_seconds > 0 else None)
     hook = make_alert_hook(lambda: holder.catalog, runbooks, wake=engine.wake)
     writer = GroupCommitWriter(factory, hook=lambda: hook, max_batch=settings.ingest_batch_max,
@@ -123,24 +123,26 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
     if engine.worker is not None:
         await engine.worker.start()
     await sender.start()
+    # Rounds that run every so often for the life of the process (app.periodic.repeat).
+    loops = []
+    if settings.retention_days > 0:
+        loops.append(repeat(functools.partial(prune_round, factory, days=settings.retention_days),
+                            every=PRUNE_EVERY, what="retention", wait_first=False))
     if drills is not None:
-        await drills.start()
-    retention = (asyncio.create_task(retention_loop(factory, days=settings.retention_days))
-                 if settings.retention_days > 0 else None)
-    reviews = (asyncio.create_task(review_loop(factory, lambda: holder.catalog,
-                                               every=settings.review_check_seconds))
-               if settings.review_check_seconds > 0 else None)
+        loops.append(repeat(drills.tick, every=settings.drill_check_seconds,
+                            what="the drill scheduler"))
+    if settings.review_check_seconds > 0:
+        loops.append(repeat(functools.partial(review_round, factory, lambda: holder.catalog),
+                            every=settings.review_check_seconds, what="the overdue-review check"))
+    rounds = [asyncio.create_task(loop) for loop in loops]
     try:
         yield Parts(db=db, session_factory=factory, catalog=holder, engine=engine,
                     receiver=receiver)
     finally:
-        if retention is not None:
-            retention.cancel()
-        if reviews is not None:
-            reviews.cancel()
+        for task in rounds:
+            task.cancel()
+        await asyncio.gather(*rounds, return_exceptions=True)
         await writer.stop()
-        if drills is not None:
-            await drills.stop()
         if engine.worker is not None:
             await engine.worker.stop(grace=settings.shutdown_grace_seconds)
         await sender.stop()

@@ -8,7 +8,6 @@ is overdue once `reviewed_at + review_every` has passed.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
@@ -153,20 +152,12 @@ async def remind_overdue(session: AsyncSession, catalog: Catalog,
     return reminded
 
 
-async def review_loop(factory: async_sessionmaker[AsyncSession],
-                      catalog: Callable[[], Catalog], *, every: float) -> None:
-    """Remind owners of overdue reviews every `every` seconds, until cancelled. The first
-    look is one interval after start: a process restarted in a loop sends nothing twice (the
-    notice rows see to that) and a short-lived one (a test, a one-off) sends nothing."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            async with session_scope(factory) as session:
-                reminded = await remind_overdue(session, catalog())
-            if reminded:
-                log.info("overdue review reminders sent for %s", ", ".join(reminded))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A reminder is not worth a crash: the next round tries again.
-            log.exception("the overdue-review check failed")
+async def review_round(factory: async_sessionmaker[AsyncSession],
+                       catalog: Callable[[], Catalog]) -> None:
+    """One look for overdue reviews, reminding each owner once per period (the service runs
+    it every `review_check_seconds`, one interval after start: a process restarted in a loop
+    sends nothing twice, the notice rows see to that, and a short-lived one sends nothing)."""
+    async with session_scope(factory) as session:
+        reminded = await remind_overdue(session, catalog())
+    if reminded:
+        log.info("overdue review reminders sent for %s", ", ".join(reminded))

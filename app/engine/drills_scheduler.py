@@ -12,8 +12,6 @@ the latest due time counts: drills missed while nothing ran are not made up one 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -59,18 +57,18 @@ def next_due(spec: DrillSpec, now: dt.datetime, runbook_id: str = "") -> dt.date
 
 
 class DrillScheduler:
-    """Starts due drills; one per (runbook, due time) across every replica."""
+    """Starts due drills; one per (runbook, due time) across every replica. The service
+    calls `tick` every `drill_check_seconds` (app.periodic.repeat), one interval after start:
+    a process that starts, or restarts in a crash loop, settles before it drills."""
 
     def __init__(self, *, session_factory: async_sessionmaker[AsyncSession],
                  catalog: Callable[[], Catalog], runbooks: RunbookVersions,
-                 interval: float, worker_id: str, wake: Callable[[], None]) -> None:
+                 worker_id: str, wake: Callable[[], None]) -> None:
         self.factory = session_factory
         self.catalog = catalog
         self.runbooks = runbooks
-        self.interval = interval
         self.actor = f"scheduler:{worker_id}"
         self.wake = wake
-        self._task: asyncio.Task[None] | None = None
 
     async def tick(self, now: dt.datetime | None = None) -> list[int]:
         """Start what is due now; settle drills whose execution ended elsewhere; refresh
@@ -94,27 +92,6 @@ class DrillScheduler:
         async with session_scope(self.factory) as session:
             publish_gauges(await last_finished(session))
         return started
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="drill-scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        # One interval first: a process that starts (or restarts in a crash loop) settles
-        # before it drills; a due drill waits at most one interval more.
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database away, say: try again at the next tick
-                log.exception("drill scheduler tick failed")
 
 
 def publish_gauges(last: dict[str, DrillRun]) -> None:

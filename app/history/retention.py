@@ -11,7 +11,6 @@ readable past a shorter retention (app/engine/rollup_models.py).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -81,14 +80,12 @@ async def prune_all(factory: async_sessionmaker[AsyncSession], *, days: int) -> 
             return total
 
 
-async def retention_loop(factory: async_sessionmaker[AsyncSession], *, days: int,
-                         every: float = 3600.0) -> None:
-    """Run pruning every `every` seconds for the life of the process."""
-    while True:
-        try:
-            removed = await prune_all(factory, days=days)
-            if removed:
-                log.info("retention: pruned %d rows older than %d days", removed, days)
-        except Exception:
-            log.warning("retention: pruning failed; will try again", exc_info=True)
-        await asyncio.sleep(every)
+# How often the service prunes (hourly: a day's rows are a small delete each time).
+PRUNE_EVERY = 3600.0
+
+
+async def prune_round(factory: async_sessionmaker[AsyncSession], *, days: int) -> None:
+    """One pruning pass (the service runs it at start, then every PRUNE_EVERY seconds)."""
+    removed = await prune_all(factory, days=days)
+    if removed:
+        log.info("retention: pruned %d rows older than %d days", removed, days)

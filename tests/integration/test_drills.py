@@ -144,7 +144,7 @@ async def test_two_schedulers_on_one_database_run_one_drill_per_due_time(make_ri
         try:
             schedulers = [DrillScheduler(
                 session_factory=make_session_factory(engine), catalog=lambda: catalog,
-                runbooks=RunbookVersions(lambda: catalog), interval=1.0,
+                runbooks=RunbookVersions(lambda: catalog),
                 worker_id=f"replica-{i}", wake=lambda: None) for i, engine in enumerate(engines)]
             now = dt.datetime(2026, 12, 2, 10, 0, tzinfo=dt.UTC)
             first = await asyncio.gather(*(s.tick(now) for s in schedulers))
