@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import make_engine
 from tests.support.airflow import AirflowPeer, run_airflow
 from tests.support.binaries import need_binary, need_module
 from tests.support.fake_receivers import FakeApi, Receiver, run_fake_api, run_receiver
@@ -73,3 +75,11 @@ async def webhook() -> AsyncIterator[Receiver]:
 async def fake_api() -> AsyncIterator[FakeApi]:
     async with run_fake_api() as api:
         yield api
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An async engine on the test's database (db_url), disposed after the test."""
+    engine = make_engine(db_url)
+    yield engine
+    await engine.dispose()

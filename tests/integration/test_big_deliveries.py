@@ -5,37 +5,21 @@ its delivery row always tells what is committed (issue 17, target 5)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import make_engine, make_session_factory, utcnow
+from app.db import make_session_factory
 from app.intake import writer as writer_module
 from app.intake.models import Alert, Delivery
-from app.intake.normalize import Envelope, from_alertmanager
 from app.intake.redelivery import open_lane
-from app.intake.schemas import AlertmanagerWebhook
 from app.intake.service import AlertChange, record_no_match
 from app.intake.writer import GroupCommitWriter
 from tests.support.auth import WEBHOOK_HEADERS
 from tests.support.db import all_rows
+from tests.support.intake import quiet_envelope
 from tests.support.payloads import am_alert, am_body, go_json
-
-
-def envelope(*fingerprints: str, receiver: str = "runbookd") -> Envelope:
-    alerts = [am_alert(fp, labels={"alertname": "Quiet", "n": fp}) for fp in fingerprints]
-    parsed = AlertmanagerWebhook.model_validate(am_body(*alerts, receiver=receiver))
-    return from_alertmanager(parsed, source="alertmanager", received_at=utcnow(),
-                             remote_addr="127.0.0.1")
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(db_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_small_delivery_is_stored_between_two_parts_of_a_big_one(engine):
@@ -49,7 +33,7 @@ async def test_a_small_delivery_is_stored_between_two_parts_of_a_big_one(engine)
     async def hook(session: AsyncSession, changes: list[AlertChange]) -> None:
         writes.append([c.alert.fingerprint for c in changes])
         if not small:
-            small.append(writer.submit(envelope("small", receiver="other-sender")))
+            small.append(writer.submit(quiet_envelope("small", receiver="other-sender")))
             submitted.set()
         await record_no_match(session, changes)
 
@@ -58,7 +42,7 @@ async def test_a_small_delivery_is_stored_between_two_parts_of_a_big_one(engine)
     await writer.start()
     done: list[str] = []
     try:
-        big = writer.submit(envelope(*(f"big{i:02d}" for i in range(35)), receiver="big"))
+        big = writer.submit(quiet_envelope(*(f"big{i:02d}" for i in range(35)), receiver="big"))
         big.add_done_callback(lambda _: done.append("big"))
         await submitted.wait()
         small[0].add_done_callback(lambda _: done.append("small"))
@@ -93,9 +77,9 @@ async def test_a_big_delivery_through_the_lane_counts_every_part(engine):
                                lane=lane, chunk_alerts=10)
     await writer.start()
     try:
-        first = await writer.submit(envelope(*(f"a{i:02d}" for i in range(0, 40, 4))))
+        first = await writer.submit(quiet_envelope(*(f"a{i:02d}" for i in range(0, 40, 4))))
         # 25 alerts: every fourth of the first 25 (7) is stored already, in three parts.
-        result = await writer.submit(envelope(*(f"a{i:02d}" for i in range(25)),
+        result = await writer.submit(quiet_envelope(*(f"a{i:02d}" for i in range(25)),
                                               receiver="big"))
     finally:
         await writer.stop()

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import make_engine, make_session_factory
 from app.intake.service import AlertChange, record_no_match
 from app.intake.writer import GroupCommitWriter
-from tests.integration.test_big_deliveries import envelope
 from tests.support.engine_catalog import runbook, step
+from tests.support.intake import quiet_envelope
 
 
 def _driver_of_current_task() -> str | None:
@@ -75,7 +75,7 @@ async def test_the_executor_waits_while_the_intake_stores_a_delivery(db_url):
     await writer.start()
     try:
         await asyncio.wait_for(writer.until_idle(5.0), 0.5)  # idle: no wait at all
-        stored = writer.submit(envelope("one"))
+        stored = writer.submit(quiet_envelope("one"))
         waiter = asyncio.create_task(writer.until_idle(30.0))
         await asyncio.sleep(0.2)
         assert not waiter.done()  # the delivery is being stored: the executor waits
@@ -85,7 +85,7 @@ async def test_the_executor_waits_while_the_intake_stores_a_delivery(db_url):
         assert result.new == 1
 
         release.clear()
-        held = writer.submit(envelope("two"))
+        held = writer.submit(quiet_envelope("two"))
         started = asyncio.get_running_loop().time()
         await writer.until_idle(0.3)  # intake stays busy: the wait is bounded
         assert 0.25 <= asyncio.get_running_loop().time() - started < 5.0

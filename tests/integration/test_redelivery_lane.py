@@ -13,30 +13,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.db import make_engine, make_session_factory, session_scope, utcnow
+from app.db import make_engine, make_session_factory, session_scope
 from app.errors import Unavailable
 from app.intake import statements
 from app.intake.models import NO_RUNBOOK, Alert, AlertLabel, Delivery
-from app.intake.normalize import Envelope, from_alertmanager
+from app.intake.normalize import Envelope
 from app.intake.redelivery import Declined, RedeliveryLane, open_lane
-from app.intake.schemas import AlertmanagerWebhook
 from app.intake.service import ingest_batch, record_no_match
 from tests.support.auth import WEBHOOK_HEADERS
 from tests.support.db import all_rows
+from tests.support.intake import am_envelope
 from tests.support.payloads import am_alert, am_body, go_json
-
-
-def envelope(*alerts: dict[str, Any], **body: Any) -> Envelope:
-    parsed = AlertmanagerWebhook.model_validate(am_body(*alerts, **body))
-    return from_alertmanager(parsed, source="alertmanager", received_at=utcnow(),
-                             remote_addr="127.0.0.1")
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(db_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -57,8 +44,8 @@ async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
         engine, lane, chunk, monkeypatch):
     # With chunk=2 the SQLite statements split (bound values are limited) in one transaction.
     monkeypatch.setattr(statements, "CHUNK", chunk)
-    await store_full(engine, envelope(am_alert("aa01"), am_alert("aa02")))
-    batch = [envelope(am_alert("aa01"), am_alert("aa02"), receiver=f"r{i}") for i in range(5)]
+    await store_full(engine, am_envelope(am_alert("aa01"), am_alert("aa02")))
+    batch = [am_envelope(am_alert("aa01"), am_alert("aa02"), receiver=f"r{i}") for i in range(5)]
 
     results = await lane.store(batch)
 
@@ -72,10 +59,10 @@ async def test_a_batch_of_redeliveries_writes_only_its_delivery_rows(
 
 
 async def test_a_stale_firing_after_the_resolve_is_a_duplicate(engine, lane):
-    await store_full(engine, envelope(am_alert("bb01")))
-    await store_full(engine, envelope(am_alert("bb01", status="resolved",
+    await store_full(engine, am_envelope(am_alert("bb01")))
+    await store_full(engine, am_envelope(am_alert("bb01", status="resolved",
                                                ends_at="2026-11-26T06:10:00Z")))
-    results = await lane.store([envelope(am_alert("bb01"))])
+    results = await lane.store([am_envelope(am_alert("bb01"))])
     assert isinstance(results, list) and results[0].duplicate == 1
 
 
@@ -87,10 +74,10 @@ async def test_a_stale_firing_after_the_resolve_is_a_duplicate(engine, lane):
                  id="a-new-occurrence"),
 ])
 async def test_anything_that_changes_an_alert_is_declined_unwritten(engine, lane, incoming):
-    await store_full(engine, envelope(am_alert("cc01")))
+    await store_full(engine, am_envelope(am_alert("cc01")))
     before = len(await all_rows(engine, Delivery))
     # One redelivery and one change in the same batch: the whole batch takes the full path.
-    declined = await lane.store([envelope(am_alert("cc01")), envelope(*incoming)])
+    declined = await lane.store([am_envelope(am_alert("cc01")), am_envelope(*incoming)])
     assert isinstance(declined, Declined)
     assert len(await all_rows(engine, Delivery)) == before
     # What it read is handed to the full path, which need not read it again.
@@ -99,8 +86,8 @@ async def test_anything_that_changes_an_alert_is_declined_unwritten(engine, lane
 
 
 async def test_a_delivery_with_an_id_to_check_is_declined(engine, lane):
-    await store_full(engine, envelope(am_alert("dd01")))
-    keyed = dataclasses.replace(envelope(am_alert("dd01")), delivery_key="wh-1")
+    await store_full(engine, am_envelope(am_alert("dd01")))
+    keyed = dataclasses.replace(am_envelope(am_alert("dd01")), delivery_key="wh-1")
     assert await lane.store([keyed]) == Declined()
 
 
@@ -109,10 +96,10 @@ async def test_a_value_the_database_refuses_is_left_to_the_full_path(pg_url):
     engine = make_engine(pg_url)
     lane = open_lane(engine)
     assert lane is not None
-    await store_full(engine, envelope(am_alert("ee01")))
+    await store_full(engine, am_envelope(am_alert("ee01")))
     before = len(await all_rows(engine, Delivery))
     try:
-        declined = await lane.store([envelope(am_alert("ee01"), receiver="r" * 300)])
+        declined = await lane.store([am_envelope(am_alert("ee01"), receiver="r" * 300)])
         assert declined == Declined()  # the error comes after the read: the full path rereads
         assert len(await all_rows(engine, Delivery)) == before
     finally:
@@ -129,7 +116,7 @@ async def test_an_unreachable_database_is_unavailable(db_url, tmp_path):
     assert lane is not None
     try:
         with pytest.raises(Unavailable):
-            await lane.store([envelope(am_alert("ff01"))])
+            await lane.store([am_envelope(am_alert("ff01"))])
     finally:
         await lane.close()
         await engine.dispose()
@@ -186,7 +173,7 @@ async def test_over_http_the_lane_takes_new_alerts_only_if_no_runbook_handles_th
 
 async def test_the_full_path_splits_statements_too(engine, monkeypatch):
     monkeypatch.setattr(statements, "CHUNK", 2)
-    batch = [envelope(am_alert(f"hh{i}a"), am_alert(f"hh{i}b"), receiver=f"r{i}")
+    batch = [am_envelope(am_alert(f"hh{i}a"), am_alert(f"hh{i}b"), receiver=f"r{i}")
              for i in range(5)]
     async with session_scope(make_session_factory(engine)) as session:
         results = await ingest_batch(session, batch)
@@ -257,12 +244,12 @@ def quiet(fingerprint: str, **kwargs: Any) -> dict[str, Any]:
 async def test_an_alert_joining_a_group_is_stored_without_rewriting_the_others(
         engine, unmatched_lane):
     group = [quiet(f"jj{i:02d}") for i in range(9)]
-    await store_full(engine, envelope(*group))
+    await store_full(engine, am_envelope(*group))
     before = {a.fingerprint: (a.updated_at, a.last_delivery_id)
               for a in await all_rows(engine, Alert)}
 
-    results = await unmatched_lane.store([envelope(*group, quiet("jj09"), receiver="r1"),
-                                          envelope(*group, quiet("jj10"), receiver="r2")])
+    results = await unmatched_lane.store([am_envelope(*group, quiet("jj09"), receiver="r1"),
+                                          am_envelope(*group, quiet("jj10"), receiver="r2")])
 
     assert isinstance(results, list)
     assert [(r.received, r.new, r.changed, r.duplicate) for r in results] == [(10, 1, 0, 9)] * 2
@@ -283,8 +270,8 @@ async def test_an_alert_joining_a_group_is_stored_without_rewriting_the_others(
 
 async def test_the_lane_stores_a_new_alert_as_the_full_path_does(engine, unmatched_lane):
     resolved = {"status": "resolved", "ends_at": "2026-11-26T06:30:00Z"}
-    await store_full(engine, envelope(quiet("kk01"), quiet("kk02", **resolved)))
-    stored = await unmatched_lane.store([envelope(quiet("kk11"), quiet("kk12", **resolved))])
+    await store_full(engine, am_envelope(quiet("kk01"), quiet("kk02", **resolved)))
+    stored = await unmatched_lane.store([am_envelope(quiet("kk11"), quiet("kk12", **resolved))])
     assert isinstance(stored, list)
 
     columns = [c.key for c in Alert.__table__.columns
@@ -312,14 +299,14 @@ async def _labels(engine: AsyncEngine, alert_id: int) -> set[tuple[str, str]]:
                  id="a-status-change"),
 ])
 async def test_a_batch_the_hook_must_see_is_declined_unwritten(engine, unmatched_lane, incoming):
-    await store_full(engine, envelope(quiet("ll01")))
+    await store_full(engine, am_envelope(quiet("ll01")))
     before = len(await all_rows(engine, Alert)), len(await all_rows(engine, Delivery))
-    declined = await unmatched_lane.store([envelope(quiet("ll02")), envelope(*incoming)])
+    declined = await unmatched_lane.store([am_envelope(quiet("ll02")), am_envelope(*incoming)])
     assert isinstance(declined, Declined) and declined.states is not None
     assert (len(await all_rows(engine, Alert)), len(await all_rows(engine, Delivery))) == before
     # The full path then stores it all, with the states the lane read.
     async with session_scope(make_session_factory(engine)) as session:
-        results = await ingest_batch(session, [envelope(quiet("ll02")), envelope(*incoming)],
+        results = await ingest_batch(session, [am_envelope(quiet("ll02")), am_envelope(*incoming)],
                                      hook=record_no_match, known_states=declined.states)
     assert results[0].new == 1
 
@@ -347,7 +334,7 @@ async def test_a_new_alert_another_writer_stored_meanwhile_is_declined(db_url, e
     lane = open_lane(engine, unmatched=racing)
     assert lane is not None
     try:
-        assert await lane.store([envelope(quiet("mm01"))]) == Declined()
+        assert await lane.store([am_envelope(quiet("mm01"))]) == Declined()
     finally:
         await lane.close()
         other.close()
