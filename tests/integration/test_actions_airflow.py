@@ -31,7 +31,7 @@ from app.actions.airflow import (
     AirflowWait,
 )
 from app.actions.base import ActionContext, ActionFailed, Plannable
-from app.outbound import OutboundHttp
+from app.outbound import DEFAULT_TIMEOUT, OutboundHttp
 from tests.support.action_ctx import make_ctx, run_action
 from tests.support.airflow import AirflowPeer
 from tests.support.net import serve_app
@@ -339,7 +339,9 @@ async def test_the_token_is_reused_and_renewed_once_when_refused(airflow: Airflo
     async def record(request: httpx.Request) -> None:
         seen.append(f"{request.method} {request.url.path}")
 
-    client = httpx.AsyncClient(event_hooks={"request": [record]})
+    # The service's own timeout: Airflow on SQLite can hold a write for seconds while its
+    # scheduler commits, and httpx's default of 5 s timed out a PATCH on a busy CI host.
+    client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, event_hooks={"request": [record]})
     http = OutboundHttp(["127.0.0.1"], client=client)
     try:
         airflow_client._TOKENS.clear()
