@@ -2,10 +2,11 @@
 
 `facts()` is the one definition of each timing (the stats read it for executions outside the
 rollups too, so both paths agree). `record_final()` is the hook of the final transition: it adds
-the execution to its hour's and its day's rollup rows in the same transaction, with upserts
-that add to a row rather than read it first. A final state is final: nothing changes an ended
-execution's timings afterwards, so each execution is added once. `backfill()` does the same for
-the rows that ended before the rollups existed (the migration runs it).
+the execution to its hour's and its day's counters, and to its hour's, day's, week's and month's
+histograms, in the same transaction, with upserts that add to a row rather than read it first.
+A final state is final: nothing changes an ended execution's timings afterwards, so each
+execution is added once. `backfill()` does the same for the rows that ended before the rollups
+existed (migration 0010 runs it; 0012 derives the week and month rows from the day rows).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from app.catalog.models import RunbookVersion
 from app.durations import parse_duration
 from app.engine import states
 from app.engine.models import Approval, Execution, StepRun
-from app.engine.rollup_models import DAY, HOUR, StatsHistogram, StatsRollup
+from app.engine.rollup_models import DAY, HOUR, MONTH, WEEK, StatsHistogram, StatsRollup
 
 METRICS = ("ack", "diagnose", "approve", "restore")
 # Four buckets per doubling: a bucket spans 19%, and its mean stands for its values, so a
@@ -33,6 +34,10 @@ METRICS = ("ack", "diagnose", "approve", "restore")
 # are equal). Below a millisecond everything shares one bucket.
 BUCKETS_PER_DOUBLING = 4
 SMALLEST_BUCKET = -10 * BUCKETS_PER_DOUBLING - 1
+
+# The spans each table is rolled up in (rollup_models.py says why the counters need fewer).
+COUNTER_SPANS = (HOUR, DAY)
+HISTOGRAM_SPANS = (HOUR, DAY, WEEK, MONTH)
 
 Objectives = tuple[float | None, float | None]  # (time to diagnose, time to restore) seconds
 _COUNTERS = ("executions", "needed_approval", "diagnose_measured", "diagnose_met",
@@ -52,6 +57,16 @@ def hour_of(at: dt.datetime) -> dt.datetime:
 
 def day_of(at: dt.datetime) -> dt.datetime:
     return hour_of(at).replace(hour=0)
+
+
+def week_of(at: dt.datetime) -> dt.datetime:
+    """The Monday that starts the week of `at` (the stats page's weeks start on Mondays too)."""
+    day = day_of(at)
+    return day - dt.timedelta(days=day.weekday())
+
+
+def month_of(at: dt.datetime) -> dt.datetime:
+    return day_of(at).replace(day=1)
 
 
 @dataclass(frozen=True)
@@ -157,18 +172,21 @@ class Sums:
         default_factory=lambda: defaultdict(lambda: [0, 0.0]))
 
     def add(self, f: Facts) -> None:
-        for span, start in ((HOUR, hour_of(f.created_at)), (DAY, day_of(f.created_at))):
-            row = self.counters[(span, start, f.runbook_id, f.runbook_version, f.status)]
+        spans = {HOUR: hour_of(f.created_at), DAY: day_of(f.created_at),
+                 WEEK: week_of(f.created_at), MONTH: month_of(f.created_at)}
+        for span in COUNTER_SPANS:
+            row = self.counters[(span, spans[span], f.runbook_id, f.runbook_version, f.status)]
             for i, value in enumerate((1, f.needed_approval, f.diagnose_met is not None,
                                        bool(f.diagnose_met), f.restore_met is not None,
                                        bool(f.restore_met))):
                 row[i] += int(value)
-            for metric, values in (("ack", (f.ack,)), ("diagnose", (f.diagnose,)),
-                                   ("approve", f.approve), ("restore", (f.restore,))):
-                for value in values:
-                    if value is None:
-                        continue
-                    bucket = self.histograms[(span, start, f.runbook_id, metric,
+        for metric, values in (("ack", (f.ack,)), ("diagnose", (f.diagnose,)),
+                               ("approve", f.approve), ("restore", (f.restore,))):
+            for value in values:
+                if value is None:
+                    continue
+                for span in HISTOGRAM_SPANS:
+                    bucket = self.histograms[(span, spans[span], f.runbook_id, metric,
                                               bucket_of(value))]
                     bucket[0] += 1
                     bucket[1] += value
@@ -279,3 +297,40 @@ def backfill(conn: Connection, *, batch: int = 50_000) -> int:
             conn.execute(stmt, values)
         done += len(rows)
         after = rows[-1].id
+
+
+def histograms_from_days(conn: Connection) -> int:
+    """Write the week and month histogram rows from the day rows, replacing any; returns how
+    many day rows were read. Migration 0012 runs it: the day rows already hold every ended
+    execution's timings, bucketed, and a week or a month is a sum of whole days. One month of
+    day rows is read at a time, so memory holds a month's sums and the weeks that overlap it."""
+    h = StatsHistogram
+    conn.execute(h.__table__.delete().where(h.span.in_([WEEK, MONTH])))
+    first, last = conn.execute(select(func.min(h.start), func.max(h.start))
+                               .where(h.span == DAY)).one()
+    done = 0
+    month = month_of(first) if first else None
+    weeks: dict[tuple[str, dt.datetime, str, str, int], list[float]] = defaultdict(
+        lambda: [0, 0.0])
+    while month is not None and month <= last:
+        following = (month + dt.timedelta(days=31)).replace(day=1)
+        sums = Sums()
+        for start, runbook_id, metric, bucket, count, total in conn.execute(
+                select(h.start, h.runbook_id, h.metric, h.bucket, h.count, h.total)
+                .where(h.span == DAY, h.start >= month, h.start < following)):
+            for into in (sums.histograms[(MONTH, month, runbook_id, metric, bucket)],
+                         weeks[(WEEK, week_of(start), runbook_id, metric, bucket)]):
+                into[0] += count
+                into[1] += total
+            done += 1
+        # Weeks that end by the next month's start have all their days now.
+        for key in [k for k in weeks if k[1] + dt.timedelta(days=7) <= following]:
+            sums.histograms[key] = weeks.pop(key)
+        for stmt, rows in sums.statements(conn.dialect.name):
+            conn.execute(stmt, rows)
+        month = following
+    rest = Sums()
+    rest.histograms.update(weeks)
+    for stmt, rows in rest.statements(conn.dialect.name):
+        conn.execute(stmt, rows)
+    return done

@@ -3,8 +3,11 @@
 A window [since, until) splits into the whole hours inside it, which the rollups cover for
 ended executions, and the minutes at either end, which are read execution by execution, as
 are the executions of the whole hours that are still active (they are rolled up when they
-end). Whole days inside the whole hours read the day rows, the rest the hour rows: a month is
-about 30 day rows and 46 hour rows per runbook.
+end). The whole hours are read in the coarsest rows that fit: whole months inside them read
+month rows, whole weeks around those week rows, then day rows, then hour rows at the edges.
+The counters have no week or month rows (rollup_models.py), so they stop at days: a month is
+at most 30 day rows and 46 hour rows per runbook for them, and for the histograms at most a
+month or 4 week rows, 12 day rows and 46 hour rows.
 """
 
 from __future__ import annotations
@@ -18,11 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.engine import states
 from app.engine.models import Execution
-from app.engine.rollup_models import DAY, HOUR, StatsHistogram, StatsRollup
-from app.engine.rollups import day_of, hour_of
+from app.engine.rollup_models import DAY, HOUR, MONTH, WEEK, StatsHistogram, StatsRollup
+from app.engine.rollups import day_of, hour_of, month_of, week_of
 
 _HOUR = dt.timedelta(hours=1)
-_DAY = dt.timedelta(days=1)
+
+
+def _next_month(start: dt.datetime) -> dt.datetime:
+    return (start + dt.timedelta(days=31)).replace(day=1)
+
+
+# Coarse to fine: each span's start of a time, and the start of the next span after a start.
+_SPANS = {MONTH: (month_of, _next_month),
+          WEEK: (week_of, lambda start: start + dt.timedelta(days=7)),
+          DAY: (day_of, lambda start: start + dt.timedelta(days=1))}
 
 
 @dataclass(frozen=True)
@@ -33,31 +45,45 @@ class Cover:
     raw: tuple[tuple[dt.datetime, dt.datetime], ...]
 
 
-def _ceil(at: dt.datetime, floor: Any, step: dt.timedelta) -> dt.datetime:
-    start = floor(at)
-    return start if start == at else start + step
-
-
 def cover(since: dt.datetime, until: dt.datetime) -> Cover:
     """Split [since, until) into whole hours and the minutes around them."""
-    first, last = _ceil(since, hour_of, _HOUR), hour_of(until)
+    first = hour_of(since)
+    first = first if first == since else first + _HOUR
+    last = hour_of(until)
     if first >= last:
         return Cover(None, ((since, until),))
     raw = tuple((lo, hi) for lo, hi in ((since, first), (last, until)) if lo < hi)
     return Cover((first, last), raw)
 
 
-def spans(model: Any, rolled: tuple[dt.datetime, dt.datetime]) -> Any:
-    """The rollup rows that make up the whole hours `rolled`: day rows for whole days,
-    hour rows around them."""
-    first, last = rolled
-    first_day, last_day = _ceil(first, day_of, _DAY), day_of(last)
-    if first_day >= last_day:
-        return and_(model.span == HOUR, model.start >= first, model.start < last)
-    return or_(
-        and_(model.span == DAY, model.start >= first_day, model.start < last_day),
-        and_(model.span == HOUR, model.start >= first, model.start < first_day),
-        and_(model.span == HOUR, model.start >= last_day, model.start < last))
+def pieces(rolled: tuple[dt.datetime, dt.datetime], coarsest: str = MONTH,
+           ) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """The whole hours `rolled` as (span, first start, end) ranges of rollup rows, each row
+    inside them: the coarsest span's whole periods, and the finer spans around them, down to
+    hours. The ranges are disjoint and together exactly `rolled`."""
+    names = list(_SPANS)
+    return _pieces(*rolled, names[names.index(coarsest):])
+
+
+def _pieces(lo: dt.datetime, hi: dt.datetime,
+            names: list[str]) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    if lo >= hi:
+        return []
+    if not names:
+        return [(HOUR, lo, hi)]
+    floor, following = _SPANS[names[0]]
+    first, last = floor(lo), floor(hi)
+    first = first if first == lo else following(first)
+    if first >= last:
+        return _pieces(lo, hi, names[1:])
+    return [*_pieces(lo, first, names[1:]), (names[0], first, last),
+            *_pieces(last, hi, names[1:])]
+
+
+def spans(model: Any, rolled: tuple[dt.datetime, dt.datetime], coarsest: str) -> Any:
+    """The condition on `model`'s rows that selects the whole hours `rolled` (see pieces)."""
+    return or_(*(and_(model.span == span, model.start >= lo, model.start < hi)
+                 for span, lo, hi in pieces(rolled, coarsest)))
 
 
 def direct_ids(window: Cover, runbook: str | None) -> Any:
@@ -98,12 +124,12 @@ async def read(session: AsyncSession, rolled: tuple[dt.datetime, dt.datetime],
                func.sum(r.needed_approval), func.sum(r.diagnose_measured),
                func.sum(r.diagnose_met), func.sum(r.restore_measured), func.sum(r.restore_met),
                func.max(r.start))
-        .where(spans(r, rolled), *([r.runbook_id == runbook] if runbook else []))
+        .where(spans(r, rolled, DAY), *([r.runbook_id == runbook] if runbook else []))
         .group_by(r.runbook_id, r.runbook_version, r.status)
     )).all()
     hist_rows = (await session.execute(
         select(h.runbook_id, h.metric, h.bucket, func.sum(h.count), func.sum(h.total))
-        .where(spans(h, rolled), *([h.runbook_id == runbook] if runbook else []))
+        .where(spans(h, rolled, MONTH), *([h.runbook_id == runbook] if runbook else []))
         .group_by(h.runbook_id, h.metric, h.bucket)
     )).all()
     return [Counts(*row) for row in counter_rows], list(hist_rows)
@@ -115,6 +141,6 @@ async def outcomes_by_start(session: AsyncSession, rolled: tuple[dt.datetime, dt
     r = StatsRollup
     return [(start, status, int(n)) for start, status, n in (await session.execute(
         select(r.start, r.status, func.sum(r.executions))
-        .where(spans(r, rolled), *([r.runbook_id == runbook] if runbook else []))
+        .where(spans(r, rolled, DAY), *([r.runbook_id == runbook] if runbook else []))
         .group_by(r.start, r.status)
     )).all()]

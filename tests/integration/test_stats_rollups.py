@@ -2,7 +2,9 @@
 databases: counts, outcomes and objectives met exactly, percentiles within a bucket.
 
 The rollups are written by the final transition (through the real engine here) and, for
-rows that ended before they existed, by the migration's backfill (run on a seeded set here).
+rows that ended before they existed, by the migration's backfill (run on a seeded set here);
+the week and month histogram rows that migration 0012 derives from the day rows are the same
+as those the backfill and the final transition write.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from app.catalog.models import RunbookVersion
 from app.db import make_engine, utcnow
 from app.engine.models import Approval, Execution, StepRun
-from app.engine.rollup_models import StatsHistogram, StatsRollup
-from app.engine.rollups import backfill
+from app.engine.rollup_models import MONTH, WEEK, StatsHistogram, StatsRollup
+from app.engine.rollups import backfill, histograms_from_days
 from app.history.retention import prune
+from app.history.rollups import cover, pieces
 from app.history.stats import StatsOut, compute_stats, compute_stats_directly
 from app.history.trends import bucket_start, outcomes_over_time
 from tests.support.auth import auth
@@ -51,15 +54,15 @@ def assert_agree(rolled: StatsOut, direct: StatsOut) -> None:
         assert got_d == want_d
 
 
-async def _seed(session: Any, *, count: int, start: dt.datetime) -> None:
-    """Executions over three days: final and active ones, one step each (some risky and
+async def _seed(session: Any, *, count: int, start: dt.datetime, days: int = 3) -> None:
+    """Executions over some days: final and active ones, one step each (some risky and
     approved after a wait), two runbooks, one of them with objectives."""
     rng = random.Random(17)
     session.add(RunbookVersion(runbook_id="drift", version="v1", loaded_at=start,
                                content={"objectives": {"time_to_diagnose": "1m",
                                                        "time_to_restore": "20m"}}))
     for i in range(count):
-        created = start + dt.timedelta(seconds=rng.uniform(0, 3 * 86400))
+        created = start + dt.timedelta(seconds=rng.uniform(0, days * 86400))
         status = rng.choice(FINAL) if rng.random() < 0.9 else rng.choice(ACTIVE)
         fired = created - dt.timedelta(seconds=rng.uniform(0, 300))
         execution = Execution(
@@ -137,6 +140,57 @@ async def test_rollup_stats_agree_with_every_execution_read(db_url):
         await engine.dispose()
 
 
+async def test_week_and_month_rows_agree_with_every_execution_read(db_url):
+    """Windows over months read month and week rows; their stats agree with every execution
+    read, and the rows that migration 0012 derives from the day rows are the ones written."""
+    engine = make_engine(db_url)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    start = dt.datetime(2026, 5, 20, 5, 17, 23, tzinfo=dt.UTC)
+    try:
+        async with factory() as session, session.begin():
+            await _seed(session, count=700, start=start, days=70)
+        async with engine.begin() as conn:
+            await conn.run_sync(backfill)
+        windows = [
+            (start, start + dt.timedelta(days=70)),  # June whole: a month, weeks, days, hours
+            (dt.datetime(2026, 6, 3, 7, 23, 11, tzinfo=dt.UTC),  # 30 days: weeks, days, hours
+             dt.datetime(2026, 7, 3, 7, 23, 11, tzinfo=dt.UTC)),
+            (dt.datetime(2026, 6, 1, tzinfo=dt.UTC), dt.datetime(2026, 7, 1, tzinfo=dt.UTC)),
+        ]
+        assert [sorted({span for span, _, _ in pieces(cover(*w).rolled)}) for w in windows] == [
+            ["d", "h", "m", "w"], ["d", "h", "w"], ["m"]]
+        async with factory() as session:
+            for since, until in windows:
+                for only in (None, "drift"):
+                    rolled = await compute_stats(session, since=since, until=until,
+                                                 runbook=only)
+                    direct = await compute_stats_directly(session, since=since, until=until,
+                                                          runbook=only)
+                    assert direct.overall.executions > 0
+                    assert_agree(rolled, direct)
+        written = await _coarse_histograms(factory)
+        assert {key[0] for key in written} == {WEEK, MONTH}
+        async with engine.begin() as conn:
+            day_rows = await conn.run_sync(histograms_from_days)
+        assert day_rows > 0
+        derived = await _coarse_histograms(factory)
+        assert derived.keys() == written.keys()
+        for key, (count, total) in written.items():
+            assert derived[key][0] == count, key
+            assert abs(derived[key][1] - total) <= 1e-6 * total, key
+    finally:
+        await engine.dispose()
+
+
+async def _coarse_histograms(factory: Any) -> dict[tuple[Any, ...], tuple[int, float]]:
+    h = StatsHistogram
+    async with factory() as session:
+        return {(span, start, rid, metric, bucket): (count, total)
+                for span, start, rid, metric, bucket, count, total in (await session.execute(
+                    select(h.span, h.start, h.runbook_id, h.metric, h.bucket, h.count, h.total)
+                    .where(h.span.in_([WEEK, MONTH])))).all()}
+
+
 async def _count(factory: Any, *where: Any) -> int:
     async with factory() as session:
         return (await session.execute(
@@ -180,6 +234,9 @@ async def test_the_final_transition_rolls_up_each_execution_once(make_rig, db_ur
         ("h", "broken", "failed", 1), ("h", "drift", "succeeded", 1)]
     assert {(h.runbook_id, h.metric) for h in histograms} >= {
         ("drift", "ack"), ("drift", "diagnose"), ("drift", "approve"), ("drift", "restore")}
+    # Histograms also have week and month rows: each timing once in each span.
+    assert Counter(h.span for h in histograms if h.runbook_id == "drift"
+                   and h.metric == "approve") == {"h": 1, "d": 1, "w": 1, "m": 1}
 
 
 async def test_rollups_outlive_the_executions_that_retention_prunes(db_url):
