@@ -40,6 +40,22 @@ class Event(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
 
 
+def event_row(
+    *, kind: str, entity: str, actor: str, reason: str = "",
+    execution_id: int | None = None, step_run_id: int | None = None,
+    step_id: str | None = None, from_state: str | None = None, to_state: str | None = None,
+    source_addr: str | None = None, data: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """One event's columns, for a caller that inserts many in one statement."""
+    return {
+        "created_at": at or utcnow(), "kind": kind, "entity": entity, "actor": actor[:128],
+        "reason": reason, "execution_id": execution_id, "step_run_id": step_run_id,
+        "step_id": step_id, "from_state": from_state, "to_state": to_state,
+        "source_addr": source_addr, "data": data,
+    }
+
+
 def record_event(
     session: AsyncSession, *, kind: str, entity: str, actor: str, reason: str = "",
     execution_id: int | None = None, step_run_id: int | None = None,
@@ -47,10 +63,9 @@ def record_event(
     source_addr: str | None = None, data: dict[str, Any] | None = None,
 ) -> Event:
     """Add one event row to the session; it commits with the change it describes."""
-    event = Event(
-        created_at=utcnow(), kind=kind, entity=entity, actor=actor[:128], reason=reason,
-        execution_id=execution_id, step_run_id=step_run_id, step_id=step_id,
-        from_state=from_state, to_state=to_state, source_addr=source_addr, data=data,
-    )
+    event = Event(**event_row(
+        kind=kind, entity=entity, actor=actor, reason=reason, execution_id=execution_id,
+        step_run_id=step_run_id, step_id=step_id, from_state=from_state, to_state=to_state,
+        source_addr=source_addr, data=data))
     session.add(event)
     return event

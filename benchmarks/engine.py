@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/engine.py [--alerts 1000] [--batch 50] [--senders 4]
                                           [--runs 3] [--pg URL] [--only sqlite,pg,pg2]
+                                          [--intake-only]
 
 `--alerts` new alerts for as many models (one target each) are posted in webhooks of
 `--batch` to a real `runbookd serve`, `--senders` webhooks in flight at once (Alertmanager
@@ -10,6 +11,8 @@ the first post to the last execution's `finished_at` (read from the database), o
 PostgreSQL with one replica, and with two replicas on PostgreSQL (webhooks alternate between
 them). Each webhook's acknowledgement latency is recorded while the executions it starts are
 being created and run. Each setup runs `--runs` times on a fresh database: median and range.
+`--intake-only` disables the worker and times the webhooks alone (every execution created,
+none run): the intake's own cost of starting work, which the acknowledgements wait for.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ class Progress:
 
 
 async def storm(urls: list[str], db_url: str, *, alerts: int, batch: int,
-                senders: int) -> dict[str, object]:
+                senders: int, intake_only: bool = False) -> dict[str, object]:
     bodies = []
     for first in range(0, alerts, batch):
         chunk = [am_alert(f"{i:016x}", labels={"alertname": RUNBOOK, "model": f"m-{i}"})
@@ -177,6 +180,14 @@ async def storm(urls: list[str], db_url: str, *, alerts: int, batch: int,
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(senders)), watch_overlap())
         acked_all = time.perf_counter() - started
+        if intake_only:
+            created, _ = await progress.counts()
+            if created != alerts:
+                raise AssertionError(f"{created} executions created for {alerts} alerts")
+            return {"seconds": acked_all, "per_s": alerts / acked_all, "steps_per_s": 0.0,
+                    "ack_p50": statistics.median(acks), "ack_p99": pct(acks, 0.99),
+                    "ack_max": max(acks), "acked_all_s": acked_all,
+                    "succeeded_at_last_ack": 0, "statuses": {}}
         while True:
             _, succeeded = await progress.counts()
             if succeeded >= alerts:
@@ -195,7 +206,10 @@ async def storm(urls: list[str], db_url: str, *, alerts: int, batch: int,
 
 def one_run(label: str, db_url: str, replicas: int, args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="runbookd-engine-bench-"))
-    procs = start_replicas(db_url, work, replicas, dict(args.env))
+    env = dict(args.env)
+    if args.intake_only:
+        env["RUNBOOKD_WORKER_ENABLED"] = "false"
+    procs = start_replicas(db_url, work, replicas, env)
     spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
                                "--format", "raw", "--rate", "200", "--nonblocking",
                                "-o", f"{args.profile}/{label.split(',')[0]}-{i}.txt",
@@ -206,7 +220,8 @@ def one_run(label: str, db_url: str, replicas: int, args: argparse.Namespace) ->
         time.sleep(1.0)
         cpu_before = sum(cpu_seconds(proc.pid) for proc, _ in procs)
         result = asyncio.run(storm([url for _, url in procs], db_url, alerts=args.alerts,
-                                   batch=args.batch, senders=args.senders))
+                                   batch=args.batch, senders=args.senders,
+                                   intake_only=args.intake_only))
         cpu = sum(cpu_seconds(proc.pid) for proc, _ in procs) - cpu_before
         result["cpu_ms"] = cpu * 1000 / args.alerts
     finally:
@@ -240,6 +255,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--intake-only", action="store_true",
+                        help="no worker: time only the webhooks that create the executions")
     parser.add_argument("--pg", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--only", default="sqlite,pg,pg2",
                         help="comma-separated setups: sqlite, pg, pg2 (two replicas)")

@@ -25,8 +25,8 @@ from app.engine.context import failure_channels
 from app.engine.drills import DRILL_PRECONDITIONS
 from app.engine.drills_models import FINISHED, RUNNING, SKIPPED, DrillRun
 from app.engine.drills_verdicts import Verdict, headline, problems, step_verdict, unreached
-from app.engine.executions import start_or_attach
 from app.engine.models import Execution, StepRun
+from app.engine.starts import start_or_attach
 from app.events import Event, record_event
 from app.notify.outbox import enqueue
 

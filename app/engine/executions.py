@@ -1,16 +1,13 @@
-"""Create, attach, cancel and hand back executions. The caller owns the transaction."""
+"""Cancel, resolve and roll back executions (starting them is starts.py). The caller owns the
+transaction."""
 
 from __future__ import annotations
-
-import datetime as dt
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import Runbook, Step
-from app.catalog.signoffs import unsigned_note
 from app.db import utcnow
 from app.engine import states
 from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
@@ -44,68 +41,6 @@ async def insert_active(session: AsyncSession, execution: Execution) -> None:
     async with session.begin_nested():
         session.add(execution)
         await session.flush()
-
-
-async def start_or_attach(
-    session: AsyncSession, *, runbook: Runbook, version: str, target: str,
-    params: dict[str, Any], alert_id: int | None, alert_fired_at: dt.datetime | None,
-    actor: str, trigger: str = "alert", started_by: str | None = None, dry_run: bool = False,
-    parent_id: int | None = None, reason: str = "",
-) -> tuple[Execution, bool]:
-    """Start an execution for (runbook, target), or attach the alert to the active one.
-
-    Returns the execution and whether it is new. The per-target lock is a unique index over
-    active executions, so two replicas racing here cannot both create one.
-    """
-    existing = await active_execution_for(session, runbook.id, target)
-    if existing is None:
-        now = utcnow()
-        # A version whose risky steps changed runs as a drill until a reviewer signs it off.
-        unsigned = None if dry_run else await unsigned_note(session, runbook.id, version)
-        execution = Execution(
-            runbook_id=runbook.id, runbook_version=version, target=target,
-            status=states.PENDING, params=params, dry_run=dry_run or unsigned is not None,
-            trigger=trigger, started_by=started_by, created_at=now, updated_at=now,
-            alert_fired_at=alert_fired_at, parent_id=parent_id, status_reason=unsigned,
-        )
-        try:
-            await insert_active(session, execution)
-        except IntegrityError:
-            existing = await active_execution_for(session, runbook.id, target)
-            if existing is None:
-                raise
-        else:
-            if alert_id is not None:
-                session.add(ExecutionAlert(execution_id=execution.id, alert_id=alert_id,
-                                           attached_at=now, role="trigger"))
-            record_event(
-                session, kind="execution.created", entity="execution", actor=actor,
-                execution_id=execution.id, to_state=states.PENDING,
-                reason=f"{trigger}: {runbook.id} on {target}"
-                + (" (drill)" if execution.dry_run else "")
-                + (f" from execution {parent_id}" if parent_id else "")
-                + (f": {reason}" if reason else ""),
-                data={"params": params, "alert_id": alert_id, "version": version,
-                      **({"parent_id": parent_id} if parent_id else {})},
-            )
-            if unsigned is not None:
-                record_event(session, kind="signoff.drill", entity="execution", actor=actor,
-                             execution_id=execution.id, reason=unsigned,
-                             data={"runbook_id": runbook.id, "version": version})
-            return execution, True
-
-    if alert_id is not None:
-        already = await session.get(ExecutionAlert, (existing.id, alert_id))
-        if already is None:
-            session.add(ExecutionAlert(execution_id=existing.id, alert_id=alert_id,
-                                       attached_at=utcnow(), role="joined"))
-            record_event(
-                session, kind="alert.attached", entity="execution", actor=actor,
-                execution_id=existing.id,
-                reason=f"alert {alert_id} joined the active execution for {target}",
-                data={"alert_id": alert_id},
-            )
-    return existing, False
 
 
 async def cancel_open_steps(session: AsyncSession, execution_id: int, *, actor: str,

@@ -33,7 +33,7 @@ from app.engine.approvals import valid_approvers
 from app.engine.brakes import brakes_for, check_brakes, page_channels
 from app.engine.context import approval_channels, failure_channels, step_context
 from app.engine.drills import Drills, drill_action
-from app.engine.executions import cancel_open_steps, start_or_attach, void_approvals
+from app.engine.executions import cancel_open_steps, void_approvals
 from app.engine.guards import current_guard_state
 from app.engine.models import Execution, StepRun
 from app.engine.outcomes import Outcomes
@@ -41,6 +41,7 @@ from app.engine.proposals import Proposals, ProposePlan
 from app.engine.ratelimit import check_rate, check_step_rate, lock_budget
 from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash, waits_of
+from app.engine.starts import start_or_attach
 from app.engine.transitions import lock_execution, lock_step, remember_locked, transition_step
 from app.errors import Unavailable, is_database_unavailable
 from app.events import record_event

@@ -17,8 +17,9 @@ from app.catalog.loader import Catalog
 from app.catalog.params import ParamError, render_target, resolve_params
 from app.catalog.templating import RenderError
 from app.db import after_commit
-from app.engine.executions import on_alert_resolved, start_or_attach
+from app.engine.executions import on_alert_resolved
 from app.engine.runbooks import RunbookVersions
+from app.engine.starts import Start, start_or_attach_all
 from app.intake.models import CHANGED, FIRING, RESOLVED, Alert
 from app.intake.service import AlertChange, AlertHook
 
@@ -36,53 +37,78 @@ def make_alert_hook(
         catalog = current_catalog()
         notes: dict[int, str] = {}
         engine_work = False
+        starting = _Starts()
         for change in changes:
             alert = change.alert
             if alert.status == RESOLVED:
                 if change.kind == CHANGED:
+                    # The firing alerts before it start (or join) first, as they came.
+                    engine_work |= await starting.flush(session, notes)
                     await on_alert_resolved(session, alert_id=change.alert_id,
                                             runbook_of=runbooks)
                     engine_work = True
                 continue
             if change.kind == CHANGED and alert.status != FIRING:
                 continue  # acknowledged: no new work
-            note, started = await _start(session, catalog, change)
-            notes[change.alert_id] = note[:2000]
-            engine_work = engine_work or started
+            starting.add(catalog, change, notes)
+        engine_work |= await starting.flush(session, notes)
         if notes:
             # One statement for the batch: a storm of new alerts is one write, not thousands.
             await session.execute(update(Alert), [
-                {"id": alert_id, "match_note": note} for alert_id, note in notes.items()])
+                {"id": alert_id, "match_note": note[:2000]} for alert_id, note in notes.items()])
         if engine_work:
             after_commit(session, wake)
 
     return hook
 
 
-async def _start(session: AsyncSession, catalog: Catalog | None,
-                 change: AlertChange) -> tuple[str, bool]:
-    """Start or join an execution for each matching runbook: (the alert's note, whether any
-    execution was started or joined)."""
-    alert = change.alert
-    matches = catalog.match(alert.labels) if catalog is not None else []
-    if not matches:
-        return "no runbook matched", False
-    notes = []
-    started = False
-    for mapping, loaded in matches:
-        runbook = loaded.runbook
-        try:
-            params = resolve_params(runbook, labels=alert.labels,
-                                    annotations=alert.annotations, overrides=mapping.params)
-            target = render_target(runbook, params)
-        except (ParamError, RenderError, ValueError) as exc:
-            notes.append(f"{mapping.name} -> {runbook.id}: no execution: {exc}")
-            continue
-        execution, created = await start_or_attach(
-            session, runbook=runbook, version=loaded.version, target=target, params=params,
-            alert_id=change.alert_id, alert_fired_at=alert.starts_at, actor=ACTOR,
-        )
-        verb = "started" if created else "joined"
-        notes.append(f"{mapping.name} -> {runbook.id}: {verb} execution {execution.id}")
-        started = True
-    return "; ".join(notes), started
+class _Starts:
+    """The firing alerts' starts, gathered so that a run of them costs a few statements."""
+
+    def __init__(self) -> None:
+        # (alert id, mapping name, the start, or None where its params did not fit)
+        self.pending: list[tuple[int, str, Start | None]] = []
+        self.failed: dict[int, list[str]] = {}
+
+    def add(self, catalog: Catalog | None, change: AlertChange, notes: dict[int, str]) -> None:
+        """Plan a start for each runbook the alert matches; note the alerts that start none."""
+        alert = change.alert
+        matches = catalog.match(alert.labels) if catalog is not None else []
+        if not matches:
+            notes[change.alert_id] = "no runbook matched"
+            return
+        for mapping, loaded in matches:
+            runbook = loaded.runbook
+            try:
+                params = resolve_params(runbook, labels=alert.labels,
+                                        annotations=alert.annotations,
+                                        overrides=mapping.params)
+                target = render_target(runbook, params)
+            except (ParamError, RenderError, ValueError) as exc:
+                self.failed.setdefault(change.alert_id, []).append(
+                    f"{mapping.name} -> {runbook.id}: no execution: {exc}")
+                self.pending.append((change.alert_id, mapping.name, None))
+                continue
+            self.pending.append((change.alert_id, mapping.name, Start(
+                runbook=runbook, version=loaded.version, target=target, params=params,
+                alert_id=change.alert_id, alert_fired_at=alert.starts_at)))
+
+    async def flush(self, session: AsyncSession, notes: dict[int, str]) -> bool:
+        """Start or join what was planned, and note per alert what became of each match in
+        the order the catalog matched them. Whether any execution was started or joined."""
+        planned = [start for _, _, start in self.pending if start is not None]
+        outcomes = iter(await start_or_attach_all(session, planned, actor=ACTOR)
+                        if planned else [])
+        failures = {alert_id: iter(lines) for alert_id, lines in self.failed.items()}
+        lines: dict[int, list[str]] = {}
+        for alert_id, name, start in self.pending:
+            if start is None:
+                line = next(failures[alert_id])
+            else:
+                started = next(outcomes)
+                verb = "started" if started.created else "joined"
+                line = f"{name} -> {start.runbook.id}: {verb} execution {started.execution_id}"
+            lines.setdefault(alert_id, []).append(line)
+        notes.update({alert_id: "; ".join(parts) for alert_id, parts in lines.items()})
+        self.pending, self.failed = [], {}
+        return bool(planned)

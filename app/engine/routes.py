@@ -16,12 +16,12 @@ from app.engine.brake_routes import BrakeOut, brakes_out
 from app.engine.executions import (
     cancel_execution,
     resolve_attention,
-    start_or_attach,
     start_rollback,
 )
 from app.engine.guards import GLOBAL, current_guard_state, runbook_key, set_guard
 from app.engine.schemas import ExecutionOut
 from app.engine.services import EngineRuntime
+from app.engine.starts import start_or_attach
 from app.engine.transitions import lock_execution
 from app.errors import Conflict, Invalid
 from app.identity import Identity
