@@ -36,8 +36,8 @@ from app.intake.routes import router as intake_router
 from app.lifecycle import running
 from app.limits import RequestLimits
 from app.logs import RequestIds
-from app.web.pages import error_page
-from app.web.routes import install as install_web
+from app.web.install import error_page
+from app.web.install import install as install_web
 from app.web.session import load_session
 
 log = logging.getLogger("runbookd")

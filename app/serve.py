@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import sys
 
+# FastAPI imports pydantic.v1 (23 modules, about 1.8 MiB of every serving process) only to
+# refuse pydantic v1 models in routes, and treats an ImportError as "no v1 model can exist".
+# None of runbookd's models, nor any package it runs, uses pydantic.v1; with it unimportable
+# here, a v1 model would fail loudly at its import instead of at route registration.
+sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
+
 
 def main(host: str, port: int, workers: int) -> None:
     import uvicorn

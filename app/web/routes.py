@@ -55,11 +55,9 @@ from app.web.pages import (
     transaction,
 )
 from app.web.session import (
-    SessionLoader,
     clear_session_cookie,
     current_identity,
     safe_next,
-    session_identity,
     set_session_cookie,
     sign_in,
     sign_out,
@@ -75,16 +73,20 @@ Text = Annotated[str, Form(max_length=2000)]
 Decision = Annotated[Literal["approve", "reject"], Form()]
 
 
-def install(app: FastAPI) -> None:
-    """Mount the pages, the approval-link pages and /static on `app`."""
-    app.include_router(router)
-    app.include_router(approve_router)
-    app.include_router(feedback_router)
-    app.include_router(stats_router)
-    app.include_router(signoff_router)
-    app.mount("/static", static_files(), name="static")
-    app.add_middleware(SessionLoader)  # checks a session cookie against its row, once
-    app.state.session_identity = session_identity
+def pages_router(app: FastAPI) -> APIRouter:
+    """The pages, the approval-link pages and /static, as one router for `app`.
+
+    app/web/install.py puts it behind the route that loads it on the first page request; it
+    takes `app`'s dependency overrides, as the app's own router would.
+    """
+    pages = APIRouter(dependency_overrides_provider=app)
+    pages.include_router(router)
+    pages.include_router(approve_router)
+    pages.include_router(feedback_router)
+    pages.include_router(stats_router)
+    pages.include_router(signoff_router)
+    pages.mount("/static", static_files(), name="static")
+    return pages
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from app.events import Event
+from app.web.install import LazyPages
 from tests.support.auth import auth
 from tests.support.engine_catalog import risky, runbook, step
 from tests.support.fake_slack import (
@@ -186,7 +187,10 @@ def api_operations(openapi: dict[str, Any]) -> list[Op]:
 def page_operations(app: Any) -> list[Op]:
     """The routes left out of the OpenAPI document: the pages and their forms."""
     ops = []
-    for context in iter_route_contexts(app.router.routes):
+    # The pages sit behind the route that loads them on first use (app/web/install.py).
+    routes = [inner for route in app.router.routes
+              for inner in (route.routes if isinstance(route, LazyPages) else [route])]
+    for context in iter_route_contexts(routes):
         route = context.route
         if not isinstance(route, APIRoute) or route.include_in_schema:
             continue

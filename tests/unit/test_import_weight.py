@@ -6,7 +6,7 @@ first Slack button, httpcore (and the CA bundle) on the first outbound request, 
 command-line tool (rich, pygments) never. Start-up runs in a fresh interpreter as `runbookd
 serve` runs once it has exec'd app.serve (the CLI is not resident): the app, and every part
 its lifespan starts on SQLite, the shipped catalog included (its argo.* steps are validated
-with the Kubernetes parameters).
+with the Kubernetes parameters). The pages load on the first request whose path is a page's.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ LAZY = {
     "typer": "the command line",
     "click": "the command line",
     "app.cli": "the command line",
+    # The web pages: app/web/install.py loads them on the first request for a page.
+    "app.web.routes": "the first page request (app/web/install.py)",
+    "app.web.pages": "the first page request, or a form refused before its route",
+    "starlette.templating": "the pages' Jinja2 templates",
+    # FastAPI imports it only to refuse v1 models; app/serve.py makes it unimportable.
+    "pydantic.v1": "nothing (FastAPI's check for pydantic v1 models)",
     # Development tools: the service must never import them.
     "mlflow": "tests only",
     "schemathesis": "tests only",
@@ -61,7 +67,9 @@ async def start():
 
 
 actions = asyncio.run(start())
-print(json.dumps({"modules": sorted(sys.modules), "actions": actions}))
+# A None entry is a module made unimportable (app/__init__.py, app/serve.py), not a loaded one.
+print(json.dumps({"modules": sorted(n for n, m in sys.modules.items() if m is not None),
+                  "actions": actions}))
 """
 
 FIRST_USE = """
@@ -167,3 +175,68 @@ def test_the_lazy_modules_load_and_work_on_first_use(tmp_path):
     # The outbound client, built on the first request, sends it; once closed, it sends none.
     assert used["status"] == 204
     assert used["closed"] == "refused"
+
+
+PAGES = """
+import json, sys
+from pathlib import Path
+import app.serve
+from fastapi.testclient import TestClient
+from app.config import Settings
+from app.main import create_app
+from app.web.install import PAGE_SEGMENTS, LazyPages
+
+root = Path(sys.argv[1])
+settings = Settings(env="dev", database_url=sys.argv[2], mappings=root / "alert_mappings.yaml",
+                    remediations_dir=root / "remediations")
+
+
+def pages_loaded():
+    return "app.web.routes" in sys.modules
+
+
+seen = {}
+with TestClient(create_app(settings)) as client:
+    # Probes, the API, and a path that is nobody's answer as before, without the pages.
+    seen["healthy"] = client.get("/-/healthy").status_code
+    seen["api"] = client.get("/api/v1/runbooks").status_code
+    seen["nowhere"] = client.get("/nowhere").status_code
+    seen["loaded_before"] = pages_loaded()
+    login = client.get("/login")
+    seen["login"] = [login.status_code, login.headers["content-type"],
+                     "<form" in login.text]
+    seen["loaded_after"] = pages_loaded()
+    seen["css"] = client.get("/static/app.css").status_code
+    seen["wrong_method"] = client.put("/login").status_code
+    seen["bad_id"] = client.get("/executions/x", follow_redirects=False).status_code
+    seen["signed_out"] = client.get("/guards", follow_redirects=False).headers.get("location")
+    lazy = next(r for r in client.app.router.routes if isinstance(r, LazyPages))
+    segments = {(getattr(r, "path", "") or "/").lstrip("/").split("/")[0]
+                for r in lazy.routes}
+    segments |= {(c.path or "/").lstrip("/").split("/")[0]
+                 for r in lazy.routes for c in getattr(r, "effective_route_contexts",
+                                                       lambda: [])()}
+    seen["segments"] = sorted(segments - {""} | ({""} & segments))
+    seen["declared"] = sorted(PAGE_SEGMENTS)
+print(json.dumps(seen))
+"""
+
+
+def test_the_pages_load_on_the_first_request_for_a_page(tmp_path):
+    database = f"sqlite+aiosqlite:///{tmp_path / 'runbookd.db'}"
+    subprocess.run([str(RUNBOOKD), "db", "upgrade"], cwd=tmp_path, check=True,
+                   env={**_env(), "RUNBOOKD_ENV": "dev", "RUNBOOKD_DATABASE_URL": database},
+                   capture_output=True, timeout=120)
+    seen = _run(PAGES, tmp_path, database)
+    assert seen["healthy"] == 200
+    assert seen["api"] == 401  # no token: the API answers, the pages stay unloaded
+    assert seen["nowhere"] == 404
+    assert seen["loaded_before"] is False
+    assert seen["login"] == [200, "text/html; charset=utf-8", True]
+    assert seen["loaded_after"] is True
+    assert seen["css"] == 200
+    assert seen["wrong_method"] == 405
+    assert seen["signed_out"] == "/login?next=%2Fguards"
+    assert seen["bad_id"] == 422  # the pages' own HTML validation error, as before
+    # Every page's first path segment is one install.py sends to the pages, and no other.
+    assert seen["segments"] == seen["declared"]
