@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import random
 import time
@@ -29,6 +30,7 @@ from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.payloads import am_alert, am_body, go_json
 from tests.support.procs import RunbookdProcess, runbookd_env
+from tests.support.wait import eventually
 
 # Alone: twenty restarts must each come up between the kills (see tests/support/workers.py).
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
@@ -50,6 +52,9 @@ class Load:
     answers: collections.Counter[str] = field(default_factory=collections.Counter)
     _fingerprints: itertools.count[int] = field(
         default_factory=lambda: itertools.count(0x0C00_0000_0000_0000))
+
+    async def served_beyond(self, count: int) -> bool:
+        return self.answers["200"] > count
 
     def alert(self, fingerprint: str) -> dict:
         return am_alert(fingerprint, starts_at="2026-11-26T06:00:00Z", labels={
@@ -123,7 +128,12 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
     senders = [asyncio.create_task(sender(i)) for i in range(SENDERS)]
     try:
         for _ in range(KILLS):
+            served = load.answers["200"]
             await asyncio.sleep(rng.uniform(0.15, 0.7))
+            # Each life takes load before it dies, however slow the host: on a busy one a
+            # restart can eat the whole random pause.
+            await eventually(functools.partial(load.served_beyond, served), timeout=30,
+                             what="a 2xx from this life of runbookd", interval=0.05)
             proc.kill9()
             await proc.start()
         await asyncio.sleep(0.5)
@@ -135,7 +145,7 @@ async def test_twenty_kill_9_under_load_lose_nothing_and_repeat_nothing(
     settle_seconds = time.monotonic() - started - load_seconds
     proc.stop()
 
-    assert load.answers["200"] >= 2 * KILLS, f"too little load got through: {load.answers}"
+    assert load.answers["200"] >= KILLS, f"a life took no load: {load.answers}"
     assert set(load.answers) <= {"200", "ConnectError", "ReadError", "RemoteProtocolError",
                                  "WriteError"}, load.answers
 

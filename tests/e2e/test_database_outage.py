@@ -33,6 +33,7 @@ from tests.support.db import all_rows
 from tests.support.engine_catalog import runbook, step, write_catalog
 from tests.support.net import RunningServer, TcpProxy, serve_app
 from tests.support.payloads import am_alert, am_body, go_json
+from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.pg]
 
@@ -195,7 +196,13 @@ async def test_database_lost_under_load_only_503s_and_recovers_without_restart(
 
     senders = [asyncio.create_task(sender()) for _ in range(16)]
     try:
+        # Load first, however slow the host: a few 2xx before the database goes.
         await asyncio.sleep(1.5)
+
+        async def some_stored() -> bool:
+            return sum(r.status == 200 for r in results) >= 5
+
+        await eventually(some_stored, timeout=30, what="2xx before the cut", interval=0.05)
         await proxied.proxy.cut()
         cut_at = time.monotonic()
         await asyncio.sleep(3)
