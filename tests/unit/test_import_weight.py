@@ -6,7 +6,8 @@ first Slack button, httpcore (and the CA bundle) on the first outbound request, 
 command-line tool (rich, pygments) never. Start-up runs in a fresh interpreter as `runbookd
 serve` runs once it has exec'd app.serve (the CLI is not resident): the app, and every part
 its lifespan starts on SQLite, the shipped catalog included (its argo.* steps are validated
-with the Kubernetes parameters). The pages load on the first request whose path is a page's.
+with the Kubernetes parameters). The pages load on the first request whose path is a page's,
+and an action's parameters model builds its validator when first used.
 """
 
 from __future__ import annotations
@@ -67,9 +68,23 @@ async def start():
 
 
 actions = asyncio.run(start())
+
+
+def subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from subclasses(sub)
+
+
+# Action parameter models build their validators on first use (defer_build on ActionParams).
+from pydantic._internal._mock_val_ser import MockValSer
+from app.actions.base import ActionParams
+params = sorted({m.__qualname__ for m in subclasses(ActionParams)})
+built = sorted({m.__qualname__ for m in subclasses(ActionParams)
+                if not isinstance(m.__pydantic_validator__, MockValSer)})
 # A None entry is a module made unimportable (app/__init__.py, app/serve.py), not a loaded one.
 print(json.dumps({"modules": sorted(n for n, m in sys.modules.items() if m is not None),
-                  "actions": actions}))
+                  "actions": actions, "params": params, "params_built": built}))
 """
 
 FIRST_USE = """
@@ -131,9 +146,14 @@ async def use():
 
 
 kube, status, closed = asyncio.run(use())
+try:
+    RolloutParams(namespace="ml", name="fraud", replicas=3)
+    unknown = "accepted"
+except ValueError as exc:
+    unknown = exc.errors()[0]["type"]
 server.shutdown()
 print(json.dumps({"before": before, "after": loaded(), "forged": forged, "kube": kube,
-                  "status": status, "closed": closed}))
+                  "status": status, "closed": closed, "unknown": unknown}))
 """
 
 
@@ -161,6 +181,8 @@ def test_start_up_imports_none_of_the_modules_loaded_on_first_use(tmp_path):
     assert any(a.startswith(("argo.", "kubernetes.")) for a in started["actions"])
     assert "app.actions.kube_params" in started["modules"]
     assert "app.actions.kube_client" not in started["modules"]
+    assert len(started["params"]) > 20
+    assert started["params_built"] == []
     early = {name: why for name, why in LAZY.items() if name in loaded}
     assert early == {}, f"imported at start-up, but needed only for: {early}"
 
@@ -175,6 +197,8 @@ def test_the_lazy_modules_load_and_work_on_first_use(tmp_path):
     # The outbound client, built on the first request, sends it; once closed, it sends none.
     assert used["status"] == 204
     assert used["closed"] == "refused"
+    # A parameters model, built on first use, still refuses an unknown key.
+    assert used["unknown"] == "extra_forbidden"
 
 
 PAGES = """
