@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.catalog.models import RunbookVersion
 from app.db import make_engine, utcnow
@@ -113,14 +113,7 @@ async def test_rollup_stats_agree_with_every_execution_read(db_url):
             (dt.datetime(2026, 6, 2, tzinfo=dt.UTC), dt.datetime(2026, 6, 4, tzinfo=dt.UTC)),
         ]
         async with factory() as session:
-            for since, until in windows:
-                for only in (None, "drift"):
-                    rolled = await compute_stats(session, since=since, until=until,
-                                                 runbook=only)
-                    direct = await compute_stats_directly(session, since=since, until=until,
-                                                          runbook=only)
-                    assert direct.overall.executions > 0
-                    assert_agree(rolled, direct)
+            await _windows_agree(session, windows)
             # A window of minutes only reads executions: exactly today's figures.
             since, until = windows[3]
             assert (await compute_stats(session, since=since, until=until)
@@ -138,6 +131,19 @@ async def test_rollup_stats_agree_with_every_execution_read(db_url):
                 assert {b.start: b.counts for b in buckets if b.counts} == expected
     finally:
         await engine.dispose()
+
+
+async def _windows_agree(session: AsyncSession,
+                         windows: list[tuple[dt.datetime, dt.datetime]]) -> None:
+    """Each window's stats, overall and for one runbook, from the rollups and from every
+    execution read, agree."""
+    for since, until in windows:
+        for only in (None, "drift"):
+            rolled = await compute_stats(session, since=since, until=until, runbook=only)
+            direct = await compute_stats_directly(session, since=since, until=until,
+                                                  runbook=only)
+            assert direct.overall.executions > 0
+            assert_agree(rolled, direct)
 
 
 async def test_week_and_month_rows_agree_with_every_execution_read(db_url):
@@ -160,14 +166,7 @@ async def test_week_and_month_rows_agree_with_every_execution_read(db_url):
         assert [sorted({span for span, _, _ in pieces(cover(*w).rolled)}) for w in windows] == [
             ["d", "h", "m", "w"], ["d", "h", "w"], ["m"]]
         async with factory() as session:
-            for since, until in windows:
-                for only in (None, "drift"):
-                    rolled = await compute_stats(session, since=since, until=until,
-                                                 runbook=only)
-                    direct = await compute_stats_directly(session, since=since, until=until,
-                                                          runbook=only)
-                    assert direct.overall.executions > 0
-                    assert_agree(rolled, direct)
+            await _windows_agree(session, windows)
         written = await _coarse_histograms(factory)
         assert {key[0] for key in written} == {WEEK, MONTH}
         async with engine.begin() as conn:
