@@ -66,9 +66,9 @@ class _Starts:
     """The firing alerts' starts, gathered so that a run of them costs a few statements."""
 
     def __init__(self) -> None:
-        # (alert id, mapping name, the start, or None where its params did not fit)
-        self.pending: list[tuple[int, str, Start | None]] = []
-        self.failed: dict[int, list[str]] = {}
+        # Per match, in the catalog's order: (alert id, mapping name, the start to make, or
+        # the note saying why there is none).
+        self.pending: list[tuple[int, str, Start | str]] = []
 
     def add(self, catalog: Catalog | None, change: AlertChange, notes: dict[int, str]) -> None:
         """Plan a start for each runbook the alert matches; note the alerts that start none."""
@@ -85,30 +85,28 @@ class _Starts:
                                         overrides=mapping.params)
                 target = render_target(runbook, params)
             except (ParamError, RenderError, ValueError) as exc:
-                self.failed.setdefault(change.alert_id, []).append(
-                    f"{mapping.name} -> {runbook.id}: no execution: {exc}")
-                self.pending.append((change.alert_id, mapping.name, None))
+                self.pending.append((change.alert_id, mapping.name,
+                                     f"{mapping.name} -> {runbook.id}: no execution: {exc}"))
                 continue
             self.pending.append((change.alert_id, mapping.name, Start(
                 runbook=runbook, version=loaded.version, target=target, params=params,
                 alert_id=change.alert_id, alert_fired_at=alert.starts_at)))
 
     async def flush(self, session: AsyncSession, notes: dict[int, str]) -> bool:
-        """Start or join what was planned, and note per alert what became of each match in
-        the order the catalog matched them. Whether any execution was started or joined."""
-        planned = [start for _, _, start in self.pending if start is not None]
+        """Start or join what was planned and note per alert what became of each match.
+        Whether any execution was started or joined."""
+        planned = [start for _, _, start in self.pending if isinstance(start, Start)]
         outcomes = iter(await start_or_attach_all(session, planned, actor=ACTOR)
                         if planned else [])
-        failures = {alert_id: iter(lines) for alert_id, lines in self.failed.items()}
         lines: dict[int, list[str]] = {}
         for alert_id, name, start in self.pending:
-            if start is None:
-                line = next(failures[alert_id])
-            else:
+            if isinstance(start, Start):
                 started = next(outcomes)
                 verb = "started" if started.created else "joined"
                 line = f"{name} -> {start.runbook.id}: {verb} execution {started.execution_id}"
+            else:
+                line = start
             lines.setdefault(alert_id, []).append(line)
         notes.update({alert_id: "; ".join(parts) for alert_id, parts in lines.items()})
-        self.pending, self.failed = [], {}
+        self.pending = []
         return bool(planned)
