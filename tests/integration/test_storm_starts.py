@@ -119,6 +119,18 @@ async def test_alerts_for_one_target_in_one_webhook_start_one_execution_and_join
     assert alerts[f"{4:016x}"].match_note == f"to-{STORM} -> {STORM}: joined execution {shared}"
 
 
+async def test_an_alert_whose_params_do_not_fit_starts_nothing_and_says_why(make_rig):
+    async with make_rig([runbook(STORM, [step("a")])]) as r:
+        await _post(r, _alert(1, "ok-1"), _alert(2, "Not A Model!"), _alert(3, "ok-2"))
+        executions = await r.executions()
+        alerts = {a.fingerprint: a for a in await r.rows(Alert)}
+    assert sorted(e.target for e in executions) == ["model:ok-1", "model:ok-2"]
+    refused = alerts[f"{2:016x}"].match_note
+    assert refused.startswith(f"to-{STORM} -> {STORM}: no execution: "), refused
+    assert "model" in refused
+    assert alerts[f"{3:016x}"].match_note.startswith(f"to-{STORM} -> {STORM}: started ")
+
+
 @pytest.mark.parametrize("order", ["firing first", "resolved first"])
 async def test_an_alert_that_resolves_beside_a_new_one_for_its_target_keeps_the_execution(
         make_rig, order):
