@@ -13,8 +13,10 @@ and range of each over --runs.
 --pg measures runbookd on PostgreSQL as well.
 --breakdown runs runbookd once more under an import profiler and prints, per package, the
 resident memory its own modules added while they were imported (code objects, the models and
-tables they build), and what start-up added besides imports. The profiler's own bookkeeping
-and page granularity make each figure approximate (±0.1 MiB).
+tables they build), and what start-up added besides imports. It profiles `python -m app.serve`,
+the process `runbookd serve` execs once it has checked the settings (an exec would replace the
+profiler before it could report), with the same environment and arguments. The profiler's
+own bookkeeping and page granularity make each figure approximate (±0.1 MiB).
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ async def healthy() -> dict[str, str]:
     return {"status": "ok"}
 '''
 
-# Run as `python -c PROFILER REPORT-FILE runbookd|uvicorn ARGS...`: that command with every
-# module's import measured in resident memory; SIGUSR1 writes the report.
+# Run as `python -c PROFILER REPORT-FILE -m MODULE ARGS...`: `python -m MODULE ARGS...` with
+# every module's import measured in resident memory; SIGUSR1 writes the report.
 PROFILER = r'''
 import collections, importlib.abc, os, signal, sys
 
@@ -141,13 +143,12 @@ def report(*_):
 base = rss()
 sys.meta_path.insert(0, Finder())
 signal.signal(signal.SIGUSR1, report)
-report_file, command = sys.argv[1], sys.argv[2:]
-sys.argv = command
-if command[0] == "runbookd":
-    from app.cli import main
-else:
-    from uvicorn.main import main
-main()
+report_file, module, args = sys.argv[1], sys.argv[3], sys.argv[4:]
+assert sys.argv[2] == "-m", sys.argv
+sys.argv = [module, *args]
+import runpy
+
+runpy.run_module(module, run_name="__main__", alter_sys=True)
 '''
 
 
@@ -243,13 +244,18 @@ def profiled(bin_dir: Path, work: Path, command: list[str], env: dict[str, str],
 
 def breakdown(bin_dir: Path, work: Path, settle: float) -> None:
     """Where runbookd's idle memory goes, per package, next to the bare SQLAlchemy app's."""
+    env = runbookd_env(work)
+    # What `runbookd serve` does before its exec that the serving process relies on: the dev
+    # token and link secret files under var/ (the settings read them there in dev).
+    subprocess.run([str(bin_dir / "python"), "-c", "from app.config import dev_files; "
+                    "dev_files()"], cwd=work, env=env, check=True)
     port = free_port()
-    base, now, imports, ours = profiled(bin_dir, work, ["runbookd", "serve", "--port",
-                                                       str(port)], runbookd_env(work), port,
-                                        settle)
+    # `runbookd serve --port PORT` execs `python -m app.serve 127.0.0.1 PORT 1`.
+    base, now, imports, ours = profiled(bin_dir, work, ["-m", "app.serve", "127.0.0.1",
+                                                       str(port), "1"], env, port, settle)
     (work / "bare_app.py").write_text(BARE_SQLALCHEMY)
     port = free_port()
-    *_, floor = profiled(bin_dir, work, ["uvicorn", "bare_app:app", "--port", str(port),
+    *_, floor = profiled(bin_dir, work, ["-m", "uvicorn", "bare_app:app", "--port", str(port),
                                          "--log-level", "warning"],
                          {**os.environ, "PYTHONPATH": str(work)}, port, settle)
     print(f"\nbreakdown of one profiled start of runbookd serve ({now:.1f} MiB resident):")
