@@ -136,10 +136,13 @@ async def _insert(session: AsyncSession, starts: list[Start], batch: _Batch) -> 
     on the active-target index) and left out of the answer."""
     rows = []
     notes: dict[Key, str | None] = {}
+    unsigned: dict[tuple[str, str], str | None] = {}  # asked once per version in a batch
     for start in starts:
         # A version whose risky steps changed runs as a drill until a reviewer signs it off.
-        note = None if start.dry_run else await unsigned_note(
-            session, start.runbook.id, start.version)
+        version = (start.runbook.id, start.version)
+        if not start.dry_run and version not in unsigned:
+            unsigned[version] = await unsigned_note(session, *version)
+        note = None if start.dry_run else unsigned[version]
         notes[start.key] = note
         rows.append({
             "runbook_id": start.runbook.id, "runbook_version": start.version,
