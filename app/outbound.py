@@ -6,11 +6,16 @@ request goes nowhere that the operator did not list in RUNBOOKD_HTTP_ALLOWLIST.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# httpx is imported where a request is made, not here: this module loads at start-up with
+# the actions and notify, and httpx costs about 1.5 MiB of a process that may never send
+# a request (issue 17). So the default timeout is httpx's (connect, read, write, pool)
+# tuple, the same as httpx.Timeout(10.0, connect=5.0), which would need httpx to build.
+DEFAULT_TIMEOUT = (5.0, 10.0, 10.0, 10.0)
 
 
 class HostNotAllowed(Exception):
@@ -50,10 +55,14 @@ class OutboundHttp:
         if self._client is None:
             if self._closed:
                 raise RuntimeError("the outbound HTTP client is closed")
+            import httpx
+
             self._client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
         return self._client
 
     def check(self, url: str | httpx.URL) -> httpx.URL:
+        import httpx
+
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https"):
             raise HostNotAllowed(f"{parsed.scheme}://{parsed.host}")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 from pydantic import BeforeValidator, Field
 
 from app.actions.base import ActionContext, ActionFailed
 from app.notify.transport import host_of
 from app.outbound import HostNotAllowed
+
+# httpx is imported where it is used, so that start-up, which imports every action, does not
+# load it (about 1.5 MiB) before the first outbound request (see app/outbound.py).
+if TYPE_CHECKING:
+    import httpx
 
 # Keeps step outputs well under the executor's `step_output_limit`.
 BODY_LIMIT = 2048
@@ -52,6 +56,8 @@ def secret_value(ctx: ActionContext, name: str) -> str:
 
 def outbound_failure(exc: Exception, *, url: str | httpx.URL, doing: str) -> ActionFailed:
     """Turn an outbound error into an ActionFailed that names the host, never the full URL."""
+    import httpx
+
     host = host_of(url)
     if isinstance(exc, HostNotAllowed):
         return ActionFailed(

@@ -18,10 +18,9 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator
 
 from app.actions._support import (
@@ -34,6 +33,9 @@ from app.actions._support import (
 )
 from app.actions.base import ActionContext, ActionFailed, ActionParams
 from app.outbound import HostNotAllowed
+
+if TYPE_CHECKING:
+    import httpx
 
 Api = Literal["v2", "v1"]
 # Airflow's own rules (KEY_REGEX, allowed_run_id_pattern), except that an id never starts with
@@ -64,6 +66,8 @@ class AirflowParams(ActionParams):
     @field_validator("url")
     @classmethod
     def _no_inline_credentials(cls, url: str | None) -> str | None:
+        import httpx  # where used, not at start-up (app/outbound.py says why)
+
         if url is not None and httpx.URL(url).userinfo:
             raise ValueError("the URL carries a user or password: name a secret holding "
                              "`user:password` with `auth_secret` instead")

@@ -9,16 +9,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.actions._support import outbound_failure
 from app.actions.base import ActionContext, ActionFailed
 from app.actions.checksums import CHUNK, MAX_MANIFEST_BYTES, Digest
 
+if TYPE_CHECKING:  # imported where used: not at start-up (app/outbound.py says why)
+    import httpx
+
 
 def display(url: str) -> str:
     """A URL without its query string, for messages (a query may carry a token)."""
+    import httpx
+
     return str(httpx.URL(url).copy_with(query=None, fragment=None))
 
 

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import httpx
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from app.actions._support import (
@@ -131,6 +130,8 @@ def describe_statuses(statuses: list[int]) -> str:
 
 def bare_url(url: str) -> str:
     """The URL without its query, fragment and user info: what a plan may show."""
+    import httpx  # where used, not at start-up (app/outbound.py says why)
+
     return str(httpx.URL(url).copy_with(query=None, fragment=None, userinfo=b""))
 
 
@@ -362,6 +363,8 @@ class HttpRequest:
     async def _send(ctx: ActionContext, params: RequestParams, headers: dict[str, str],
                     doing: str) -> tuple[int, bytes, bool]:
         """Send the request, reading at most READ_LIMIT bytes of the answer."""
+        import httpx
+
         timeout = (httpx.Timeout(params.timeout.total_seconds()) if params.timeout
                    else httpx.USE_CLIENT_DEFAULT)
         try:

@@ -27,10 +27,8 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from app.actions._support import error_detail, outbound_failure
 from app.actions.base import ActionFailed
@@ -46,6 +44,9 @@ from app.actions.checksums import (
 )
 from app.actions.downloads import digest_body, small_body
 from app.actions.mlflow_client import ARTIFACTS, Mlflow
+
+if TYPE_CHECKING:  # imported where used: not at start-up (app/outbound.py says why)
+    import httpx
 
 ManifestPolicy = Literal["require", "if_present", "run_artifacts"]
 # A listing walks one directory per call: bound the walk, and the files it would hash.
@@ -100,6 +101,8 @@ class VersionFiles:
 
     def url(self, name: str) -> httpx.URL:
         """The URL that serves the file `name` (relative to the version's root)."""
+        import httpx
+
         if self.proxied:
             root = urlsplit(self.source).path.strip("/")
             return httpx.URL(f"{self.api.base}{ARTIFACTS}/{quote(root)}/{quote(name)}")

@@ -8,13 +8,15 @@ import base64
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field
 
 from app.actions._support import error_detail, host_of, outbound_failure, secret_value
 from app.actions.base import ActionContext, ActionFailed, ActionParams
+
+if TYPE_CHECKING:  # for annotations only: not loaded at start-up (app/outbound.py says why)
+    import httpx
 
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from app.notify.errors import DeliveryError, retry_after_seconds
 from app.outbound import HostNotAllowed, OutboundHttp
+
+# httpx is imported where it is used: start-up imports this module and need not load httpx
+# (about 1.5 MiB) before the first notification is sent (see app/outbound.py).
+if TYPE_CHECKING:
+    import httpx
 
 # Worth another try: the receiver was busy, down or rate-limiting.
 RETRYABLE = frozenset({408, 425, 429})
@@ -16,6 +19,8 @@ RETRYABLE = frozenset({408, 425, 429})
 
 def host_of(url: str) -> str:
     """`host[:port]` of a URL: messages never show a path, which may embed a token."""
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except Exception:
@@ -26,6 +31,8 @@ def host_of(url: str) -> str:
 async def post_json(http: OutboundHttp, url: str, payload: Any, *, service: str,
                     headers: Mapping[str, str] | None = None) -> httpx.Response:
     """POST `payload`; transport errors and a refused host become DeliveryError."""
+    import httpx
+
     try:
         return await http.request("POST", url, json=payload, headers=dict(headers or {}))
     except HostNotAllowed as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from app.notify.transport import failure, post_json, short_text
 from app.outbound import OutboundHttp
+
+if TYPE_CHECKING:
+    import httpx
 
 SERVICE = "webhook"
 

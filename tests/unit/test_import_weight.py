@@ -2,8 +2,9 @@
 
 Each entry of LAZY is megabytes of every process's idle memory (benchmarks/memory.py measures
 it): lightkube and httpx2 load on the first call to a Kubernetes cluster, slack_sdk on the
-first Slack button, httpcore (and the CA bundle) on the first outbound request, and httpx's
-command-line tool (rich, pygments) never. Start-up runs in a fresh interpreter as `runbookd
+first Slack button, httpx where an outbound URL is first parsed or a request first made,
+httpcore (and the CA bundle) on the first outbound request, and httpx's command-line tool
+(rich, pygments) never. Start-up runs in a fresh interpreter as `runbookd
 serve` runs once it has exec'd app.serve (the CLI is not resident): the app, and every part
 its lifespan starts on SQLite, the shipped catalog included (its argo.* steps are validated
 with the Kubernetes parameters). The pages load on the first request whose path is a page's,
@@ -26,6 +27,7 @@ LAZY = {
     "lightkube": "the kubernetes.* and argo.* actions' calls (app/actions/kube_client.py)",
     "httpx2": "lightkube's HTTP client",
     "slack_sdk": "a Slack button's signature check (app/engine/slack_buttons.py)",
+    "httpx": "the first outbound request or URL parsed (app/outbound.py, the actions, notify)",
     "httpcore": "the first outbound request (app/outbound.py builds its client then)",
     "rich": "httpx's command-line tool (blocked in app/__init__.py)",
     "pygments": "httpx's command-line tool (blocked in app/__init__.py)",
@@ -93,13 +95,17 @@ from app.actions.base import ActionContext, ActionFailed
 from app.actions.kubernetes_argo import RolloutAbort, RolloutParams
 from app.config import Settings
 from app.engine.slack_buttons import SlackRejected, verify_signature
+from app.notify.errors import DeliveryError
+from app.notify.webhook import send_webhook
 from app.outbound import OutboundHttp
 
-WATCHED = ("lightkube", "slack_sdk", "httpcore")
+WATCHED = ("lightkube", "slack_sdk", "httpx", "httpcore")
 
 
 def loaded():
-    return sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in WATCHED})
+    # A None entry is a module made unimportable (httpx._main, app/__init__.py), not loaded.
+    return sorted({m.split(".")[0] for m, module in sys.modules.items()
+                   if module is not None and m.split(".")[0] in WATCHED})
 
 
 before = loaded()
@@ -119,12 +125,37 @@ class NoContent(http.server.BaseHTTPRequestHandler):
         self.send_response(204)
         self.end_headers()
 
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        posted.append([self.headers["Idempotency-Key"], self.headers["Content-Type"]])
+        self.send_response(204)
+        self.end_headers()
+
     def log_message(self, *args):
         pass
 
 
+posted = []
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
 threading.Thread(target=server.serve_forever, daemon=True).start()
+# A port nobody listens on: bound, then closed.
+closed_port = http.server.HTTPServer(("127.0.0.1", 0), NoContent)
+unreachable = f"http://127.0.0.1:{closed_port.server_port}/hook"
+closed_port.server_close()
+
+
+async def notify():
+    # httpx loads inside the sender: the webhook posts, and a transport error is classified.
+    outbound = OutboundHttp(["127.0.0.1"])
+    sent = await send_webhook(outbound, f"http://127.0.0.1:{server.server_port}/hook",
+                              {"event": "test"}, idempotency_key="k-1")
+    try:
+        await send_webhook(outbound, unreachable, {}, idempotency_key="k-2")
+        failed = None
+    except DeliveryError as exc:
+        failed = [str(exc), exc.retryable]
+    await outbound.aclose()
+    return sent.status_code, failed
 
 
 async def use():
@@ -146,6 +177,7 @@ async def use():
 
 
 kube, status, closed = asyncio.run(use())
+notified, notify_failed = asyncio.run(notify())
 try:
     RolloutParams(namespace="ml", name="fraud", replicas=3)
     unknown = "accepted"
@@ -153,7 +185,8 @@ except ValueError as exc:
     unknown = exc.errors()[0]["type"]
 server.shutdown()
 print(json.dumps({"before": before, "after": loaded(), "forged": forged, "kube": kube,
-                  "status": status, "closed": closed, "unknown": unknown}))
+                  "status": status, "closed": closed, "unknown": unknown,
+                  "notified": notified, "posted": posted, "notify_failed": notify_failed}))
 """
 
 
@@ -190,7 +223,7 @@ def test_start_up_imports_none_of_the_modules_loaded_on_first_use(tmp_path):
 def test_the_lazy_modules_load_and_work_on_first_use(tmp_path):
     used = _run(FIRST_USE, tmp_path)
     assert used["before"] == []
-    assert used["after"] == ["httpcore", "lightkube", "slack_sdk"]
+    assert used["after"] == ["httpcore", "httpx", "lightkube", "slack_sdk"]
     assert used["forged"] == "bad signature"
     # lightkube loaded inside plan(): no configuration here, and it says what to set.
     assert used["kube"].startswith("no Kubernetes configuration: set RUNBOOKD_KUBECONFIG")
@@ -199,6 +232,14 @@ def test_the_lazy_modules_load_and_work_on_first_use(tmp_path):
     assert used["closed"] == "refused"
     # A parameters model, built on first use, still refuses an unknown key.
     assert used["unknown"] == "extra_forbidden"
+    # The notify webhook, with httpx imported where it sends: it posts JSON with its key, and
+    # a host that refuses the connection is a retryable failure naming only host and port.
+    assert used["notified"] == 204
+    assert used["posted"] == [["k-1", "application/json"]]
+    message, retryable = used["notify_failed"]
+    assert message.startswith("webhook: could not reach 127.0.0.1:")
+    assert "ConnectError" in message and "/hook" not in message
+    assert retryable is True
 
 
 PAGES = """
