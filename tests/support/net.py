@@ -33,6 +33,10 @@ async def serve_app(app: FastAPI, port: int | None = None) -> AsyncIterator[Runn
     options `runbookd serve` gives uvicorn (connection limit, keep-alive, trusted proxies)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and one made with
+    # socket.socket() has proto 0: every keep-alive response then waited for the client's
+    # delayed ACK (Nagle), 40 ms a request. `runbookd serve` runs on uvloop, which sets it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", port or 0))
     port = sock.getsockname()[1]
     settings = getattr(app.state, "settings", None)
