@@ -4,17 +4,14 @@ failures, and never shorter than a server's `Retry-After`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from typing import TYPE_CHECKING, TypeVar
 
 from app.notify.errors import DeliveryError
+
+# tenacity is imported by the first delivery, not at start-up: 0.4 MiB of idle memory
+# (issue 17) in a process that may never send a notification.
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 T = TypeVar("T")
 
@@ -24,6 +21,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _wait(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
+    from tenacity import wait_exponential_jitter
+
     backoff = wait_exponential_jitter(multiplier=initial, max=maximum)
 
     def wait(state: RetryCallState) -> float:
@@ -38,6 +37,8 @@ def _wait(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
 async def deliver_with_retries(fn: Callable[[], Awaitable[T]], *, attempts: int = 3,
                                initial: float = 0.5, maximum: float = 30.0) -> T:
     """Call `fn` until it succeeds, it fails for good, or `attempts` run out (re-raises)."""
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max(1, attempts)),
         wait=_wait(initial, maximum),

@@ -4,11 +4,12 @@ Each entry of LAZY is megabytes of every process's idle memory (benchmarks/memor
 it): lightkube and httpx2 load on the first call to a Kubernetes cluster, slack_sdk on the
 first Slack button, httpx where an outbound URL is first parsed or a request first made,
 httpcore (and the CA bundle) on the first outbound request, and httpx's command-line tool
-(rich, pygments) never. Start-up runs in a fresh interpreter as `runbookd
-serve` runs once it has exec'd app.serve (the CLI is not resident): the app, and every part
-its lifespan starts on SQLite, the shipped catalog included (its argo.* steps are validated
-with the Kubernetes parameters). The pages load on the first request whose path is a page's,
-and an action's parameters model builds its validator when first used.
+(rich, pygments) never; tenacity with the first step run or notification delivered.
+Start-up runs in a fresh interpreter as `runbookd serve` runs once it has exec'd app.serve
+(the CLI is not resident): the app, and every part its lifespan starts on SQLite, the
+shipped catalog included (its argo.* steps are validated with the Kubernetes parameters).
+The pages load on the first request whose path is a page's, and an action's parameters
+model builds its validator when first used.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ LAZY = {
     "slack_sdk": "a Slack button's signature check (app/engine/slack_buttons.py)",
     "httpx": "the first outbound request or URL parsed (app/outbound.py, the actions, notify)",
     "httpcore": "the first outbound request (app/outbound.py builds its client then)",
+    "tenacity": "the first step run (app/engine/runner.py) or notification delivered",
     "rich": "httpx's command-line tool (blocked in app/__init__.py)",
     "pygments": "httpx's command-line tool (blocked in app/__init__.py)",
     # The command line: `runbookd serve` execs app.serve, which runs without it.
@@ -240,6 +242,89 @@ def test_the_lazy_modules_load_and_work_on_first_use(tmp_path):
     assert message.startswith("webhook: could not reach 127.0.0.1:")
     assert "ConnectError" in message and "/hook" not in message
     assert retryable is True
+
+
+RETRIES = """
+import asyncio, json, sys
+from typing import ClassVar
+from app.actions.base import ActionContext, ActionFailed, ActionParams, ActionResult
+from app.actions.registry import ActionRegistry
+from app.config import Settings
+from app.engine.runner import run_action
+from app.notify.errors import DeliveryError
+from app.notify.retry import deliver_with_retries
+from app.outbound import OutboundHttp
+
+
+class FlakyParams(ActionParams):
+    fail_first: int = 0
+
+
+class Flaky:
+    name: ClassVar[str] = "test.flaky"
+    Params: ClassVar[type[ActionParams]] = FlakyParams
+    idempotent: ClassVar[bool] = True
+    description: ClassVar[str] = "fails its first calls"
+    calls = 0
+
+    async def run(self, ctx, params):
+        Flaky.calls += 1
+        if Flaky.calls <= params.fail_first:
+            raise ActionFailed(f"call {Flaky.calls} failed")
+        return ActionResult(f"call {Flaky.calls} ran")
+
+
+registry = ActionRegistry()
+registry.register(Flaky())
+ctx = ActionContext(settings=Settings(env="dev", kubeconfig=None), http=OutboundHttp([]))
+
+
+def step(fail_first, *, idempotent):
+    Flaky.calls = 0
+    outcome = asyncio.run(run_action(registry, ctx, "test.flaky", {"fail_first": fail_first},
+                                     timeout=5, retries=2, idempotent=idempotent))
+    return [outcome.status, outcome.summary, outcome.attempts]
+
+
+seen = {"before": "tenacity" in sys.modules}
+seen["first"] = step(1, idempotent=True)
+modules = set(sys.modules)
+seen["second"] = step(1, idempotent=True)
+seen["once"] = step(1, idempotent=False)
+seen["new_modules"] = sorted(set(sys.modules) - modules)
+seen["after"] = "tenacity" in sys.modules
+
+
+async def deliveries():
+    tries = []
+
+    async def send():
+        tries.append(len(tries))
+        if len(tries) == 1:
+            raise DeliveryError("busy", retryable=True)
+        return "sent"
+
+    return await deliver_with_retries(send, attempts=3, initial=0.01), len(tries)
+
+
+seen["delivered"] = list(asyncio.run(deliveries()))
+print(json.dumps(seen))
+"""
+
+
+def test_tenacity_loads_on_the_first_step_and_retries_as_before(tmp_path):
+    seen = _run(RETRIES, tmp_path)
+    assert seen["before"] is False
+    # An idempotent step that fails once runs again; the import happens in the first step.
+    assert seen["first"] == ["succeeded", "call 2 ran", 2]
+    assert seen["after"] is True
+    # Later steps import nothing more: the price is paid once per process.
+    assert seen["second"] == ["succeeded", "call 2 ran", 2]
+    assert seen["new_modules"] == []
+    # A step that is not idempotent never runs twice.
+    assert seen["once"] == ["failed", "call 1 failed", 1]
+    # A notification's retryable failure is retried, with tenacity imported by the delivery.
+    assert seen["delivered"] == ["sent", 2]
 
 
 PAGES = """
