@@ -205,11 +205,16 @@ def _run(script: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def test_start_up_imports_none_of_the_modules_loaded_on_first_use(tmp_path):
+def _migrated_database(tmp_path: Path) -> str:
     database = f"sqlite+aiosqlite:///{tmp_path / 'runbookd.db'}"
     subprocess.run([str(RUNBOOKD), "db", "upgrade"], cwd=tmp_path, check=True,
                    env={**_env(), "RUNBOOKD_ENV": "dev", "RUNBOOKD_DATABASE_URL": database},
                    capture_output=True, timeout=120)
+    return database
+
+
+def test_start_up_imports_none_of_the_modules_loaded_on_first_use(tmp_path):
+    database = _migrated_database(tmp_path)
     started = _run(START_UP, tmp_path, database)
     loaded = {name.split(".")[0] for name in started["modules"]} | set(started["modules"])
     # The catalog really was validated with the Kubernetes parameters, without lightkube.
@@ -373,10 +378,7 @@ print(json.dumps(seen))
 
 
 def test_the_pages_load_on_the_first_request_for_a_page(tmp_path):
-    database = f"sqlite+aiosqlite:///{tmp_path / 'runbookd.db'}"
-    subprocess.run([str(RUNBOOKD), "db", "upgrade"], cwd=tmp_path, check=True,
-                   env={**_env(), "RUNBOOKD_ENV": "dev", "RUNBOOKD_DATABASE_URL": database},
-                   capture_output=True, timeout=120)
+    database = _migrated_database(tmp_path)
     seen = _run(PAGES, tmp_path, database)
     assert seen["healthy"] == 200
     assert seen["api"] == 401  # no token: the API answers, the pages stay unloaded
