@@ -119,11 +119,30 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
                                 link_maker=make_link_maker(settings, factory, runbooks))
 
     _tune_gc()
-    await writer.start()
-    if engine.worker is not None:
-        await engine.worker.start()
-    await sender.start()
-    # Rounds that run every so often for the life of the process (app.periodic.repeat).
+    # Each part stops in reverse, and a stop that fails or is cancelled (a shutdown cut
+    # short) does not leave the later ones running: a sender left behind would go on
+    # delivering from a process that is going away.
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(db.dispose)
+        stack.push_async_callback(http.aclose)
+        await sender.start()
+        stack.push_async_callback(sender.stop)
+        await writer.start()
+        stack.push_async_callback(writer.stop)
+        if engine.worker is not None:
+            await engine.worker.start()
+            stack.push_async_callback(engine.worker.stop,
+                                      grace=settings.shutdown_grace_seconds)
+        async with _rounds(settings, factory, holder, drills):
+            yield Parts(db=db, session_factory=factory, catalog=holder, engine=engine,
+                        receiver=receiver)
+
+
+@contextlib.asynccontextmanager
+async def _rounds(settings: Settings, factory: async_sessionmaker[AsyncSession],
+                  holder: CatalogHolder,
+                  drills: DrillScheduler | None) -> AsyncIterator[None]:
+    """Rounds that run every so often for the life of the process (app.periodic.repeat)."""
     loops = []
     if settings.retention_days > 0:
         loops.append(repeat(functools.partial(prune_round, factory, days=settings.retention_days),
@@ -136,15 +155,8 @@ async def running(settings: Settings) -> AsyncIterator[Parts]:
                             every=settings.review_check_seconds, what="the overdue-review check"))
     rounds = [asyncio.create_task(loop) for loop in loops]
     try:
-        yield Parts(db=db, session_factory=factory, catalog=holder, engine=engine,
-                    receiver=receiver)
+        yield
     finally:
         for task in rounds:
             task.cancel()
         await asyncio.gather(*rounds, return_exceptions=True)
-        await writer.stop()
-        if engine.worker is not None:
-            await engine.worker.stop(grace=settings.shutdown_grace_seconds)
-        await sender.stop()
-        await http.aclose()
-        await db.dispose()

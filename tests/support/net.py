@@ -62,8 +62,11 @@ async def serve_app(app: FastAPI, port: int | None = None) -> AsyncIterator[Runn
         yield RunningServer(app=app, url=f"http://127.0.0.1:{port}", port=port)
     finally:
         server.should_exit = True
+        # Longer than the worker's shutdown grace (10 s) and the rest of the lifespan's stops
+        # on a loaded host: a shutdown cut short used to leave background tasks in the
+        # shared event loop (tests/integration/test_lifecycle_stop.py).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=15)
+            await asyncio.wait_for(task, timeout=45)
         sock.close()
 
 

@@ -1,0 +1,42 @@
+"""A shutdown that is cut short (a stop that hangs, then the lifespan is cancelled) still stops
+the parts after it: a notification sender left behind keeps delivering from a process that is
+going away (and, in the test suite's shared event loop, took the next tests' notifications)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.engine.worker import Worker
+from app.lifecycle import running
+from app.notify.sender import NotificationSender
+
+
+async def test_a_shutdown_cut_short_still_stops_the_sender(make_settings, monkeypatch):
+    senders: list[NotificationSender] = []
+    real_start = NotificationSender.start
+
+    async def recorded_start(self: NotificationSender) -> None:
+        senders.append(self)
+        await real_start(self)
+
+    async def hanging_stop(self: Worker, *, grace: float) -> None:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(NotificationSender, "start", recorded_start)
+    monkeypatch.setattr(Worker, "stop", hanging_stop)
+    shutting_down = asyncio.Event()
+
+    async def serve() -> None:
+        async with running(make_settings()):
+            shutting_down.set()
+
+    task = asyncio.create_task(serve())
+    await asyncio.wait_for(shutting_down.wait(), 30)
+    await asyncio.sleep(0.2)  # the lifespan is now in the worker's stop, which hangs
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [sender] = senders
+    assert sender._task is not None and sender._task.done()
