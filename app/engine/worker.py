@@ -71,9 +71,14 @@ class Worker:
             task.cancel()
         drivers = list(self._drivers.values())
         if drivers:
-            _, pending = await asyncio.wait(drivers, timeout=grace)
-            for task in pending:
-                task.cancel()
+            pending = set(drivers)
+            try:
+                _, pending = await asyncio.wait(drivers, timeout=grace)
+            finally:
+                # After the grace, or at once when the shutdown itself is cut short: a driver
+                # left running would go on stepping executions from a process going away.
+                for task in pending:
+                    task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
 

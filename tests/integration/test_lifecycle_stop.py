@@ -5,6 +5,7 @@ going away (and, in the test suite's shared event loop, took the next tests' not
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -40,3 +41,19 @@ async def test_a_shutdown_cut_short_still_stops_the_sender(make_settings, monkey
         await task
     [sender] = senders
     assert sender._task is not None and sender._task.done()
+
+
+async def test_a_worker_stop_cut_short_cancels_its_drivers():
+    """The worker's grace is for finishing steps; a stop that is itself cancelled stops
+    them at once instead of leaving them stepping executions."""
+    worker = Worker(SimpleNamespace(me="test-worker"), session_factory=None,  # type: ignore[arg-type]
+                    concurrency=1, lease_seconds=30, poll_seconds=1, single_process=True)
+    driver = asyncio.create_task(asyncio.sleep(3600), name="drive-1")
+    worker._drivers[1] = driver
+    stopping = asyncio.create_task(worker.stop(grace=3600))
+    await asyncio.sleep(0.1)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await asyncio.sleep(0)
+    assert driver.cancelled()
