@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from app.engine.worker import Worker
+from app.intake.writer import GroupCommitWriter
 from app.lifecycle import running
 from app.notify.sender import NotificationSender
 
@@ -22,20 +23,25 @@ async def test_a_shutdown_cut_short_still_stops_the_sender(make_settings, monkey
         senders.append(self)
         await real_start(self)
 
-    async def hanging_stop(self: Worker, *, grace: float) -> None:
-        await asyncio.sleep(3600)
+    real_stop = GroupCommitWriter.stop
+
+    async def hanging_stop(self: GroupCommitWriter) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:  # cut short: the writer itself stops, so that this test leaks nothing
+            await real_stop(self)
 
     monkeypatch.setattr(NotificationSender, "start", recorded_start)
-    monkeypatch.setattr(Worker, "stop", hanging_stop)
+    monkeypatch.setattr(GroupCommitWriter, "stop", hanging_stop)
     shutting_down = asyncio.Event()
 
     async def serve() -> None:
-        async with running(make_settings()):
+        async with running(make_settings(worker_enabled=False)):
             shutting_down.set()
 
     task = asyncio.create_task(serve())
     await asyncio.wait_for(shutting_down.wait(), 30)
-    await asyncio.sleep(0.2)  # the lifespan is now in the worker's stop, which hangs
+    await asyncio.sleep(0.2)  # the lifespan is now in the writer's stop, which hangs
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
