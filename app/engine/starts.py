@@ -103,32 +103,35 @@ async def start_or_attach_all(session: AsyncSession, starts: Sequence[Start], *,
         unplaced = sorted(key for key in creators if key not in created and key not in active)
         if unplaced:
             raise RuntimeError(f"no execution could be started or joined for {unplaced}")
-    await _link_joiners(session, starts, creators, created, active, batch)
+    execution_of = {**active, **created}  # disjoint: a pair inserted here was not active
+    made_by = {key: creators[key] for key in created}
+    await _link_joiners(session, starts, made_by, execution_of, batch)
     if batch.links:
         await session.execute(insert(ExecutionAlert.__table__), batch.links)
     if batch.events:
         await session.execute(insert(Event.__table__), batch.events)
-    return [Started(created[start.key], True) if creators.get(start.key) is start
-            and start.key in created else Started(_id_of(start.key, created, active), False)
+    return [Started(execution_of[start.key], made_by.get(start.key) is start)
             for start in starts]
 
 
-def _id_of(key: Key, created: dict[Key, int], active: dict[Key, int]) -> int:
-    return created[key] if key in created else active[key]
+async def _pairs_in(session: AsyncSession, pair: tuple[Any, Any], columns: tuple[Any, ...],
+                    pairs: Iterable[tuple[Any, Any]], *where: Any) -> list[Any]:
+    """The rows of `columns` whose `pair` of columns is one of `pairs` (a row-value IN, in
+    statements of _PAIRS_PER_READ pairs)."""
+    pairs = sorted(set(pairs))
+    rows: list[Any] = []
+    for first in range(0, len(pairs), _PAIRS_PER_READ):
+        rows.extend(await session.execute(select(*columns).where(
+            tuple_(*pair).in_(pairs[first:first + _PAIRS_PER_READ]), *where)))
+    return rows
 
 
 async def _active_ids(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
     """The active execution of each pair that has one."""
-    keys = sorted(keys)
-    found: dict[Key, int] = {}
-    for first in range(0, len(keys), _PAIRS_PER_READ):
-        part = keys[first:first + _PAIRS_PER_READ]
-        rows = await session.execute(
-            select(Execution.runbook_id, Execution.target, Execution.id).where(
-                tuple_(Execution.runbook_id, Execution.target).in_(part),
-                Execution.status.in_(states.ACTIVE_EXECUTION)))
-        found.update({(runbook_id, target): id_ for runbook_id, target, id_ in rows})
-    return found
+    pair = (Execution.runbook_id, Execution.target)
+    rows = await _pairs_in(session, pair, (*pair, Execution.id), keys,
+                           Execution.status.in_(states.ACTIVE_EXECUTION))
+    return {(runbook_id, target): id_ for runbook_id, target, id_ in rows}
 
 
 async def _insert(session: AsyncSession, starts: list[Start], batch: _Batch) -> dict[Key, int]:
@@ -192,41 +195,27 @@ def _created(start: Start, execution_id: int, unsigned: str | None, batch: _Batc
 
 
 async def _link_joiners(session: AsyncSession, starts: Sequence[Start],
-                        creators: dict[Key, Start], created: dict[Key, int],
-                        active: dict[Key, int], batch: _Batch) -> None:
+                        made_by: dict[Key, Start], execution_of: dict[Key, int],
+                        batch: _Batch) -> None:
     """Attach each joining request's alert to its execution, once."""
-    joiners = [(start, _id_of(start.key, created, active)) for start in starts
-               if start.alert_id is not None
-               and not (creators.get(start.key) is start and start.key in created)]
+    joiners = [(start, start.alert_id, execution_of[start.key]) for start in starts
+               if start.alert_id is not None and made_by.get(start.key) is not start]
     if not joiners:
         return
-    batch.linked |= await _existing_links(session, [(id_, start.alert_id)
-                                                    for start, id_ in joiners])
-    for start, execution_id in joiners:
-        assert start.alert_id is not None
-        if (execution_id, start.alert_id) in batch.linked:
+    pair = (ExecutionAlert.execution_id, ExecutionAlert.alert_id)
+    batch.linked |= {tuple(row) for row in await _pairs_in(
+        session, pair, pair, [(id_, alert_id) for _, alert_id, id_ in joiners])}
+    for start, alert_id, execution_id in joiners:
+        if (execution_id, alert_id) in batch.linked:
             continue
-        batch.linked.add((execution_id, start.alert_id))
-        batch.links.append({"execution_id": execution_id, "alert_id": start.alert_id,
+        batch.linked.add((execution_id, alert_id))
+        batch.links.append({"execution_id": execution_id, "alert_id": alert_id,
                             "attached_at": batch.now, "role": "joined"})
         batch.events.append(event_row(
             kind="alert.attached", entity="execution", actor=batch.actor,
             execution_id=execution_id, at=batch.now,
-            reason=f"alert {start.alert_id} joined the active execution for {start.target}",
-            data={"alert_id": start.alert_id}))
-
-
-async def _existing_links(session: AsyncSession,
-                          pairs: list[tuple[int, int | None]]) -> set[tuple[int, int]]:
-    found: set[tuple[int, int]] = set()
-    pairs = sorted(set(pairs))  # type: ignore[type-var]
-    for first in range(0, len(pairs), _PAIRS_PER_READ):
-        part = pairs[first:first + _PAIRS_PER_READ]
-        rows = await session.execute(
-            select(ExecutionAlert.execution_id, ExecutionAlert.alert_id).where(
-                tuple_(ExecutionAlert.execution_id, ExecutionAlert.alert_id).in_(part)))
-        found.update((execution_id, alert_id) for execution_id, alert_id in rows)
-    return found
+            reason=f"alert {alert_id} joined the active execution for {start.target}",
+            data={"alert_id": alert_id}))
 
 
 async def start_or_attach(
