@@ -6,12 +6,12 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.schema import EscalationTier, Runbook, Step
 from app.catalog.templating import make_context
 from app.engine.models import Execution, StepRun
+from app.engine.transitions import step_runs_of
 
 FIFTEEN_MINUTES = dt.timedelta(minutes=15)
 
@@ -24,9 +24,7 @@ async def step_context(session: AsyncSession, execution: Execution, *,
     No alert: its labels reach an action only through the typed params (invariant 6).
     """
     if runs is None:
-        runs = (await session.execute(
-            select(StepRun).where(StepRun.execution_id == execution.id)
-        )).scalars().all()
+        runs = await step_runs_of(session, execution.id)
     steps = {
         r.step_id: {"status": r.status, "summary": r.summary or "", "output": r.output or {}}
         for r in runs if r.kind == "step"

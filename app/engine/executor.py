@@ -39,10 +39,17 @@ from app.engine.models import Execution, StepRun
 from app.engine.outcomes import Outcomes
 from app.engine.proposals import Proposals, ProposePlan
 from app.engine.ratelimit import check_rate, check_step_rate, lock_budget
+from app.engine.rounds import Rounds
 from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash, waits_of
 from app.engine.starts import start_or_attach
-from app.engine.transitions import lock_execution, lock_step, remember_locked, transition_step
+from app.engine.transitions import (
+    lock_execution,
+    lock_step,
+    remember_locked,
+    step_runs_of,
+    transition_step,
+)
 from app.errors import Unavailable, is_database_unavailable
 from app.events import record_event
 from app.outbound import OutboundHttp
@@ -108,6 +115,8 @@ class Executor(Outcomes, Proposals, Drills):
         # called before each transaction, so that a storm's acknowledgements do not queue
         # behind the executions it starts.
         self.yield_to_intake: Callable[[], Awaitable[None]] = _no_wait
+        # The drivers' decisions that are ready at once share a transaction.
+        self.rounds = Rounds(session_factory)
 
     async def drive(self, execution_id: int) -> bool:
         """Advance the execution until it ends, waits for a human, or is held. True when
@@ -155,9 +164,7 @@ class Executor(Outcomes, Proposals, Drills):
     # -- deciding -------------------------------------------------------------------------
 
     async def _plan(self, execution_id: int) -> Plan:
-        async with session_scope(self.factory) as session:
-            execution = await lock_execution(session, execution_id)
-            return await self._decide(session, execution)
+        return await self.rounds.run(execution_id, self._decide)
 
     async def _decide(self, session: AsyncSession, execution: Execution) -> Plan:
         """What to do next with a locked execution; a Stop gives the lease up in the same
@@ -260,8 +267,7 @@ class Executor(Outcomes, Proposals, Drills):
         return (await session.execute(query)).scalar_one() >= runbook.limits.concurrent
 
     async def _next(self, session: AsyncSession, execution: Execution, runbook: Runbook) -> Plan:
-        runs = {(r.kind, r.step_id): r for r in (await session.execute(
-            select(StepRun).where(StepRun.execution_id == execution.id))).scalars()}
+        runs = {(r.kind, r.step_id): r for r in await step_runs_of(session, execution.id)}
         if execution.cursor == states.CURSOR_ROLLBACK:
             return await self._next_rollback(session, execution, runs)
         if execution.cursor == states.CURSOR_END:
@@ -600,36 +606,45 @@ class Executor(Outcomes, Proposals, Drills):
 
     async def _record(self, execution_id: int, plan: RunStep, outcome: Outcome, *,
                       decide: bool) -> Plan:
+        async def record(session: AsyncSession, execution: Execution) -> Plan:
+            return await self._record_locked(session, execution, plan, outcome, decide=decide)
+
+        if decide:  # shares a round with the other drivers' decisions
+            return await self.rounds.run(execution_id, record)
         async with session_scope(self.factory) as session:
-            # The execution first, then its step: the order every writer locks them in.
-            execution = await lock_execution(session, execution_id)
-            run = await lock_step(session, plan.step_run_id)
-            if run.status == states.STEP_RUNNING:
-                await transition_step(
-                    session, run, outcome.status, actor=self.actor, reason=outcome.summary,
-                    summary=outcome.summary, output=outcome.output, error=outcome.error,
-                    finished_at=utcnow(), duration_ms=outcome.duration_ms,
-                    attempts=run.attempts + max(outcome.attempts - 1, 0),
-                )
-                seconds = outcome.duration_ms / 1000
-                action = run.action
-                after_commit(session, lambda: metrics.step_duration.labels(action)
-                             .observe(seconds))
-            if not decide:
-                return Stop("recorded")
-            # Cancelled while the step ran, or taken over: the step is recorded, and
-            # deciding says so.
-            if (execution.lease_owner == self.me and execution.status == states.RUNNING
-                    and plan.kind != "rollback"):
-                runbook = await self.runbooks.get(session, execution.runbook_id,
-                                                  execution.runbook_version)
-                step = runbook.step(run.step_id)
-                if outcome.ok:
-                    await self._after_success(session, execution, runbook, step)
-                else:
-                    await self._after_failure(session, execution, runbook, step,
-                                              outcome.error or outcome.summary)
-            return await self._decide(session, execution)
+            return await record(session, await lock_execution(session, execution_id))
+
+    async def _record_locked(self, session: AsyncSession, execution: Execution, plan: RunStep,
+                             outcome: Outcome, *, decide: bool) -> Plan:
+        # The execution first (locked by the caller), then its step: the order every
+        # writer locks them in.
+        run = await lock_step(session, plan.step_run_id)
+        if run.status == states.STEP_RUNNING:
+            await transition_step(
+                session, run, outcome.status, actor=self.actor, reason=outcome.summary,
+                summary=outcome.summary, output=outcome.output, error=outcome.error,
+                finished_at=utcnow(), duration_ms=outcome.duration_ms,
+                attempts=run.attempts + max(outcome.attempts - 1, 0),
+            )
+            seconds = outcome.duration_ms / 1000
+            action = run.action
+            after_commit(session, lambda: metrics.step_duration.labels(action)
+                         .observe(seconds))
+        if not decide:
+            return Stop("recorded")
+        # Cancelled while the step ran, or taken over: the step is recorded, and
+        # deciding says so.
+        if (execution.lease_owner == self.me and execution.status == states.RUNNING
+                and plan.kind != "rollback"):
+            runbook = await self.runbooks.get(session, execution.runbook_id,
+                                              execution.runbook_version)
+            step = runbook.step(run.step_id)
+            if outcome.ok:
+                await self._after_success(session, execution, runbook, step)
+            else:
+                await self._after_failure(session, execution, runbook, step,
+                                          outcome.error or outcome.summary)
+        return await self._decide(session, execution)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import after_commit, utcnow
@@ -39,8 +40,22 @@ class GuardState:
         return None
 
 
+# The snapshot read in the session's current transaction: a round of decisions reads the
+# switches once. `set_guard` forgets it, and so does the transaction's end.
+_READ = "runbookd.guard_state"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_state(session: Session, transaction: object) -> None:
+    if getattr(transaction, "parent", None) is None:
+        session.info.pop(_READ, None)
+
+
 async def current_guard_state(session: AsyncSession) -> GuardState:
     """Read the switches from the database (they are shared by every replica)."""
+    known = session.info.get(_READ)
+    if isinstance(known, GuardState):
+        return known
     rows = (await session.execute(select(Guard).where(Guard.engaged.is_(True)))).scalars()
     kill, kill_reason, paused = False, "", {}
     for guard in rows:
@@ -48,7 +63,9 @@ async def current_guard_state(session: AsyncSession) -> GuardState:
             kill, kill_reason = True, guard.reason
         elif guard.key.startswith("runbook:"):
             paused[guard.key.removeprefix("runbook:")] = guard.reason or guard.kind
-    return GuardState(kill_switch=kill, kill_reason=kill_reason, paused=paused)
+    state = GuardState(kill_switch=kill, kill_reason=kill_reason, paused=paused)
+    session.info[_READ] = state
+    return state
 
 
 async def set_guard(
@@ -56,6 +73,7 @@ async def set_guard(
     kind: str = "manual", source_addr: str | None = None,
 ) -> Guard:
     """Engage or release a switch, recording who did it and why."""
+    session.info.pop(_READ, None)
     guard = await session.get(Guard, key, with_for_update=True)
     now = utcnow()
     if guard is None:

@@ -10,11 +10,13 @@ uses it as it is rather than asking the database again.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from app import metrics
 from app.db import after_commit, utcnow
@@ -24,7 +26,11 @@ from app.engine.rollups import record_final
 from app.errors import Conflict, LeaseLost, NotFound
 from app.events import record_event
 
+_Row = TypeVar("_Row", Execution, StepRun)
+
 _LOCKED = "runbookd.locked_rows"
+# Executions whose step runs were all read in this transaction: execution id -> its runs.
+_STEP_RUNS = "runbookd.step_runs"
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -32,6 +38,16 @@ def _forget_locks(session: Session, transaction: object) -> None:
     """Row locks end with the transaction, and so does the memory of them."""
     if getattr(transaction, "parent", None) is None:
         session.info.pop(_LOCKED, None)
+        session.info.pop(_STEP_RUNS, None)
+
+
+@event.listens_for(Session, "pending_to_persistent")
+def _remember_new_step_run(session: Session, instance: object) -> None:
+    """A run inserted in this transaction joins its execution's remembered runs."""
+    if isinstance(instance, StepRun):
+        known = session.info.get(_STEP_RUNS, {}).get(instance.execution_id)
+        if known is not None:
+            known.append(instance)
 
 
 def remember_locked(session: AsyncSession, row: Execution | StepRun) -> None:
@@ -39,12 +55,44 @@ def remember_locked(session: AsyncSession, row: Execution | StepRun) -> None:
     session.info.setdefault(_LOCKED, set()).add((type(row).__name__, row.id))
 
 
+def remember_step_runs(session: AsyncSession, execution_ids: list[int],
+                       runs: Sequence[StepRun]) -> None:
+    """Note that `runs`, locked in this transaction, are all the step runs of
+    `execution_ids`: `step_runs_of` and `lock_step` then need no statement for them."""
+    known: dict[int, list[StepRun]] = {execution_id: [] for execution_id in execution_ids}
+    for run in runs:
+        known[run.execution_id].append(run)
+        remember_locked(session, run)
+    session.info.setdefault(_STEP_RUNS, {}).update(known)
+
+
+async def step_runs_of(session: AsyncSession, execution_id: int) -> list[StepRun]:
+    """Every step run of an execution, as a query in this transaction would return them."""
+    known = session.info.get(_STEP_RUNS, {}).get(execution_id)
+    if known is None:
+        return list((await session.execute(
+            select(StepRun).where(StepRun.execution_id == execution_id))).scalars())
+    if any(isinstance(row, StepRun) for row in session.new):
+        await session.flush()  # as the query's autoflush would: new runs get their ids
+    return sorted(known, key=lambda run: run.id)
+
+
 def _is_locked(session: AsyncSession, row: Execution | StepRun) -> bool:
     return (type(row).__name__, row.id) in session.info.get(_LOCKED, ())
 
 
+def _locked_in_session(session: AsyncSession, kind: type[_Row], row_id: int) -> _Row | None:
+    """The row if this transaction locked it already (a second lock would change nothing)."""
+    if (kind.__name__, row_id) not in session.info.get(_LOCKED, ()):
+        return None
+    row = session.identity_map.get(identity_key(kind, row_id))
+    return row if isinstance(row, kind) else None
+
+
 async def lock_execution(session: AsyncSession, execution_id: int) -> Execution:
     """Load an execution with a row lock (FOR UPDATE on PostgreSQL)."""
+    if (held := _locked_in_session(session, Execution, execution_id)) is not None:
+        return held
     row = (await session.execute(
         select(Execution).where(Execution.id == execution_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -57,6 +105,8 @@ async def lock_execution(session: AsyncSession, execution_id: int) -> Execution:
 
 async def lock_step(session: AsyncSession, step_run_id: int) -> StepRun:
     """Load a step run with a row lock (FOR UPDATE on PostgreSQL)."""
+    if (held := _locked_in_session(session, StepRun, step_run_id)) is not None:
+        return held
     row = (await session.execute(
         select(StepRun).where(StepRun.id == step_run_id).with_for_update()
         .execution_options(populate_existing=True)

@@ -81,6 +81,7 @@ class Worker:
                     task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.executor.rounds.close()
 
     async def _loop(self) -> None:
         timers_due = 0.0
@@ -128,17 +129,16 @@ class Worker:
                 .order_by(Execution.created_at).limit(limit)
                 .with_for_update(skip_locked=True)
             )).scalars().all()
-            claimed = []
-            for execution_id in candidates:
-                # Conditional, so that even without row locks (SQLite) only one claim wins.
-                result = await session.execute(
-                    update(Execution).where(Execution.id == execution_id, claimable)
-                    .values(lease_owner=self.me, lease_expires_at=now + self.lease,
-                            heartbeat_at=now)
-                )
-                if result.rowcount:
-                    claimed.append(execution_id)
-        return claimed
+            if not candidates:
+                return []
+            # Conditional, so that even without row locks (SQLite) only one claim wins.
+            claimed = set((await session.execute(
+                update(Execution).where(Execution.id.in_(candidates), claimable)
+                .values(lease_owner=self.me, lease_expires_at=now + self.lease,
+                        heartbeat_at=now)
+                .returning(Execution.id)
+            )).scalars().all())
+        return [execution_id for execution_id in candidates if execution_id in claimed]
 
     async def _drive(self, execution_id: int) -> None:
         released = False

@@ -1,0 +1,145 @@
+"""Decisions that share a transaction (issue 17, target 4), and what sharing must not change:
+each decision's writes and events commit together or not at all, a decision that fails
+fails alone, and what a transaction wrote is what it reads (events, guards)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import make_engine, make_session_factory, session_scope, utcnow
+from app.engine.guards import current_guard_state, runbook_key, set_guard
+from app.engine.models import Execution
+from app.engine.rounds import Rounds
+from app.errors import NotFound
+from app.events import Event, record_event
+
+
+@pytest.fixture
+async def factory(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(db_url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _executions(factory: async_sessionmaker[AsyncSession], count: int) -> list[int]:
+    now = utcnow()
+    async with session_scope(factory) as session:
+        rows = [Execution(runbook_id="rb", runbook_version="v", target=f"model:{n}",
+                          status="pending", params={}, dry_run=False, trigger="alert",
+                          created_at=now, updated_at=now) for n in range(count)]
+        session.add_all(rows)
+    return [row.id for row in rows]
+
+
+async def _events(factory: async_sessionmaker[AsyncSession]) -> list[Event]:
+    async with session_scope(factory) as session:
+        return list((await session.execute(select(Event).order_by(Event.id))).scalars())
+
+
+def _note(kind: str):
+    async def decide(session: AsyncSession, execution: Execution) -> int:
+        record_event(session, kind=kind, entity="execution", actor="test",
+                     execution_id=execution.id)
+        return execution.id
+    return decide
+
+
+async def test_decisions_queued_at_once_share_one_commit(factory):
+    ids = await _executions(factory, 5)
+    commits = collections.Counter[str]()
+    listener = lambda _conn: commits.update(["commit"])  # noqa: E731
+    event.listen(Engine, "commit", listener)
+    try:
+        rounds = Rounds(factory)
+        results = await asyncio.gather(*(rounds.run(i, _note("decided")) for i in ids))
+    finally:
+        event.remove(Engine, "commit", listener)
+    assert results == ids
+    assert commits["commit"] == 1
+    assert sorted(e.execution_id for e in await _events(factory)) == ids
+
+
+async def test_a_decision_that_fails_fails_alone(factory):
+    ids = await _executions(factory, 3)
+
+    async def broken(session: AsyncSession, execution: Execution) -> int:
+        record_event(session, kind="half-done", entity="execution", actor="test",
+                     execution_id=execution.id)
+        raise ValueError("this decision is broken")
+
+    rounds = Rounds(factory)
+    results = await asyncio.gather(
+        rounds.run(ids[0], _note("decided")), rounds.run(ids[1], broken),
+        rounds.run(ids[2], _note("decided")), rounds.run(10**9, _note("decided")),
+        return_exceptions=True)
+    assert results[0] == ids[0] and results[2] == ids[2]
+    assert isinstance(results[1], ValueError)
+    assert isinstance(results[3], NotFound)
+    # The others' events committed; the failed decision's went with it.
+    assert [(e.kind, e.execution_id) for e in await _events(factory)] == [
+        ("decided", ids[0]), ("decided", ids[2])]
+
+
+async def test_a_cancelled_waiter_is_not_decided(factory):
+    ids = await _executions(factory, 2)
+    rounds = Rounds(factory)
+    kept = asyncio.ensure_future(rounds.run(ids[0], _note("decided")))
+    dropped = asyncio.ensure_future(rounds.run(ids[1], _note("decided")))
+    dropped.cancel()  # before the round starts: its driver is gone
+    assert await kept == ids[0]
+    await rounds.close()
+    assert dropped.cancelled()
+    assert [e.execution_id for e in await _events(factory)] == [ids[0]]
+
+
+async def test_events_are_read_back_in_their_transaction_and_keep_their_order(factory):
+    [execution_id] = await _executions(factory, 1)
+    async with session_scope(factory) as session:
+        for n in range(3):
+            record_event(session, kind=f"k{n}", entity="execution", actor="test",
+                         execution_id=execution_id)
+        # Read back before the commit, by an ORM query and by an aggregate.
+        seen = [e.kind for e in (await session.execute(
+            select(Event).where(Event.execution_id == execution_id).order_by(Event.id)
+        )).scalars()]
+        newest = (await session.execute(select(func.max(Event.id)))).scalar_one()
+        record_event(session, kind="k3", entity="execution", actor="test",
+                     execution_id=execution_id)
+    assert seen == ["k0", "k1", "k2"]
+    events = await _events(factory)
+    assert [e.kind for e in events] == ["k0", "k1", "k2", "k3"]
+    assert events[2].id == newest
+
+
+async def test_events_of_a_rolled_back_transaction_are_gone(factory):
+    [execution_id] = await _executions(factory, 1)
+    with pytest.raises(RuntimeError):
+        async with session_scope(factory) as session:
+            record_event(session, kind="lost", entity="execution", actor="test",
+                         execution_id=execution_id)
+            raise RuntimeError("the change failed")
+    async with session_scope(factory) as session:
+        async with session.begin_nested() as savepoint:
+            record_event(session, kind="undone", entity="execution", actor="test",
+                         execution_id=execution_id)
+            await savepoint.rollback()
+        record_event(session, kind="kept", entity="execution", actor="test",
+                     execution_id=execution_id)
+    assert [e.kind for e in await _events(factory)] == ["kept"]
+
+
+async def test_a_guard_set_in_the_transaction_is_seen_by_its_later_decisions(factory):
+    async with session_scope(factory) as session:
+        assert (await current_guard_state(session)).holds("rb") is None
+        await set_guard(session, runbook_key("rb"), engaged=True, actor="test",
+                        reason="breaker")
+        assert (await current_guard_state(session)).holds("rb") == "runbook paused: breaker"
