@@ -284,11 +284,13 @@ class Executor(Outcomes, Proposals, Drills):
                 risky=step.risk == "risky", idempotent=self._idempotent(step),
                 status=states.STEP_PENDING, attempts=0, created_at=utcnow(),
             )
+            # Not flushed yet: a run that starts now is inserted as running, in one
+            # statement (transition_step gives it its id). Nobody else sees it before this
+            # transaction commits, so it is as good as locked.
             session.add(run)
-            await session.flush()
-            # Nobody else sees the row before this transaction commits: it is as good as
-            # locked, and its start needs no second read.
-            remember_locked(session, run)
+            if step.rate or step.risk == "risky":  # their budget and approval need its id
+                await session.flush()
+                remember_locked(session, run)
             runs[("step", step.id)] = run
         if run.status == states.STEP_RUNNING:
             return await self._recover(session, execution, run)
@@ -347,7 +349,7 @@ class Executor(Outcomes, Proposals, Drills):
         await transition_step(session, run, states.STEP_RUNNING, actor=self.actor,
                               params=ready.params, step_hash=step_hash(ready.action, ready.params),
                               started_at=utcnow(), attempts=run.attempts + 1)
-        return replace(ready, started=True)
+        return replace(ready, started=True, step_run_id=run.id)  # a new run has its id now
 
     async def _spent(self, session: AsyncSession, execution: Execution, runbook: Runbook,
                      step: Step, run: StepRun, context: dict[str, Any]) -> bool:

@@ -252,17 +252,44 @@ async def version_objectives(session: AsyncSession, runbook_id: str,
     return _objectives_cache[key]
 
 
+# Set by a transaction that settles its ended executions itself, once, before it commits
+# (a round of decisions): the executions that ended in it, waiting to be rolled up.
+_DEFERRED = "runbookd.finals"
+
+
+def defer_finals(session: AsyncSession) -> None:
+    """Roll the executions that end in this transaction up together, at `settle_finals`."""
+    session.info[_DEFERRED] = []
+
+
 async def record_final(session: AsyncSession, execution: Execution) -> None:
-    """Add an execution that just ended to its rollups (the final transition's hook)."""
-    where = StepRun.execution_id == execution.id
+    """Add an execution that just ended to its rollups (the final transition's hook), now
+    or, in a transaction that defers them, at its `settle_finals`."""
+    deferred = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.append(execution)
+        return
+    await _roll_up(session, [execution])
+
+
+async def settle_finals(session: AsyncSession) -> None:
+    """Roll up the executions deferred in this transaction, in one statement per table."""
+    ended = session.info.pop(_DEFERRED, None)
+    if ended:
+        await _roll_up(session, ended)
+
+
+async def _roll_up(session: AsyncSession, ended: list[Execution]) -> None:
+    where = StepRun.execution_id.in_([execution.id for execution in ended])
     step_rows = (await session.execute(step_times_query(where))).all()
     awaited = any(row[4] for row in step_rows)
     wait_rows = (await session.execute(approval_waits_query(where))).all() if awaited else []
-    steps = step_times_of(step_rows, wait_rows).get(execution.id, StepTimes())
-    objectives = await version_objectives(session, execution.runbook_id,
-                                          execution.runbook_version)
+    times = step_times_of(step_rows, wait_rows)
     sums = Sums()
-    sums.add(facts(execution, steps, objectives))
+    for execution in ended:
+        objectives = await version_objectives(session, execution.runbook_id,
+                                              execution.runbook_version)
+        sums.add(facts(execution, times.get(execution.id, StepTimes()), objectives))
     for stmt, rows in sums.statements(session.bind.dialect.name):
         await session.execute(stmt, rows)
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app import logs
 from app.db import session_scope
 from app.engine.models import Execution, StepRun
+from app.engine.rollups import defer_finals, settle_finals
 from app.engine.transitions import remember_locked, remember_step_runs
 from app.errors import NotFound, Unavailable, is_database_unavailable
 
@@ -115,6 +116,7 @@ class Rounds:
                 .execution_options(populate_existing=True)
             )).scalars().all()
             remember_step_runs(session, list(executions), runs)
+            defer_finals(session)
             outcomes: list[Any] = []
             for request in batch:
                 execution = executions.get(request.execution_id)
@@ -123,6 +125,8 @@ class Rounds:
                     continue
                 with logs.context(execution_id=request.execution_id):
                     outcomes.append(await request.decide(session, execution))
+            # The executions that ended in the round go into the stats rollups together.
+            await settle_finals(session)
         return outcomes
 
 

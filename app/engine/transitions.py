@@ -125,7 +125,8 @@ async def _locked_execution(session: AsyncSession, execution: int | Execution) -
 
 
 async def _locked_step(session: AsyncSession, step: int | StepRun) -> StepRun:
-    if isinstance(step, StepRun) and _is_locked(session, step):
+    # A run added in this transaction and not yet inserted: nobody else can see it.
+    if isinstance(step, StepRun) and (step.id is None or _is_locked(session, step)):
         return step
     return await lock_step(session, step if isinstance(step, int) else step.id)
 
@@ -189,6 +190,9 @@ async def transition_step(
     row.status = to_state
     for name, value in fields.items():
         setattr(row, name, value)
+    if row.id is None:  # new in this transaction: inserted as it is now, for its id
+        await session.flush()
+        remember_locked(session, row)
     record_event(
         session, kind="step.state", entity="step", actor=actor, reason=reason,
         execution_id=row.execution_id, step_run_id=row.id, step_id=row.step_id,

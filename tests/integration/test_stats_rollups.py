@@ -26,8 +26,9 @@ from app.history.retention import prune
 from app.history.rollups import cover, pieces
 from app.history.stats import StatsOut, compute_stats, compute_stats_directly
 from app.history.trends import bucket_start, outcomes_over_time
-from tests.support.auth import auth
+from tests.support.auth import WEBHOOK_HEADERS, auth
 from tests.support.engine_catalog import risky, runbook, step
+from tests.support.payloads import am_alert, am_body, go_json
 
 FINAL = ["succeeded"] * 6 + ["failed", "cancelled", "rejected", "expired"]
 ACTIVE = ["running", "awaiting_approval", "paused", "pending"]
@@ -236,6 +237,45 @@ async def test_the_final_transition_rolls_up_each_execution_once(make_rig, db_ur
     # Histograms also have week and month rows: each timing once in each span.
     assert Counter(h.span for h in histograms if h.runbook_id == "drift"
                    and h.metric == "approve") == {"h": 1, "d": 1, "w": 1, "m": 1}
+
+
+async def test_executions_that_end_in_one_round_roll_up_together_each_once(
+        make_rig, db_url, tokens):
+    """Decisions that share a transaction settle their ended executions in one pass
+    (app/engine/rounds.py): each is still counted once, with its own timings."""
+    alerts = [am_alert(f"{n:016x}", labels={"alertname": "pair", "model": f"m{n}"})
+              for n in range(6)]
+    async with make_rig([runbook("pair", [step("a"), step("b")])],
+                        worker_concurrency=6) as r:
+        response = await r.http.post("/webhooks/alertmanager",
+                                     content=go_json(am_body(*alerts)), headers=WEBHOOK_HEADERS)
+        assert response.status_code == 200, response.text
+        await r.wait_for(lambda rows: len(rows) == 6
+                         and all(e.status == "succeeded" for e in rows), timeout=60)
+        now = utcnow()
+        window = {"since": (now - dt.timedelta(days=2)).isoformat(),
+                  "until": (now + dt.timedelta(hours=3)).isoformat()}
+        answer = await r.http.get("/api/v1/stats", params=window,
+                                  headers=auth(tokens["victor"]))
+        assert answer.status_code == 200, answer.text
+        rollups = await r.rows(StatsRollup)
+        histograms = await r.rows(StatsHistogram)
+    engine = make_engine(db_url)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            direct = await compute_stats_directly(
+                session, since=now - dt.timedelta(days=2), until=now + dt.timedelta(hours=3))
+    finally:
+        await engine.dispose()
+    rolled = StatsOut.model_validate(answer.json())
+    assert_agree(rolled, direct)
+    assert rolled.overall.outcomes == {"succeeded": 6}
+    per_span = Counter[str]()
+    for row in rollups:
+        per_span[row.span] += row.executions
+    assert per_span == {"d": 6, "h": 6}
+    ack = [h for h in histograms if h.metric == "ack" and h.span == "h"]
+    assert sum(h.count for h in ack) == 6
 
 
 async def test_rollups_outlive_the_executions_that_retention_prunes(db_url):

@@ -196,6 +196,13 @@ class Platform:
         delay = boundary + 0.5 - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        # On a loaded host the scrapes can lag behind that estimate (a drill's precondition
+        # then found "no samples" under the full suite): ask Prometheus itself until every
+        # declared counter's rate is in a subquery, the next minute boundary at the latest.
+        for series in DECLARED.counters:
+            await self.wait_until(f"max_over_time(rate({series}[5m])[2h:1m])",
+                                  lambda _value: True, timeout=90,
+                                  what=f"a [2h:1m] subquery over rate({series})")
 
 
 @dataclass
