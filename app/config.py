@@ -118,7 +118,11 @@ class Settings(BaseSettings):
 
     # Engine.
     worker_enabled: bool = True
-    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    # Executions in flight per replica. Their decisions share rounds (engine/rounds.py), so
+    # more in flight is cheaper per step: 8 gave 64 executions/s of 3 steps on PostgreSQL,
+    # 32 gave 83 (benchmarks/RESULTS.md). Runbooks' own limits and the storm brake bound
+    # what any one runbook does at once.
+    worker_concurrency: int = Field(default=32, ge=1, le=256)
     lease_seconds: float = Field(default=30.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     # On shutdown, how long running steps may finish before they are cut (and then treated
