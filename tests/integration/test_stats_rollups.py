@@ -197,6 +197,29 @@ async def _count(factory: Any, *where: Any) -> int:
             select(func.count()).select_from(Execution).where(*where))).scalar_one()
 
 
+async def _rolled_up(r: Any, db_url: str, tokens: dict[str, str],
+                     ) -> tuple[StatsOut, list[StatsRollup], list[StatsHistogram]]:
+    """The stats API's answer over a window around now, checked against the stats computed
+    from every execution, and the rollup rows behind it."""
+    now = utcnow()
+    since, until = now - dt.timedelta(days=2), now + dt.timedelta(hours=3)
+    # The current hour is a whole hour of this window: its ended executions come from the
+    # rollups that the final transitions wrote.
+    answer = await r.http.get("/api/v1/stats", headers=auth(tokens["victor"]),
+                              params={"since": since.isoformat(), "until": until.isoformat()})
+    assert answer.status_code == 200, answer.text
+    rollups, histograms = await r.rows(StatsRollup), await r.rows(StatsHistogram)
+    engine = make_engine(db_url)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            direct = await compute_stats_directly(session, since=since, until=until)
+    finally:
+        await engine.dispose()
+    rolled = StatsOut.model_validate(answer.json())
+    assert_agree(rolled, direct)
+    return rolled, rollups, histograms
+
+
 async def test_the_final_transition_rolls_up_each_execution_once(make_rig, db_url, tokens):
     books = [runbook("drift", [step("check"), risky("rollback")]),
              runbook("broken", [step("boom", "fail")])]
@@ -207,25 +230,7 @@ async def test_the_final_transition_rolls_up_each_execution_once(make_rig, db_ur
         await r.wait_status(ex.id, "succeeded")
         await r.fire("broken", model="m2")
         await r.wait_for(lambda rows: len(rows) == 2 and rows[1].status == "failed")
-        now = utcnow()
-        # The current hour is a whole hour of this window: its ended executions come from
-        # the rollups that the final transitions wrote.
-        window = {"since": (now - dt.timedelta(days=2)).isoformat(),
-                  "until": (now + dt.timedelta(hours=3)).isoformat()}
-        answer = await r.http.get("/api/v1/stats", params=window,
-                                  headers=auth(tokens["victor"]))
-        assert answer.status_code == 200, answer.text
-        rollups = await r.rows(StatsRollup)
-        histograms = await r.rows(StatsHistogram)
-    engine = make_engine(db_url)
-    try:
-        async with async_sessionmaker(engine)() as session:
-            direct = await compute_stats_directly(
-                session, since=now - dt.timedelta(days=2), until=now + dt.timedelta(hours=3))
-    finally:
-        await engine.dispose()
-    rolled = StatsOut.model_validate(answer.json())
-    assert_agree(rolled, direct)
+        rolled, rollups, histograms = await _rolled_up(r, db_url, tokens)
     assert rolled.overall.outcomes == {"succeeded": 1, "failed": 1}
     assert rolled.runbooks["drift"].time_to_approve_seconds.count == 1
     # One hour row and one day row per execution; each timing in both.
@@ -252,23 +257,7 @@ async def test_executions_that_end_in_one_round_roll_up_together_each_once(
         assert response.status_code == 200, response.text
         await r.wait_for(lambda rows: len(rows) == 6
                          and all(e.status == "succeeded" for e in rows), timeout=60)
-        now = utcnow()
-        window = {"since": (now - dt.timedelta(days=2)).isoformat(),
-                  "until": (now + dt.timedelta(hours=3)).isoformat()}
-        answer = await r.http.get("/api/v1/stats", params=window,
-                                  headers=auth(tokens["victor"]))
-        assert answer.status_code == 200, answer.text
-        rollups = await r.rows(StatsRollup)
-        histograms = await r.rows(StatsHistogram)
-    engine = make_engine(db_url)
-    try:
-        async with async_sessionmaker(engine)() as session:
-            direct = await compute_stats_directly(
-                session, since=now - dt.timedelta(days=2), until=now + dt.timedelta(hours=3))
-    finally:
-        await engine.dispose()
-    rolled = StatsOut.model_validate(answer.json())
-    assert_agree(rolled, direct)
+        rolled, rollups, histograms = await _rolled_up(r, db_url, tokens)
     assert rolled.overall.outcomes == {"succeeded": 6}
     per_span = Counter[str]()
     for row in rollups:
