@@ -119,9 +119,8 @@ class Settings(BaseSettings):
     # Engine.
     worker_enabled: bool = True
     # Executions in flight per replica. Their decisions share rounds (engine/rounds.py), so
-    # more in flight is cheaper per step: 8 gave 80 executions/s of 3 steps on PostgreSQL,
-    # 32 gave 108 (benchmarks/RESULTS.md). Runbooks' own limits and the storm brake bound
-    # what any one runbook does at once.
+    # more in flight is cheaper per step (figures in benchmarks/RESULTS.md, "Executor
+    # rounds"). Runbooks' own limits and the storm brake bound what any one runbook does.
     worker_concurrency: int = Field(default=32, ge=1, le=256)
     lease_seconds: float = Field(default=30.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)

@@ -5,8 +5,10 @@ its step runs and the guards, writes the changes and their events, and commits. 
 transactions are alike and short, and under a storm many drivers want one at the same time.
 `Rounds` lets the drivers that are waiting share one: it locks their executions in one
 statement (in id order, the order every writer uses), reads and locks their step runs in one
-more, and runs each driver's decision in turn on the same session. The unit of work then
-writes their step runs and events together, and the round commits once.
+more, and runs each driver's decision in turn on the same session. Their events go in as
+one insert and their ended executions into the stats rollups together, and the round commits
+once. (Each decision still flushes its own step-run and execution writes: the queries inside
+a decision need them.)
 
 Nothing changes for the decisions themselves: each still gets its execution locked, every
 change still goes through `transitions`, and its events commit with it. A decision that
