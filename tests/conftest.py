@@ -9,6 +9,7 @@ import concurrent.futures
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -32,8 +33,9 @@ from tests.support.net import RunningServer, serve_app
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
-# Worker groups and `alone` tests under pytest-xdist (`make test`).
-pytest_plugins = ["tests.support.workers"]
+# A hung test reports its tasks before its timeout ends it; worker groups and `alone` tests
+# under pytest-xdist (`make test`).
+pytest_plugins = ["tests.support.hangs", "tests.support.workers"]
 
 
 def _asyncpg_url(url: str) -> str:
@@ -115,9 +117,26 @@ async def _truncate_pg(url: str) -> None:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
             "AND tablename <> 'alembic_version'"
         )
-        if tables:
-            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
-            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        if not tables:
+            return
+        names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+        truncate = f"TRUNCATE {names} RESTART IDENTITY CASCADE"
+        # The tests of a worker run one after another on its own database, so a transaction
+        # still open here is a task an earlier test left behind on the shared event loop. That
+        # loop is stopped while this sync fixture runs, so the transaction cannot end, and
+        # TRUNCATE would wait for it for ever (and every worker behind the `alone` turnstile
+        # with it): end it instead, and say so.
+        await conn.execute("SET lock_timeout = '5s'")
+        try:
+            await conn.execute(truncate)
+        except asyncpg.exceptions.LockNotAvailableError:
+            left = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) AS ended, state, query "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state <> 'idle'")
+            warnings.warn(f"an earlier test left {len(left)} transactions open on its "
+                          f"database; ended them: {[dict(row) for row in left]}", stacklevel=1)
+            await conn.execute(truncate)
     finally:
         await conn.close()
 

@@ -70,18 +70,23 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         drivers = list(self._drivers.values())
-        if drivers:
-            pending = set(drivers)
-            try:
-                _, pending = await asyncio.wait(drivers, timeout=grace)
-            finally:
-                # After the grace, or at once when the shutdown itself is cut short: a driver
-                # left running would go on stepping executions from a process going away.
-                for task in pending:
-                    task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.executor.rounds.close()
+        try:
+            if drivers:
+                pending = set(drivers)
+                try:
+                    _, pending = await asyncio.wait(drivers, timeout=grace)
+                finally:
+                    # After the grace, or at once when the shutdown itself is cut short: a
+                    # driver left running would go on stepping executions from a process
+                    # going away.
+                    for task in pending:
+                        task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            # Even when the shutdown is cut short: a round left running would hold its
+            # transaction open in a loop that may never run it to the end.
+            await self.executor.rounds.close()
 
     async def _loop(self) -> None:
         timers_due = 0.0

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.engine.rounds import Rounds
 from app.engine.worker import Worker
 from app.intake.writer import GroupCommitWriter
 from app.lifecycle import running
@@ -52,7 +53,8 @@ async def test_a_shutdown_cut_short_still_stops_the_sender(make_settings, monkey
 async def test_a_worker_stop_cut_short_cancels_its_drivers():
     """The worker's grace is for finishing steps; a stop that is itself cancelled stops
     them at once instead of leaving them stepping executions."""
-    worker = Worker(SimpleNamespace(me="test-worker"), session_factory=None,  # type: ignore[arg-type]
+    worker = Worker(SimpleNamespace(me="test-worker", rounds=Rounds(None)),  # type: ignore[arg-type]
+                    session_factory=None,  # type: ignore[arg-type]
                     concurrency=1, lease_seconds=30, poll_seconds=1, single_process=True)
     driver = asyncio.create_task(asyncio.sleep(3600), name="drive-1")
     worker._drivers[1] = driver

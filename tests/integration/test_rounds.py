@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import event, func, select
@@ -17,6 +18,7 @@ from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.engine.guards import current_guard_state, runbook_key, set_guard
 from app.engine.models import Execution
 from app.engine.rounds import Rounds
+from app.engine.worker import Worker
 from app.errors import NotFound
 from app.events import Event, record_event
 
@@ -99,6 +101,35 @@ async def test_a_cancelled_waiter_is_not_decided(factory):
     await rounds.close()
     assert dropped.cancelled()
     assert [e.execution_id for e in await _events(factory)] == [ids[0]]
+
+
+async def test_a_worker_stop_cut_short_still_ends_the_round_in_progress(factory):
+    """The round is a task of its own: a shutdown cut short must not leave it holding its
+    transaction open (the next test's TRUNCATE waited on one for ever, frozen in the shared
+    event loop)."""
+    [execution_id] = await _executions(factory, 1)
+    rounds = Rounds(factory)
+    deciding = asyncio.Event()
+
+    async def slow(session: AsyncSession, execution: Execution) -> int:
+        deciding.set()
+        await asyncio.sleep(0.5)
+        record_event(session, kind="decided", entity="execution", actor="test",
+                     execution_id=execution.id)
+        return execution.id
+
+    worker = Worker(SimpleNamespace(me="test-worker", rounds=rounds),  # type: ignore[arg-type]
+                    session_factory=factory, concurrency=1, lease_seconds=30, poll_seconds=1,
+                    single_process=True)
+    worker._drivers[execution_id] = asyncio.create_task(rounds.run(execution_id, slow))
+    await asyncio.wait_for(deciding.wait(), 10)
+    stopping = asyncio.create_task(worker.stop(grace=3600))
+    await asyncio.sleep(0.1)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert rounds._pump is not None and rounds._pump.done()
+    assert [e.kind for e in await _events(factory)] == ["decided"]
 
 
 async def test_events_are_read_back_in_their_transaction_and_keep_their_order(factory):
