@@ -22,7 +22,7 @@ from app.db import utcnow
 from app.engine import states
 from app.engine.feedback_models import NOTE_MAX, VERDICTS, Feedback
 from app.engine.models import Approval, Execution
-from app.engine.transitions import lock_execution
+from app.engine.transitions import lock_execution, step_runs_of
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.events import record_event
 
@@ -53,6 +53,12 @@ async def participants(session: AsyncSession, execution: Execution) -> list[str]
 async def feedback_ask(session: AsyncSession, execution: Execution) -> dict[str, bool] | None:
     """What an ended execution's notification adds so that Slack asks for feedback (see
     `slack_messages.build_message`), when people took part; None when nobody did."""
+    # A decision is given on a step that waited for one, and such a step keeps its
+    # `awaiting_since`: without one (most executions, which an alert started), nobody took
+    # part, and the executor's round knows it from the step runs it holds, with no query.
+    if not execution.started_by and not any(
+            run.awaiting_since is not None for run in await step_runs_of(session, execution.id)):
+        return None
     return {"feedback": True} if await participants(session, execution) else None
 
 
