@@ -12,7 +12,12 @@ from app.db import utcnow
 from app.engine import states
 from app.engine.models import Approval, Execution, ExecutionAlert, StepRun
 from app.engine.runbooks import RunbookSource
-from app.engine.transitions import lock_execution, transition_execution, transition_step
+from app.engine.transitions import (
+    add_step_run,
+    lock_execution,
+    transition_execution,
+    transition_step,
+)
 from app.errors import Conflict, NotFound
 from app.events import record_event
 from app.intake.models import RESOLVED, Alert
@@ -216,7 +221,7 @@ async def start_rollback(
     except IntegrityError:
         raise Conflict(f"another execution became active on {source.target}; try again once "
                        "it ends", current_state=None) from None
-    session.add(rollback_run(execution, runbook, step))
+    await add_step_run(session, rollback_run(execution, runbook, step))
     record_event(
         session, kind="execution.created", entity="execution", actor=actor,
         execution_id=execution.id, to_state=states.PENDING, source_addr=source_addr,

@@ -44,9 +44,9 @@ from app.engine.runbooks import RunbookVersions
 from app.engine.runner import Outcome, run_action, run_check, step_hash, waits_of
 from app.engine.starts import start_or_attach
 from app.engine.transitions import (
+    add_step_run,
     lock_execution,
     lock_step,
-    remember_locked,
     step_runs_of,
     transition_step,
 )
@@ -285,12 +285,8 @@ class Executor(Outcomes, Proposals, Drills):
                 status=states.STEP_PENDING, attempts=0, created_at=utcnow(),
             )
             # Not flushed yet: a run that starts now is inserted as running, in one
-            # statement (transition_step gives it its id). Nobody else sees it before this
-            # transaction commits, so it is as good as locked.
-            session.add(run)
-            if step.rate or step.risk == "risky":  # their budget and approval need its id
-                await session.flush()
-                remember_locked(session, run)
+            # statement, with the round's other writes.
+            await add_step_run(session, run)
             runs[("step", step.id)] = run
         if run.status == states.STEP_RUNNING:
             return await self._recover(session, execution, run)

@@ -22,7 +22,7 @@ from app.engine.executions import rollback_run
 from app.engine.feedback import feedback_ask, slack_of
 from app.engine.guards import trip_breaker_if_needed
 from app.engine.models import Execution, StepRun
-from app.engine.transitions import transition_execution
+from app.engine.transitions import add_step_run, transition_execution
 from app.events import record_event
 from app.notify.outbox import enqueue
 
@@ -109,7 +109,7 @@ class Outcomes:
         for step in runbook.steps[: runbook.step_index(failed.id) + 1]:
             if step.rollback is None or not changed(step):
                 continue
-            session.add(rollback_run(execution, runbook, step))
+            await add_step_run(session, rollback_run(execution, runbook, step))
             queued = True
         return queued
 

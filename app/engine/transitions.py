@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -31,6 +31,12 @@ _Row = TypeVar("_Row", Execution, StepRun)
 _LOCKED = "runbookd.locked_rows"
 # Executions whose step runs were all read in this transaction: execution id -> its runs.
 _STEP_RUNS = "runbookd.step_runs"
+# PostgreSQL: step-run ids taken from the sequence for this transaction, not yet given out.
+_STEP_RUN_IDS = "runbookd.step_run_ids"
+# SQLite: the highest step-run id this transaction has seen, given out or inserted.
+_HIGHEST_STEP_RUN = "runbookd.highest_step_run"
+# How many new step runs the transaction may add (a round's decisions): how many ids to take.
+NEW_RUNS_HINT = "runbookd.new_step_runs_hint"
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -39,6 +45,8 @@ def _forget_locks(session: Session, transaction: object) -> None:
     if getattr(transaction, "parent", None) is None:
         session.info.pop(_LOCKED, None)
         session.info.pop(_STEP_RUNS, None)
+        session.info.pop(_STEP_RUN_IDS, None)
+        session.info.pop(_HIGHEST_STEP_RUN, None)
 
 
 @event.listens_for(Session, "pending_to_persistent")
@@ -46,8 +54,50 @@ def _remember_new_step_run(session: Session, instance: object) -> None:
     """A run inserted in this transaction joins its execution's remembered runs."""
     if isinstance(instance, StepRun):
         known = session.info.get(_STEP_RUNS, {}).get(instance.execution_id)
-        if known is not None:
+        if known is not None and all(run is not instance for run in known):
             known.append(instance)
+        highest = session.info.get(_HIGHEST_STEP_RUN)
+        if highest is not None and instance.id > highest:  # inserted without a taken id
+            session.info[_HIGHEST_STEP_RUN] = instance.id
+
+
+async def add_step_run(session: AsyncSession, run: StepRun) -> StepRun:
+    """Add a new step run with its id taken up front: it goes in with the transaction's other
+    writes at its next flush, rather than flushed on its own to learn its id (a round of
+    decisions then writes its new runs together). Nobody else sees it before this
+    transaction commits, so it is as good as locked."""
+    run.id = await _take_step_run_id(session)
+    session.add(run)
+    remember_locked(session, run)
+    known = session.info.get(_STEP_RUNS, {}).get(run.execution_id)
+    if known is not None:
+        known.append(run)
+    return run
+
+
+async def _take_step_run_id(session: AsyncSession) -> int:
+    if session.bind.dialect.name != "postgresql":
+        # SQLite has one writer, and this transaction is it by the time it inserts: the id
+        # after the highest it has seen is what an INSERT would get (a rowid table). Runs
+        # inserted without a taken id count too (`_remember_new_step_run`).
+        highest = session.info.get(_HIGHEST_STEP_RUN)
+        if highest is None:  # (the query flushes the runs added so far: they count)
+            highest = (await session.execute(select(func.max(StepRun.id)))).scalar() or 0
+        elif any(isinstance(row, StepRun) and row.id is None for row in session.new):
+            # A run added without a taken id would be inserted at the next id too.
+            await session.flush()
+            highest = session.info[_HIGHEST_STEP_RUN]
+        session.info[_HIGHEST_STEP_RUN] = highest + 1
+        return highest + 1
+    ids: list[int] | None = session.info.get(_STEP_RUN_IDS)
+    if not ids:
+        # From the column's own sequence, as an INSERT takes it: never given out twice.
+        ids = list((await session.execute(
+            text("SELECT nextval(pg_get_serial_sequence('step_runs', 'id')) "
+                 "FROM generate_series(1, :wanted)"),
+            {"wanted": max(1, session.info.get(NEW_RUNS_HINT, 1))})).scalars())
+        session.info[_STEP_RUN_IDS] = ids
+    return ids.pop(0)
 
 
 def remember_locked(session: AsyncSession, row: Execution | StepRun) -> None:
@@ -72,7 +122,7 @@ async def step_runs_of(session: AsyncSession, execution_id: int) -> list[StepRun
     if known is None:
         return list((await session.execute(
             select(StepRun).where(StepRun.execution_id == execution_id))).scalars())
-    if any(isinstance(row, StepRun) for row in session.new):
+    if any(isinstance(row, StepRun) and row.id is None for row in session.new):
         await session.flush()  # as the query's autoflush would: new runs get their ids
     return sorted(known, key=lambda run: run.id)
 

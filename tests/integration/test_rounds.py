@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import make_engine, make_session_factory, session_scope, utcnow
 from app.engine.guards import current_guard_state, runbook_key, set_guard
-from app.engine.models import Execution
+from app.engine.models import Execution, StepRun
 from app.engine.rounds import Rounds
+from app.engine.transitions import add_step_run
 from app.engine.worker import Worker
 from app.errors import NotFound
 from app.events import Event, record_event
@@ -174,3 +175,49 @@ async def test_a_guard_set_in_the_transaction_is_seen_by_its_later_decisions(fac
         await set_guard(session, runbook_key("rb"), engaged=True, actor="test",
                         reason="breaker")
         assert (await current_guard_state(session)).holds("rb") == "runbook paused: breaker"
+
+
+def _run(execution_id: int, step_id: str) -> StepRun:
+    return StepRun(execution_id=execution_id, step_id=step_id, kind="step", position=0,
+                   title=step_id, action="noop", status="pending", created_at=utcnow())
+
+
+async def test_the_step_runs_a_round_adds_go_in_as_one_insert(factory, db_url):
+    """Their ids are taken up front (one statement), so no decision flushes to learn one."""
+    ids = await _executions(factory, 5)
+    inserts = collections.Counter[str]()
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT INTO step_runs"):
+            inserts.update(["insert"])
+
+    async def add_one(session: AsyncSession, execution: Execution) -> int:
+        run = await add_step_run(session, _run(execution.id, "first"))
+        return run.id
+
+    engine = factory.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        rounds = Rounds(factory)
+        taken = await asyncio.gather(*(rounds.run(i, add_one) for i in ids))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert inserts["insert"] == 1
+    async with session_scope(factory) as session:
+        stored = (await session.execute(select(StepRun.execution_id, StepRun.id)
+                                        .order_by(StepRun.execution_id))).all()
+    assert stored == list(zip(ids, taken, strict=True))
+
+
+async def test_a_step_run_added_without_a_taken_id_gets_one_of_its_own(factory):
+    """A run added the plain way (its id left to the INSERT) between two with taken ids: all
+    three go in, none on another's id."""
+    [execution_id] = await _executions(factory, 1)
+    async with session_scope(factory) as session:
+        first = await add_step_run(session, _run(execution_id, "a"))
+        plain = _run(execution_id, "b")
+        session.add(plain)
+        last = await add_step_run(session, _run(execution_id, "c"))
+    assert len({first.id, plain.id, last.id}) == 3
+    async with session_scope(factory) as session:
+        assert (await session.execute(select(func.count()).select_from(StepRun))).scalar() == 3
