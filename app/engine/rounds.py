@@ -7,8 +7,9 @@ transactions are alike and short, and under a storm many drivers want one at the
 statement (in id order, the order every writer uses), reads and locks their step runs in one
 more, and runs each driver's decision in turn on the same session. Their events go in as
 one insert and their ended executions into the stats rollups together, and the round commits
-once. (Each decision still flushes its own step-run and execution writes: the queries inside
-a decision need them.)
+once. New step runs take their ids up front (`transitions.add_step_run`), so most decisions
+run no query, and the round's writes to each table go in together at the next flush (an
+execution's first start still flushes, for its concurrency count).
 
 Nothing changes for the decisions themselves: each still gets its execution locked, every
 change still goes through `transitions`, and its events commit with it. A decision that
