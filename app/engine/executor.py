@@ -252,18 +252,19 @@ class Executor(Outcomes, Proposals, Drills):
 
     async def _at_concurrency_limit(self, session: AsyncSession, execution: Execution,
                                     runbook: Runbook) -> bool:
+        if runbook.limits.concurrent_scope == "target":
+            # The database holds one active execution per runbook and target at most
+            # (`uq_executions_active_target`), and a limit is at least 1: no other can be
+            # counted, so no lock and no count (which would flush the round's writes).
+            return False
         query = select(func.count()).select_from(Execution).where(
             Execution.runbook_id == runbook.id, Execution.id != execution.id,
             Execution.started_at.is_not(None),
             Execution.status.in_(states.ACTIVE_EXECUTION - {states.PAUSED}),
         )
-        scope = runbook.id
-        if runbook.limits.concurrent_scope == "target":
-            query = query.where(Execution.target == execution.target)
-            scope = f"{runbook.id}:{execution.target}"
         # Two executions starting at once must not both count the other as not started:
         # the second counts after the first has committed (PostgreSQL; SQLite has one writer).
-        await lock_budget(session, f"concurrent:{scope}")
+        await lock_budget(session, f"concurrent:{runbook.id}")
         return (await session.execute(query)).scalar_one() >= runbook.limits.concurrent
 
     async def _next(self, session: AsyncSession, execution: Execution, runbook: Runbook) -> Plan:
