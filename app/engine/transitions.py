@@ -83,7 +83,7 @@ async def _take_step_run_id(session: AsyncSession) -> int:
         highest = session.info.get(_HIGHEST_STEP_RUN)
         if highest is None:  # (the query flushes the runs added so far: they count)
             highest = (await session.execute(select(func.max(StepRun.id)))).scalar() or 0
-        elif any(isinstance(row, StepRun) and row.id is None for row in session.new):
+        elif _unnumbered_runs(session):
             # A run added without a taken id would be inserted at the next id too.
             await session.flush()
             highest = session.info[_HIGHEST_STEP_RUN]
@@ -98,6 +98,11 @@ async def _take_step_run_id(session: AsyncSession) -> int:
             {"wanted": max(1, session.info.get(NEW_RUNS_HINT, 1))})).scalars())
         session.info[_STEP_RUN_IDS] = ids
     return ids.pop(0)
+
+
+def _unnumbered_runs(session: AsyncSession) -> bool:
+    """Whether a step run was added without an id: it gets one only when it is inserted."""
+    return any(isinstance(row, StepRun) and row.id is None for row in session.new)
 
 
 def remember_locked(session: AsyncSession, row: Execution | StepRun) -> None:
@@ -122,7 +127,7 @@ async def step_runs_of(session: AsyncSession, execution_id: int) -> list[StepRun
     if known is None:
         return list((await session.execute(
             select(StepRun).where(StepRun.execution_id == execution_id))).scalars())
-    if any(isinstance(row, StepRun) and row.id is None for row in session.new):
+    if _unnumbered_runs(session):
         await session.flush()  # as the query's autoflush would: new runs get their ids
     return sorted(known, key=lambda run: run.id)
 

@@ -69,24 +69,27 @@ class Worker:
         self._wake.set()
         for task in self._tasks:
             task.cancel()
-        drivers = list(self._drivers.values())
         try:
-            if drivers:
-                pending = set(drivers)
-                try:
-                    _, pending = await asyncio.wait(drivers, timeout=grace)
-                finally:
-                    # After the grace, or at once when the shutdown itself is cut short: a
-                    # driver left running would go on stepping executions from a process
-                    # going away.
-                    for task in pending:
-                        task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+            await self._stop_drivers(grace)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             # Even when the shutdown is cut short: a round left running would hold its
             # transaction open in a loop that may never run it to the end.
             await self.executor.rounds.close()
+
+    async def _stop_drivers(self, grace: float) -> None:
+        drivers = list(self._drivers.values())
+        if not drivers:
+            return
+        pending = set(drivers)
+        try:
+            _, pending = await asyncio.wait(drivers, timeout=grace)
+        finally:
+            # After the grace, or at once when the shutdown itself is cut short: a driver
+            # left running would go on stepping executions from a process going away.
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _loop(self) -> None:
         timers_due = 0.0
